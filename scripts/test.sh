@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up and run the default test suite (slow tests are opt-in: pass --runslow).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --dev
+# The browser test drives Debian's Chromium through Playwright (no browser download).
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    || echo "warning: could not install chromium; browser tests will be skipped"
+fi
+export HF_HUB_OFFLINE=1
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,84 @@
+"""Drive the launched app as a real client would (gradio_client), on the tiny model."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_playground):
+    from app import build_demo
+
+    demo = build_demo(tiny_playground)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+GOOD = dict(message="Tell me about cats.", adapter="a", kl=0.05, mode="logits", temperature=0.7, top_p=0.95, max_new=8, seed=0)
+
+
+def chat(client, **over):
+    args = {**GOOD, **over}
+    return client.predict(*args.values(), api_name="/chat")
+
+
+def test_chat_answers_in_three_columns(client):
+    out = chat(client)
+    base, realigned, tuned = out[0], out[1], out[2]
+    for column in (base, realigned, tuned):
+        assert [m["role"] for m in column] == ["user", "assistant"]
+        assert "tokens" in column[1]["content"][0]["text"] or "tokens" in str(column[1]["content"])
+    assert "λ 2" in str(realigned[1]["content"])  # β_train 0.1 / β 0.05
+
+
+@pytest.mark.parametrize("over, message", [
+    (dict(message="   "), "prompt is empty"),
+    (dict(message="x" * 5000), "characters; the limit is"),
+    (dict(temperature=-1), "Temperature: Value -1 is less than minimum value 0"),
+    (dict(temperature=9), "Temperature: Value 9 is greater than maximum"),
+    (dict(top_p=0), "Top-p: Value 0 is less than minimum"),
+    (dict(top_p=1.5), "Top-p: Value 1.5 is greater than maximum"),
+    (dict(kl=0.001), "KL strength β: Value 0.001 is less than minimum"),
+    (dict(max_new=100000), "Max new tokens: Value 100000 is greater than maximum"),
+    (dict(seed=-3), "seed must be in"),
+    (dict(adapter="nope"), "Adapter (preference-tuned LoRA): Value: nope is not in the list of choices: ['a', 'b']"),
+    (dict(mode="magic"), "How λ is applied: Value: 'magic' (type: <class 'str'>) is not in the list of choices: ['logits', 'weights']"),
+])
+def test_bad_input_gets_a_clear_error(client, over, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as err:
+        chat(client, **over)
+    assert message in str(err.value)
+    client.predict(api_name="/clear")
+    assert chat(client, max_new=2)[1][1]["role"] == "assistant"  # still serving
+
+
+def test_history_is_kept_per_session_and_capped(client):
+    from gradio_client.exceptions import AppError
+
+    client.predict(api_name="/clear")
+    first = chat(client, max_new=2)
+    second = chat(client, message="And dogs?", max_new=2)
+    assert len(second[0]) == len(first[0]) + 2  # the conversation continues
+    for _ in range(6):
+        chat(client, max_new=1)
+    with pytest.raises(AppError, match="the limit is 8. Press Clear"):
+        chat(client, max_new=1)
+    assert client.predict(api_name="/clear")[0] == []

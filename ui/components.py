@@ -1,0 +1,30 @@
+"""Input components whose validation errors name the knob (Gradio's own messages do not).
+
+Gradio checks slider ranges and dropdown choices on the server, also for API calls; these subclasses
+only prefix the component's label, e.g. "Temperature: Value 9 is greater than maximum value 2.0."
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+
+class _NamedErrors:
+    label: str | None
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)  # type: ignore[misc]
+        except gr.Error as err:
+            raise gr.Error(f"{self.label}: {err.message}") from None
+
+
+class Slider(_NamedErrors, gr.Slider):
+    pass
+
+
+class Dropdown(_NamedErrors, gr.Dropdown):
+    pass
+
+
+class Radio(_NamedErrors, gr.Radio):
+    pass

@@ -1,0 +1,102 @@
+"""The "Diffusion guidance" tab: classifier-free guidance on the digit DDPM, the diffusion twin of λ.
+
+Call `build_guidance_tab()` inside an open `gr.Blocks()` / `gr.Tab("Diffusion guidance")` context.
+All events share the concurrency pool "diffusion" (limit 1) so sampling never starves the LM tab.
+"""
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from playground import guidance as G
+
+FORMULAS = r"""
+| Diffusion (this tab) | Language model (LM tab) |
+|---|---|
+| ε̂ = ε_uncond + **w** · (ε_cond − ε_uncond) | ℓ = ℓ_base + **λ** · (ℓ_tuned − ℓ_base) |
+| w = 0: unconditional model | λ = 0: base model |
+| w = 1: conditional model | λ = 1: tuned model |
+| w > 1: extrapolation, more typical, less diverse | λ > 1: extrapolation, more aligned, less diverse |
+
+Same move in both: start from the model without the condition, step along the difference the condition
+makes, and scale the step. **w ↔ λ.** Classifier-free guidance: Ho & Salimans (2022).
+"""
+DEFAULT = G.GuidanceSettings()
+SHOWN_PROGRESS_SAMPLES = 8
+PROGRESS_FRAMES = 6
+EVENT = {"concurrency_id": "diffusion", "concurrency_limit": 1}
+
+
+def _settings(digit: int, w: float, samples: int, steps: int, scheduler: str, seed: int) -> G.GuidanceSettings:
+    try:
+        return G.GuidanceSettings(digit, w, samples, steps, scheduler, seed)
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from exc
+
+
+def generate(
+    digit: int, w: float, samples: int, steps: int, scheduler: str, seed: int
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Sample one batch → (sample grid, x̂_0 progress grid, readout markdown)."""
+    s = _settings(digit, w, samples, steps, scheduler, seed)
+    res = G.sample(s, progress_frames=PROGRESS_FRAMES)
+    grid = G.grid_image(res.images, nrow=min(8, s.num_samples), scale=4)
+    frames = [f[:SHOWN_PROGRESS_SAMPLES] for f in res.progress]  # rows: samples, columns: noisy → clean
+    per_sample = np.stack(frames, axis=1).reshape(-1, *frames[0].shape[1:])
+    progress = G.grid_image(per_sample, nrow=len(frames), scale=3)
+    m = G.metrics(res.images, s.digit)
+    readout = (
+        f"**class accuracy** {m['class_accuracy']:.0%} (classifier says {s.digit}) · "
+        f"**mean p(digit)** {m['class_prob_mean']:.2f} · **diversity** {m['diversity']:.2f} "
+        f"(pixel L2) · **feature spread** {m['feature_spread']:.2f} · {res.seconds:.1f} s"
+    )
+    return grid, progress, readout
+
+
+def run_sweep(
+    digit: int, scales: str, samples: int, steps: int, scheduler: str, seed: int
+) -> tuple[Figure, pd.DataFrame]:
+    """Sweep w over `scales` with the same x_T → (plot, table)."""
+    _settings(digit, 0.0, samples, steps, scheduler, seed)
+    try:
+        rows = G.sweep(digit, scales, samples, steps, seed, scheduler)
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from exc
+    return G.plot_sweep(rows), pd.DataFrame(rows).round(3)
+
+
+def build_guidance_tab() -> None:
+    """Create the tab's components and events in the current Blocks context."""
+    gr.Markdown("Sample digits from a tiny class-conditional DDPM with classifier-free guidance.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            digit = gr.Radio(list(range(10)), value=DEFAULT.digit, label="Digit y")
+            w = gr.Slider(0, 10, value=DEFAULT.guidance_scale, step=0.1, label="Guidance scale w",
+                          info="Higher w = more typical of the digit, less diverse; 0 = ignores the digit")
+            samples = gr.Slider(1, 64, value=DEFAULT.num_samples, step=1, label="Samples",
+                                info="More = steadier metrics, slower")
+            steps = gr.Slider(1, 200, value=30, step=1, label="Denoising steps",
+                              info="More = cleaner samples, slower")
+            scheduler = gr.Dropdown(list(G.SCHEDULERS), value=DEFAULT.scheduler, label="Scheduler",
+                                    info="ddim: deterministic; ddpm: stochastic, wants more steps; euler: ODE")
+            seed = gr.Number(value=DEFAULT.seed, precision=0, label="Seed",
+                             info="Same seed + settings = same images")
+            go = gr.Button("Generate", variant="primary")
+        with gr.Column(scale=2):
+            grid = gr.Image(label="Samples", type="numpy", image_mode="L", interactive=False)
+            readout = gr.Markdown()
+            progress = gr.Image(label="Denoising progress: predicted x̂₀, noisy → clean (first 8 samples)",
+                                type="numpy", image_mode="L", interactive=False)
+    with gr.Row():
+        scales = gr.Textbox("0,1,2,4,8", label="Scales w to sweep", info="Comma-separated, each in [0, 20]")
+        sweep_btn = gr.Button("Sweep w")
+    with gr.Row():
+        plot = gr.Plot(label="Alignment vs diversity")
+        table = gr.Dataframe(label="Sweep rows", interactive=False)
+    gr.Markdown(FORMULAS)
+    knobs = [digit, w, samples, steps, scheduler, seed]
+    go.click(generate, inputs=knobs, outputs=[grid, progress, readout], api_name="diffusion_generate", **EVENT)
+    sweep_btn.click(run_sweep, inputs=[digit, scales, samples, steps, scheduler, seed], outputs=[plot, table],
+                    api_name="diffusion_sweep", **EVENT)
