@@ -10,7 +10,7 @@ import sys
 
 from playground.loading import ModelLoadError
 from playground.settings import DEFAULT_DECODE
-from playground.validation import InputError
+from playground.validation import InputError, check_decode, check_prompt, lambda_from
 
 USER_ERRORS = (InputError, ModelLoadError, KeyError, FileNotFoundError)
 
@@ -38,11 +38,14 @@ def cmd_generate(args) -> int:
     base = args.base or registry.DEFAULT_BASE
     registry.get_base(base)
     adapter = args.adapter or registry.DEFAULT_ADAPTER
-    registry.get_adapter(adapter)
-    pg = Playground.from_registry(base, adapters=[adapter])
     kl, lam = args.kl_strength, args.lam
     if kl is None and lam is None:
         lam = 1.0  # the tuned model as trained (β = β_train)
+    # Cheap checks first, so bad input is answered before any model loads.
+    check_prompt(args.prompt)
+    check_decode(args.temperature, args.top_p, args.max_new_tokens, args.seed)
+    lambda_from(kl, lam, registry.get_adapter(adapter).beta_train)
+    pg = Playground.from_registry(base, adapters=[adapter])
     s = pg.settings(args.prompt, adapter, kl_strength=kl, lam=lam, mode=args.mode, temperature=args.temperature,
                     top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
     answers = pg.side_by_side(s)

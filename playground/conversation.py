@@ -14,7 +14,8 @@ from playground.service import COLUMNS, Answer, Playground, SideBySide
 from playground.settings import LIMITS
 from playground.validation import InputError
 
-TITLES = {"base": "Base model", "realigned": "Realigned", "tuned": "Tuned as trained"}
+TITLES = {"base": "Base model (λ = 0)", "realigned": "Realigned (λ = β_train/β from the slider)",
+          "tuned": "Tuned as trained (λ = 1)"}
 
 
 @dataclass

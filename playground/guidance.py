@@ -98,7 +98,10 @@ def _scheduler_config(model_dir: Path) -> dict:
 
 
 def cfg_combine(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, w: float) -> torch.Tensor:
-    """ε̂ = ε_uncond + w (ε_cond − ε_uncond). Ho & Salimans (eq. 6) write (1 + w′)ε_cond − w′ε_uncond: w = 1 + w′."""
+    """ε̂ = ε_uncond + w (ε_cond − ε_uncond).
+
+    Ho & Salimans (2022, eq. 6) write ε̃ = (1 + w′) ε_cond − w′ ε_uncond, i.e. their w′ is our w − 1.
+    """
     return eps_uncond + w * (eps_cond - eps_uncond)
 
 
@@ -179,7 +182,8 @@ def metrics(images: np.ndarray, digit: int) -> dict[str, float]:
 def parse_scales(text: str | list[float]) -> list[float]:
     """"0,1,2,4,8" (or a list) → validated guidance scales; ValueError names `scales`."""
     try:
-        raw = [float(s) for s in text.replace(";", ",").split(",") if s.strip()] if isinstance(text, str) else list(text)
+        parts = text.replace(";", ",").split(",") if isinstance(text, str) else list(text)
+        raw = [float(p) for p in parts if not isinstance(p, str) or p.strip()]
     except (TypeError, ValueError):
         raise InputError(f"scales must be comma-separated numbers in [0, {MAX_GUIDANCE:g}], got {text!r}") from None
     if not 1 <= len(raw) <= MAX_SCALES:

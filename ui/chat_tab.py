@@ -50,7 +50,7 @@ def build_chat_tab(pg: Playground) -> None:
                          ("Weight scaling: LoRA × λ (cheaper approximation)", "weights")],
                         value="logits", label="How λ is applied")
     with gr.Row():
-        kl = Slider(beta0 / LIMITS.max_lambda, 20 * beta0, value=beta0, step=beta0 / 40, label="KL strength β",
+        kl = Slider(beta0 / LIMITS.max_lambda, 20 * beta0, value=beta0, step=beta0 / 40, label="KL strength β", elem_id="kl-strength",
                        info="Higher β = closer to the base model; lower β = more aligned, less diverse")
         temperature = Slider(0.0, LIMITS.max_temperature, value=DEFAULT_DECODE.temperature, step=0.05, label="Temperature",
                                 info="Higher = more random and diverse; 0 = greedy")

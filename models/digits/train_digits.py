@@ -157,7 +157,7 @@ def main() -> None:
         "classifier_heldout_accuracy": round(heldout_accuracy(), 4),
         "parameters": sum(p.numel() for p in ema.parameters()),
         "weights_dtype": "float16 (load with torch_dtype=torch.float32 on CPU)",
-        "hardware": f"CPU (2 cores, shared with other jobs: wall time varies), torch.set_num_threads({args.threads})",
+        "hardware": f"CPU, 2 cores shared with other jobs (wall time varies), {args.threads} torch threads",
         "loss_log": stats["log"],
     })
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))

@@ -1,0 +1,75 @@
+"""The command line as a user runs it: JSON output, exit code 2 with one line for bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from models import registry
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "playground", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_adapters_json_lists_registry():
+    out = run_cli("adapters", "--json")
+    assert out.returncode == 0
+    rows = json.loads(out.stdout)
+    assert {r["name"] for r in rows} == set(registry.ADAPTERS)
+    for r in rows:
+        if r["installed"]:
+            assert r["beta_train"] > 0 and r["judge"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prompt", "  "], "prompt is empty"),
+    (["--prompt", "hi", "--temperature", "-1"], "temperature must be in [0, 2]"),
+    (["--prompt", "hi", "--temperature", "nan"], "temperature must be a finite number"),
+    (["--prompt", "hi", "--top-p", "0"], "top_p must be in (0, 1]"),
+    (["--prompt", "hi", "--lambda", "99"], "lambda must be in [0, 8]"),
+    (["--prompt", "hi", "--max-new-tokens", "100000"], "max_new_tokens must be in [1, 256]"),
+    (["--prompt", "hi", "--adapter", "nope"], "unknown adapter 'nope'; available:"),
+])
+def test_bad_input_exits_2_with_one_line(args, message):
+    out = run_cli("generate", *args)
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+
+
+def installed() -> list[str]:
+    return [a.name for a in registry.installed_adapters()]
+
+
+@pytest.mark.skipif(not installed(), reason="no trained adapter installed in models/adapters")
+def test_generate_json_endpoints_match_plain_greedy(shipped_tokenizer_dir):
+    """λ = 0 at T = 0 is greedy decoding of the base model; λ = 1 is greedy base+adapter (peft)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name = installed()[0]
+    n = 12
+    outs = {lam: json.loads(run_cli("generate", "--prompt", "Give me a tip for a rainy day.", "--adapter", name,
+                                    "--lambda", str(lam), "--temperature", "0", "--max-new-tokens", str(n), "--json").stdout)
+            for lam in (0, 1)}
+    for key in ("base", "realigned", "tuned", "settings"):
+        assert key in outs[0]
+    for col in ("base", "realigned", "tuned"):
+        assert {"text", "tokens", "kl_to_base", "reward"} <= set(outs[0][col])
+    tok = AutoTokenizer.from_pretrained(shipped_tokenizer_dir)
+    text = tok.apply_chat_template([{"role": "user", "content": "Give me a tip for a rainy day."}], add_generation_prompt=True, tokenize=False)
+    x = tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    base = AutoModelForCausalLM.from_pretrained(shipped_tokenizer_dir).eval()
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(shipped_tokenizer_dir), registry.get_adapter(name).path).eval()
+    for model, lam in ((base, 0), (tuned, 1)):
+        with torch.no_grad():
+            ids = model.generate(x, max_new_tokens=n, do_sample=False, eos_token_id=[0, 2], pad_token_id=2)[0, x.shape[1]:]
+        assert outs[lam]["realigned"]["text"] == tok.decode(ids, skip_special_tokens=True)
+    assert outs[0]["realigned"]["kl_to_base"] == pytest.approx(0.0, abs=1e-6)
+    assert outs[0]["base"]["text"] == outs[1]["base"]["text"]
+    assert outs[1]["tuned"]["text"] == outs[1]["realigned"]["text"]

@@ -1,0 +1,176 @@
+"""The "Trade-off" tab: sweep λ (or β) × temperature on one adapter; plot reward, KL and diversity.
+
+Call `build_tradeoff_tab(pg)` inside `gr.Tab("Trade-off")`. Only components and event wiring live here;
+the sweep, metrics and figures come from `playground.sweep` and `playground.tradeoff_plots`.
+"""
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from playground.judges import available_judges
+from playground.service import Playground
+from playground.settings import LIMITS, ServeSettings
+from playground.sweep import (DEFAULT_LAMBDAS, DEFAULT_TEMPERATURES, SweepCancelled, SweepSettings, parse_floats,
+                              run_sweep, split_prompts, token_view)
+from playground.sweep_cli import default_prompts, write_outputs
+from playground.tradeoff_plots import all_figures, overoptimisation_warning
+from playground.validation import InputError
+
+# A sweep decodes prompts × settings × samples answers and can take minutes on a CPU, so it gets a larger
+# limit than a chat turn. Gradio applies `time_limit` only to streaming events, so the limit is also enforced
+# here: `should_stop` turns true past it and the sweep ends, freeing its "lm" slot.
+SWEEP_TIME_LIMIT_S = 900
+MAX_UPLOAD_BYTES = 256_000
+SWEEP_EVENT = {"concurrency_id": "lm", "concurrency_limit": ServeSettings().lm_concurrency, "time_limit": SWEEP_TIME_LIMIT_S}
+TOKEN_EVENT = {"concurrency_id": "lm", "concurrency_limit": ServeSettings().lm_concurrency, "time_limit": LIMITS.request_timeout_s}
+SOURCES = ["Examples", "Typed (one per line)", "Uploaded .txt"]
+SAMPLE_COLUMNS = ["prompt", "lambda", "temperature", "sample", "text", "reward", "heldout_reward", "kl_mean", "tokens"]
+EXPLAIN = """**Trade-off explorer.** Each setting realigns the adapter at `λ = β_train/β` and samples every prompt
+several times. Per setting: reward under the adapter's own (training) judge and a held-out judge, KL to the base
+model, and diversity across the samples of each prompt. **Higher λ (lower β) → more aligned, further from the
+base model, usually less diverse; higher temperature → more diverse, usually lower reward.**"""
+
+_STOPS: dict[str, threading.Event] = {}  # session → its running sweep's stop flag (set by Cancel)
+
+
+def _session(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "anonymous"
+
+
+def _prompts(source: str, typed: str, upload: str | None) -> list[str]:
+    if source == SOURCES[1]:
+        return split_prompts(typed or "")
+    if source == SOURCES[2]:
+        if not upload:
+            raise InputError("prompts file: upload a .txt file with one prompt per line")
+        path = Path(upload)
+        if path.stat().st_size > MAX_UPLOAD_BYTES:
+            raise InputError(f"prompts file: {path.stat().st_size} bytes; the limit is {MAX_UPLOAD_BYTES}")
+        return split_prompts(path.read_text(encoding="utf-8", errors="replace"))
+    return default_prompts()
+
+
+def _settings(adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed) -> SweepSettings:
+    values = parse_floats("kl_strengths" if grid_kind == "β" else "lambdas", grid or "")
+    return SweepSettings(adapter=adapter, prompts=_prompts(source, typed, upload),
+                         lambdas=None if grid_kind == "β" else values, kl_strengths=values if grid_kind == "β" else None,
+                         temperatures=parse_floats("temperatures", temps or ""), samples=samples, max_new_tokens=max_new,
+                         seed=seed, judge=judge or None, heldout_judge=heldout or None)
+
+
+def _outputs(result, out_dir: str) -> list:
+    s = result.settings
+    figures = all_figures(result.rows, s["judge"], s["heldout_judge"])
+    paths = write_outputs(Path(out_dir) / "sweep.json", result, figures)
+    warning = overoptimisation_warning(result.rows, s["judge"], s["heldout_judge"])
+    summary = (f"{len(result.samples)} answers ({len(s['prompts'])} prompts × {len(result.rows)} settings × {s['samples']} "
+               f"samples) in {result.wall_s:.0f} s · judge **{s['judge']}**, held-out **{s['heldout_judge']}** · "
+               f"β_train = {s['beta_train']:g} · ringed = Pareto-optimal (reward vs semantic diversity)")
+    samples = pd.DataFrame(result.samples)[SAMPLE_COLUMNS].round(4)
+    return [pd.DataFrame(result.rows).round(4), *(figures[k] for k in ("frontier", "diversity", "metrics", "overopt")),
+            f"⚠️ {warning}" if warning else "No sign of over-optimisation in this sweep.", [str(p) for p in paths], samples, summary]
+
+
+def _highlights(view: dict) -> tuple[list, list, str]:
+    """(tokens coloured by KL scaled to the answer's max, tokens marked where shifted, readout)."""
+    top = max((t["kl"] for t in view["tokens"]), default=0.0) or 1.0
+    by_kl = [(t["text"], round(t["kl"] / top, 3)) for t in view["tokens"]]
+    shifted = [(t["text"], "shifted" if t["shifted"] else None) for t in view["tokens"]]
+    readout = (f"**{view['shifted_share']:.0%}** of {len(view['tokens'])} positions shifted (base model's top token ≠ "
+               f"realigned top token) · mean KL {view['kl_mean']:.4f} nats/token (max {top:.3f}, the darkest colour) · "
+               f"sequence KL {view['kl_sum']:.3f} · λ = {view['lambda']:g}")
+    return by_kl, shifted, readout
+
+
+def build_tradeoff_tab(pg: Playground) -> None:
+    names = sorted(pg.adapters)
+    default_adapter = "upbeat-b0.1" if "upbeat-b0.1" in names else (names[0] if names else None)
+    judges = available_judges()
+    gr.Markdown(EXPLAIN)
+    with gr.Row():
+        adapter = gr.Dropdown(names, value=default_adapter, label="Adapter")
+        judge = gr.Dropdown(["", *judges], value="", label="Training judge (reward)", info="Empty = the adapter's own judge")
+        heldout = gr.Dropdown(["", *judges], value="", label="Held-out judge", info="Empty = the other built-in judge")
+    with gr.Row():
+        source = gr.Radio(SOURCES, value=SOURCES[0], label="Prompts")
+        typed = gr.Textbox("\n".join(default_prompts()), lines=4, label="Typed prompts, one per line",
+                           info=f"At most {LIMITS.max_sweep_prompts}; more prompts = steadier averages, slower")
+        upload = gr.File(file_types=[".txt"], type="filepath", label="Prompts file (.txt, one per line)")
+    with gr.Row():
+        grid_kind = gr.Radio(["λ", "β"], value="λ", label="Sweep", info="λ = β_train/β; β = KL strength (inf = base)")
+        grid = gr.Textbox(",".join(f"{v:g}" for v in DEFAULT_LAMBDAS), label="Values (comma-separated)",
+                          info=f"λ in [0, {LIMITS.max_lambda:g}]: higher = more aligned, further from the base model")
+        temps = gr.Textbox(",".join(f"{v:g}" for v in DEFAULT_TEMPERATURES), label="Temperatures",
+                           info="Higher = more diverse; 0 = greedy")
+    with gr.Row():
+        samples = gr.Slider(1, LIMITS.max_samples_per_setting, value=4, step=1, label="Samples per prompt per setting",
+                            info="More = steadier diversity estimates, slower")
+        max_new = gr.Slider(1, LIMITS.max_new_tokens, value=64, step=1, label="Max new tokens", info="Longer = slower")
+        seed = gr.Number(0, precision=0, label="Seed", info="Sample k uses seed + k")
+    with gr.Row():
+        run_btn = gr.Button("Run sweep", variant="primary")
+        cancel_btn = gr.Button("Cancel", variant="stop")
+    summary = gr.Markdown()
+    warning = gr.Markdown()
+    table = gr.Dataframe(label="One row per (λ, T)", interactive=False)
+    with gr.Row():
+        frontier, diversity = gr.Plot(label="Reward vs KL"), gr.Plot(label="Diversity vs reward")
+    with gr.Row():
+        metrics, overopt = gr.Plot(label="Metrics vs λ"), gr.Plot(label="Over-optimisation")
+    files = gr.File(label="Downloads (JSON, CSV, samples, PNG)", file_count="multiple", interactive=False)
+    with gr.Accordion("Every sample", open=False):
+        samples_df = gr.Dataframe(interactive=False, wrap=True)
+    with gr.Accordion("Token-level view: where does the realigned model depart from the base?", open=True):
+        with gr.Row():
+            tv_prompt = gr.Textbox(default_prompts()[0], label="Prompt", scale=3)
+            tv_lam = gr.Number(2.0, label="λ", minimum=LIMITS.min_lambda, maximum=LIMITS.max_lambda)
+            tv_temp = gr.Number(0.0, label="Temperature", info="0 = greedy", minimum=0, maximum=LIMITS.max_temperature)
+            tv_seed = gr.Number(0, precision=0, label="Seed")
+            tv_btn = gr.Button("Show tokens")
+        tv_kl = gr.HighlightedText(label="Each token coloured by KL(π_λ ‖ π_base) at that position", show_legend=False)
+        tv_shift = gr.HighlightedText(label="Shifted positions", color_map={"shifted": "orange"}, show_legend=True)
+        tv_readout = gr.Markdown()
+
+    def sweep(adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed,
+              request: gr.Request, progress=gr.Progress()):
+        key, stop = _session(request), threading.Event()
+        _STOPS[key] = stop
+        deadline = time.monotonic() + SWEEP_TIME_LIMIT_S
+        try:
+            settings = _settings(adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed)
+            result = run_sweep(pg, settings, progress=lambda f, m: progress(f, desc=m),
+                               should_stop=lambda: stop.is_set() or time.monotonic() > deadline)
+            return _outputs(result, tempfile.mkdtemp(prefix="tradeoff-"))  # a fresh directory per request
+        except InputError as err:
+            raise gr.Error(str(err)) from None
+        except SweepCancelled as err:
+            why = "over the time limit" if time.monotonic() > deadline else "cancelled"
+            raise gr.Error(f"{err} ({why}); no results") from None
+        finally:
+            if _STOPS.get(key) is stop:
+                del _STOPS[key]
+
+    def cancel(request: gr.Request):
+        if (stop := _STOPS.get(_session(request))) is not None:
+            stop.set()  # the worker thread sees it at its next token and frees the model
+
+    def tokens(adapter, prompt, lam, temperature, seed, max_new):
+        deadline = time.monotonic() + LIMITS.request_timeout_s
+        try:
+            view = token_view(pg, prompt, adapter, lam, temperature, seed, max_new, should_stop=lambda: time.monotonic() > deadline)
+        except InputError as err:
+            raise gr.Error(str(err)) from None
+        return _highlights(view)
+
+    inputs = [adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed]
+    outputs = [table, frontier, diversity, metrics, overopt, warning, files, samples_df, summary]
+    run_event = run_btn.click(sweep, inputs, outputs, api_name="tradeoff_sweep", **SWEEP_EVENT)
+    cancel_btn.click(cancel, None, None, cancels=[run_event], api_name="tradeoff_cancel", queue=False)
+    tv_btn.click(tokens, [adapter, tv_prompt, tv_lam, tv_temp, tv_seed, max_new], [tv_kl, tv_shift, tv_readout],
+                 api_name="token_view", **TOKEN_EVENT)
