@@ -35,17 +35,21 @@ class RowSampler:
 
     def sample(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (token [R], sampling distribution [R, V]) for realigned logits [R, V]."""
+        greedy_tok = torch.argmax(logits, dim=-1)
+        one_hot = torch.nn.functional.one_hot(greedy_tok, logits.shape[-1]).to(torch.float32)
+        if bool(self.greedy.all()):
+            return greedy_tok, one_hot
         temp = torch.where(self.greedy, torch.ones_like(self.temperature), self.temperature)
         probs = torch.softmax(logits / temp[:, None], dim=-1)  # softmax(ℓ / T)
-        keep = top_p_mask(probs, self.top_p)
-        probs = torch.where(keep, probs, torch.zeros_like(probs))
-        probs = probs / probs.sum(-1, keepdim=True)  # renormalised nucleus distribution
-        # One uniform vector per row from the row's own generator (also for greedy rows, so a row's
-        # random stream does not depend on its neighbours' temperatures).
-        u = torch.stack([torch.rand(logits.shape[-1], generator=g) for g in self.generators])
+        if bool((self.top_p < 1).any()):  # the sort is the costliest step; skip it when nobody truncates
+            probs = torch.where(top_p_mask(probs, self.top_p), probs, torch.zeros_like(probs))
+            probs = probs / probs.sum(-1, keepdim=True)  # renormalised nucleus distribution
+        # One uniform vector per sampling row from the row's own generator: a row's random stream
+        # depends only on its own seed, never on its neighbours in the batch. Greedy rows draw nothing.
+        u = torch.full_like(probs, 0.5)
+        for i in torch.nonzero(~self.greedy).flatten().tolist():
+            u[i] = torch.rand(logits.shape[-1], generator=self.generators[i])
         gumbel = -torch.log(-torch.log(u.clamp(1e-12, 1 - 1e-7)))
         sampled = torch.argmax(torch.log(probs) + gumbel, dim=-1)  # log 0 = −inf drops tokens outside
-        greedy_tok = torch.argmax(logits, dim=-1)
         token = torch.where(self.greedy, greedy_tok, sampled)
-        one_hot = torch.nn.functional.one_hot(greedy_tok, logits.shape[-1]).to(probs.dtype)
         return token, torch.where(self.greedy[:, None], one_hot, probs)

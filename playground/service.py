@@ -11,11 +11,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import torch
+
 from models import registry
 from playground.chat import decode, prompt_ids, stop_token_ids
 from playground.engine import Engine, Request, Stream
 from playground.loading import LoadedBase, load_base
 from playground.lora import AdapterSet
+from playground.settings import model_dtype_name
 from playground.validation import check_choice, check_decode, lambda_from
 
 COLUMNS = ("base", "realigned", "tuned")  # base model; λ-realigned; tuned as trained (λ = 1)
@@ -76,9 +79,10 @@ class Playground:
         self.engine = Engine(base.model, self.tokenizer, self.adapter_set, self.stop_ids)
 
     @classmethod
-    def from_registry(cls, base: str = registry.DEFAULT_BASE, adapters: Sequence[str] | None = None) -> "Playground":
+    def from_registry(cls, base: str = registry.DEFAULT_BASE, adapters: Sequence[str] | None = None,
+                      dtype: str | None = None) -> "Playground":
         entry = registry.get_base(base)
-        loaded = load_base(entry.source)
+        loaded = load_base(entry.source, dtype=getattr(torch, dtype or model_dtype_name()))
         names = adapters if adapters is not None else [a.name for a in registry.installed_adapters(base)]
         infos = []
         for name in names:

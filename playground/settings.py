@@ -23,6 +23,15 @@ def cache_dir() -> Path:
     return path
 
 
+def model_dtype_name() -> str:
+    """Weights' dtype: "float32" (default; exact, matches reference implementations) or "bfloat16"
+    (PLAYGROUND_DTYPE=bfloat16: half the memory traffic and AMX matmuls, ~1e-2 logit differences)."""
+    name = os.environ.get("PLAYGROUND_DTYPE", "float32")
+    if name not in ("float32", "bfloat16"):
+        raise ValueError(f"PLAYGROUND_DTYPE must be float32 or bfloat16; got {name!r}")
+    return name
+
+
 @dataclass(frozen=True)
 class DecodeSettings:
     """One generation request's knobs. Every field is per row: a batch may mix many settings."""

@@ -111,11 +111,6 @@ def _judge(name: str, value: str) -> str:
     return check_choice(name, value, available_judges())
 
 
-def split_prompts(text: str) -> list[str]:
-    """One prompt per line; blank lines and lines starting with # are skipped."""
-    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-
-
 def _prompts(prompts: Sequence[str]) -> list[str]:
     if isinstance(prompts, str) or not prompts:
         raise InputError("prompts: give at least one prompt (a list, one prompt per item)")
@@ -129,26 +124,31 @@ def _prompts(prompts: Sequence[str]) -> list[str]:
     return list(prompts)
 
 
+def _values(name: str, values, low: float, high: float) -> list[float]:
+    """Parsed, range-checked, de-duplicated and sorted; inf passes for kl_strengths (the base model)."""
+    parsed = parse_floats(name, values)
+    return sorted({v if v == math.inf and name == "kl_strengths" else check_number(name, v, low, high) for v in parsed})
+
+
 def precheck(s: SweepSettings) -> SweepSettings:
     """Validate the fields that need no model (the CLI runs this before loading one); returns them normalised."""
     if s.lambdas is not None and s.kl_strengths is not None:
         raise InputError("give lambdas or kl_strengths, not both")
-    knob = None if s.kl_strengths is None else [
-        b if b == math.inf else check_number("kl_strengths", b, LIMITS.min_kl_strength, LIMITS.max_kl_strength)
-        for b in parse_floats("kl_strengths", s.kl_strengths)]
-    lams = None if knob else sorted(set(check_number("lambdas", v, LIMITS.min_lambda, LIMITS.max_lambda)
-                                        for v in parse_floats("lambdas", DEFAULT_LAMBDAS if s.lambdas is None else s.lambdas)))
-    temps = sorted(set(check_number("temperatures", t, 0.0, LIMITS.max_temperature)
-                       for t in parse_floats("temperatures", s.temperatures)))
-    samples = check_int("samples", s.samples, 1, LIMITS.max_samples_per_setting)
-    grid = len(set(knob or lams)) * len(temps) * samples
-    if grid > LIMITS.max_sweep_rows:
-        raise InputError(f"lambdas × temperatures × samples = {len(set(knob or lams))} × {len(temps)} × {samples} = {grid} "
-                         f"settings per prompt; the limit is {LIMITS.max_sweep_rows}")
+    lim = LIMITS
+    betas = None if s.kl_strengths is None else _values("kl_strengths", s.kl_strengths, lim.min_kl_strength,
+                                                         lim.max_kl_strength)
+    lams = None if betas else _values("lambdas", DEFAULT_LAMBDAS if s.lambdas is None else s.lambdas, lim.min_lambda,
+                                      lim.max_lambda)
+    temps = _values("temperatures", s.temperatures, 0.0, lim.max_temperature)
+    samples = check_int("samples", s.samples, 1, lim.max_samples_per_setting)
+    n = len(betas or lams or ())
+    if n * len(temps) * samples > lim.max_sweep_rows:
+        raise InputError(f"lambdas × temperatures × samples = {n} × {len(temps)} × {samples} = {n * len(temps) * samples} "
+                         f"settings per prompt; the limit is {lim.max_sweep_rows}")
     _, top_p, max_new, seed = check_decode(0.0, s.top_p, s.max_new_tokens, s.seed)
-    check_int("seed", seed, 0, LIMITS.max_seed - samples)
+    check_int("seed", seed, 0, lim.max_seed - samples)
     judges = {k: _judge(k, getattr(s, k)) if getattr(s, k) else None for k in ("judge", "heldout_judge")}
-    return replace(s, prompts=_prompts(s.prompts), lambdas=lams, kl_strengths=knob, temperatures=temps, samples=samples,
+    return replace(s, prompts=_prompts(s.prompts), lambdas=lams, kl_strengths=betas, temperatures=temps, samples=samples,
                    max_new_tokens=max_new, top_p=top_p, seed=seed, **judges)
 
 
@@ -159,7 +159,7 @@ def resolve(pg, s: SweepSettings) -> SweepSettings:
     s = precheck(s)
     adapter = check_choice("adapter", s.adapter, sorted(pg.adapters))
     info = pg.adapters[adapter]
-    lams = s.lambdas or sorted(set(0.0 if b == math.inf else lambda_from(b, None, info.beta_train)[0] for b in s.kl_strengths))
+    lams = s.lambdas or sorted({0.0 if b == math.inf else lambda_from(b, None, info.beta_train)[0] for b in s.kl_strengths})
     judge = s.judge or _judge("judge", info.judge)
     others = [j for j in available_judges() if j != judge]
     heldout = s.heldout_judge or (others[0] if others else judge)
@@ -174,7 +174,8 @@ def kl_strength(beta_train: float, lam: float) -> float | None:
 def build_requests(pg, s: SweepSettings) -> tuple[list[tuple[int, float, float, int]], list[Request]]:
     """One Request per (prompt, λ, T, sample), keyed (prompt index, λ, T, sample k); seed = s.seed + k."""
     ids = [prompt_ids(pg.tokenizer, (), p, pg.chat) for p in s.prompts]
-    keys = [(i, lam, t, k) for i in range(len(ids)) for lam in s.lambdas for t in s.temperatures for k in range(s.samples)]
+    keys = [(i, lam, t, k) for i in range(len(ids)) for lam in s.lambdas for t in s.temperatures
+            for k in range(s.samples)]
     reqs = [Request(ids[i], adapter=s.adapter, lam=lam, mode="logits", temperature=t, top_p=s.top_p,
                     max_new_tokens=s.max_new_tokens, seed=s.seed + k) for i, lam, t, k in keys]
     return keys, reqs
@@ -194,7 +195,8 @@ def decode_all(pg, reqs: Sequence[Request], progress: Progress, should_stop: Cal
         last: list[Stream] = []
         if not should_stop():
             for step, last in enumerate(pg.engine.stream([reqs[i] for i in idx], should_stop=should_stop), 1):
-                progress(DECODE_SHARE * (c + step / steps) / len(chunks), f"decoding batch {c + 1}/{len(chunks)}: token {step}/{steps}")
+                progress(DECODE_SHARE * (c + step / steps) / len(chunks),
+                         f"decoding batch {c + 1}/{len(chunks)}: token {step}/{steps}")
         if not last or not all(st.done for st in last):
             raise SweepCancelled(f"sweep cancelled during batch {c + 1} of {len(chunks)}")
         out.extend(last)
@@ -215,30 +217,34 @@ def _score(pg, samples: list[dict], key: str, judge: str) -> None:
         x[key] = float(r)
 
 
+DIVERSITY: dict[str, Callable[[list[list[int]], list[str], int], float]] = {
+    "distinct_1": lambda ids, texts, vocab: distinct_n(ids, 1), "distinct_2": lambda ids, texts, vocab: distinct_n(ids, 2),
+    "ead": lambda ids, texts, vocab: ead(ids, 2, vocab), "self_bleu": lambda ids, texts, vocab: self_bleu(texts),
+    "semantic_diversity": lambda ids, texts, vocab: semantic_diversity(texts),
+}  # token-id metrics on the answer's ids (stop token dropped); self-BLEU and semantic diversity on its text
+
+
 def _diversity(group: Sequence[dict], vocab: int) -> dict[str, float]:
     """Diversity across the samples of each prompt, averaged over prompts."""
     by_prompt: dict[int, list[dict]] = {}
     for x in group:
         by_prompt.setdefault(x["prompt_index"], []).append(x)
-    per = {"distinct_1": [], "distinct_2": [], "ead": [], "self_bleu": [], "semantic_diversity": []}
-    for xs in by_prompt.values():
-        ids, texts = [x["token_ids"] for x in xs], [x["text"] for x in xs]
-        per["distinct_1"].append(distinct_n(ids, 1))
-        per["distinct_2"].append(distinct_n(ids, 2))
-        per["ead"].append(ead(ids, 2, vocab))
-        per["self_bleu"].append(self_bleu(texts))
-        per["semantic_diversity"].append(semantic_diversity(texts))
-    return {k: float(np.mean(v)) for k, v in per.items()}
+    per = [[x["token_ids"] for x in xs] for xs in by_prompt.values()], [[x["text"] for x in xs] for xs in by_prompt.values()]
+    return {k: float(np.mean([f(ids, texts, vocab) for ids, texts in zip(*per)])) for k, f in DIVERSITY.items()}
+
+
+def _mean(group: Sequence[dict], key: str) -> float:
+    return float(np.mean([x[key] for x in group]))
 
 
 def _row(lam: float, t: float, beta_train: float, group: Sequence[dict], vocab: int) -> dict:
     reward, reward_ci = mean_ci95([x["reward"] for x in group])
     held, held_ci = mean_ci95([x["heldout_reward"] for x in group])
-    return {"lambda": lam, "kl_strength": kl_strength(beta_train, lam), "temperature": t,
-            "reward_mean": reward, "reward_ci95": reward_ci, "heldout_reward_mean": held, "heldout_reward_ci95": held_ci,
-            "kl_to_base": float(np.mean([x["kl_mean"] for x in group])), "kl_seq": float(np.mean([x["kl_sum"] for x in group])),
-            "entropy": float(np.mean([x["entropy"] for x in group])),
-            "length_mean": float(np.mean([len(x["token_ids"]) for x in group])), **_diversity(group, vocab), "pareto": False}
+    return {"lambda": lam, "kl_strength": kl_strength(beta_train, lam), "temperature": t, "reward_mean": reward,
+            "reward_ci95": reward_ci, "heldout_reward_mean": held, "heldout_reward_ci95": held_ci,
+            "kl_to_base": _mean(group, "kl_mean"), "kl_seq": _mean(group, "kl_sum"), "entropy": _mean(group, "entropy"),
+            "length_mean": float(np.mean([len(x["token_ids"]) for x in group])), **_diversity(group, vocab),
+            "pareto": False}
 
 
 def summarise(s: SweepSettings, beta_train: float, samples: Sequence[dict], vocab: int) -> list[dict]:
@@ -310,7 +316,8 @@ def token_view(pg, prompt: str, adapter: str, lam: float, temperature: float = 0
     adapter = check_choice("adapter", adapter, sorted(pg.adapters))
     lam = check_number("lambda", lam, LIMITS.min_lambda, LIMITS.max_lambda)
     temperature, top_p, max_new_tokens, seed = check_decode(temperature, top_p, max_new_tokens, seed)
-    req = Request(prompt_ids(pg.tokenizer, (), prompt, pg.chat), adapter, lam, "logits", temperature, top_p, max_new_tokens, seed)
+    ids = prompt_ids(pg.tokenizer, (), prompt, pg.chat)
+    req = Request(ids, adapter, lam, "logits", temperature, top_p, max_new_tokens, seed)
     stream = Stream()
     for streams in pg.engine.stream([req], should_stop=should_stop):
         stream = streams[0]
@@ -318,7 +325,8 @@ def token_view(pg, prompt: str, adapter: str, lam: float, temperature: float = 0
     pieces = _pieces(pg.tokenizer, [stream.tokens[i] for i in keep], pg.stop_ids)
     tokens = [{"text": p, "kl": stream.kl[i], "shifted": stream.shifted[i]} for p, i in zip(pieces, keep)]
     n = len(tokens)
-    return {"prompt": prompt, "adapter": adapter, "lambda": lam, "kl_strength": kl_strength(pg.adapters[adapter].beta_train, lam),
+    beta = kl_strength(pg.adapters[adapter].beta_train, lam)
+    return {"prompt": prompt, "adapter": adapter, "lambda": lam, "kl_strength": beta,
             "temperature": temperature, "seed": seed, "text": "".join(pieces), "tokens": tokens,
             "kl_mean": sum(t["kl"] for t in tokens) / n if n else 0.0, "kl_sum": sum(t["kl"] for t in tokens),
             "shifted_share": sum(t["shifted"] for t in tokens) / n if n else 0.0, "done": stream.done}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from playground.settings import REPO_ROOT
 from playground.sweep import (DEFAULT_LAMBDAS, DEFAULT_PROMPTS, DEFAULT_TEMPERATURES, SweepCancelled, SweepResult,
-                              SweepSettings, parse_floats, precheck, run_sweep, split_prompts, to_csv, to_json)
+                              SweepSettings, parse_floats, precheck, run_sweep, to_csv, to_json)
 from playground.validation import InputError
 
 EVAL_PROMPTS = REPO_ROOT / "models" / "prompts" / "eval.txt"
@@ -37,9 +37,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     src.add_argument("--prompts-file", default=None, help="text file, one prompt per line (blank lines and # comments skipped)")
     src.add_argument("--prompt", action="append", default=None, help="a prompt; repeat for several")
     knob = p.add_mutually_exclusive_group()
-    knob.add_argument("--lambdas", default=None, help=f"comma-separated λ (default {','.join(map(str, DEFAULT_LAMBDAS))}); 0 = base, 1 = tuned")
-    knob.add_argument("--kl-strengths", default=None, help="comma-separated KL strengths β instead (higher = closer to base; inf = base)")
-    p.add_argument("--temperatures", default=",".join(map(str, DEFAULT_TEMPERATURES)), help="comma-separated; higher = more diverse, 0 = greedy")
+    knob.add_argument("--lambdas", default=None,
+                      help=f"comma-separated λ (default {','.join(map(str, DEFAULT_LAMBDAS))}); 0 = base, 1 = tuned")
+    knob.add_argument("--kl-strengths", default=None,
+                      help="comma-separated KL strengths β instead (higher = closer to base; inf = base)")
+    p.add_argument("--temperatures", default=",".join(map(str, DEFAULT_TEMPERATURES)),
+                   help="comma-separated; higher = more diverse, 0 = greedy")
     p.add_argument("--samples", type=float, default=4, help="samples per prompt per setting (more = steadier estimates)")
     p.add_argument("--max-new-tokens", type=float, default=64, help="answer length cap in tokens")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling; 1 = none")
@@ -49,6 +52,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", required=True, help="JSON output (.json); CSV, samples and PNGs are written beside it")
     p.set_defaults(func=run)
     return p
+
+
+def split_prompts(text: str) -> list[str]:
+    """One prompt per line; blank lines and lines starting with # are skipped."""
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
 
 
 def default_prompts() -> list[str]:

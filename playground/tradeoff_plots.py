@@ -93,7 +93,8 @@ def metrics_figure(rows: Sequence[dict]) -> Figure:
     groups = by_temperature(rows)
     for ax, (key, title) in zip(axes, METRICS):
         for t, group in groups.items():
-            ax.plot([r["lambda"] for r in group], [_num(r.get(key)) for r in group], "o-", ms=4, color=color(t), label=f"T = {t:g}")
+            ax.plot([r["lambda"] for r in group], [_num(r.get(key)) for r in group], "o-", ms=4, color=color(t),
+                    label=f"T = {t:g}")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     for ax in axes[-3:]:
@@ -147,7 +148,8 @@ def _group_warning(t: float, group: Sequence[dict], judge: str, heldout: str) ->
             f"judge '{judge}' keeps rising ({gain:+.3g}) while the held-out judge '{heldout}' {verb}.")
 
 
-def overoptimisation_warning(rows: Sequence[dict], judge: str = "training judge", heldout: str = "held-out judge") -> str | None:
+def overoptimisation_warning(rows: Sequence[dict], judge: str = "training judge",
+                             heldout: str = "held-out judge") -> str | None:
     """A warning in words when, at some temperature, the proxy (training judge) keeps rising with KL past
     the point where the held-out judge peaks, while the held-out judge stalls or falls there; else None.
 

@@ -14,13 +14,15 @@ def rows_for(proxy, heldout, t=1.0, ci=0.01, lambdas=None):
     lambdas = lambdas or [0.0, 0.5, 1.0, 2.0, 4.0][: len(proxy)]
     return [{"lambda": lam, "kl_strength": 0.1 / lam if lam else None, "temperature": t, "reward_mean": p,
              "reward_ci95": ci, "heldout_reward_mean": h, "heldout_reward_ci95": ci, "kl_to_base": 0.05 * lam,
-             "kl_seq": 3.0 * lam, "entropy": 2.0 - 0.2 * lam, "length_mean": 40 + lam, "distinct_1": 0.6, "distinct_2": 0.8 - 0.1 * lam,
+             "kl_seq": 3.0 * lam, "entropy": 2.0 - 0.2 * lam, "length_mean": 40 + lam, "distinct_1": 0.6,
+             "distinct_2": 0.8 - 0.1 * lam,
              "ead": 0.7, "self_bleu": 0.2 + 0.1 * lam, "semantic_diversity": 0.5 - 0.1 * lam, "pareto": lam in (0.0, 4.0)}
             for lam, p, h in zip(lambdas, proxy, heldout)]
 
 
 def test_figures_build_and_render():
-    rows = rows_for([0.1, 0.3, 0.5, 0.6, 0.7], [0.1, 0.2, 0.25, 0.2, 0.1]) + rows_for([0, 0.2, 0.4, 0.5, 0.6], [0, 0.1, 0.1, 0.1, 0.1], t=0.7)
+    rows = rows_for([0.1, 0.3, 0.5, 0.6, 0.7], [0.1, 0.2, 0.25, 0.2, 0.1])
+    rows += rows_for([0, 0.2, 0.4, 0.5, 0.6], [0, 0.1, 0.1, 0.1, 0.1], t=0.7)
     rows[3]["reward_mean"] = float("nan")  # a missing value must not break a figure
     figures = all_figures(rows, "upbeat", "concise")
     assert set(figures) == {"frontier", "diversity", "metrics", "overopt"}

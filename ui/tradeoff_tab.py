@@ -17,8 +17,8 @@ from playground.judges import available_judges
 from playground.service import Playground
 from playground.settings import LIMITS, ServeSettings
 from playground.sweep import (DEFAULT_LAMBDAS, DEFAULT_TEMPERATURES, SweepCancelled, SweepSettings, parse_floats,
-                              run_sweep, split_prompts, token_view)
-from playground.sweep_cli import default_prompts, write_outputs
+                              run_sweep, token_view)
+from playground.sweep_cli import default_prompts, split_prompts, write_outputs
 from playground.tradeoff_plots import all_figures, overoptimisation_warning
 from playground.validation import InputError
 
@@ -28,7 +28,7 @@ from playground.validation import InputError
 SWEEP_TIME_LIMIT_S = 900
 MAX_UPLOAD_BYTES = 256_000
 SWEEP_EVENT = {"concurrency_id": "lm", "concurrency_limit": ServeSettings().lm_concurrency, "time_limit": SWEEP_TIME_LIMIT_S}
-TOKEN_EVENT = {"concurrency_id": "lm", "concurrency_limit": ServeSettings().lm_concurrency, "time_limit": LIMITS.request_timeout_s}
+TOKEN_EVENT = SWEEP_EVENT | {"time_limit": LIMITS.request_timeout_s}
 SOURCES = ["Examples", "Typed (one per line)", "Uploaded .txt"]
 SAMPLE_COLUMNS = ["prompt", "lambda", "temperature", "sample", "text", "reward", "heldout_reward", "kl_mean", "tokens"]
 EXPLAIN = """**Trade-off explorer.** Each setting realigns the adapter at `λ = β_train/β` and samples every prompt
@@ -73,8 +73,9 @@ def _outputs(result, out_dir: str) -> list:
                f"samples) in {result.wall_s:.0f} s · judge **{s['judge']}**, held-out **{s['heldout_judge']}** · "
                f"β_train = {s['beta_train']:g} · ringed = Pareto-optimal (reward vs semantic diversity)")
     samples = pd.DataFrame(result.samples)[SAMPLE_COLUMNS].round(4)
-    return [pd.DataFrame(result.rows).round(4), *(figures[k] for k in ("frontier", "diversity", "metrics", "overopt")),
-            f"⚠️ {warning}" if warning else "No sign of over-optimisation in this sweep.", [str(p) for p in paths], samples, summary]
+    message = f"⚠️ {warning}" if warning else "No sign of over-optimisation in this sweep."
+    plots = [figures[k] for k in ("frontier", "diversity", "metrics", "overopt")]
+    return [pd.DataFrame(result.rows).round(4), *plots, message, [str(p) for p in paths], samples, summary]
 
 
 def _highlights(view: dict) -> tuple[list, list, str]:
@@ -163,7 +164,8 @@ def build_tradeoff_tab(pg: Playground) -> None:
     def tokens(adapter, prompt, lam, temperature, seed, max_new):
         deadline = time.monotonic() + LIMITS.request_timeout_s
         try:
-            view = token_view(pg, prompt, adapter, lam, temperature, seed, max_new, should_stop=lambda: time.monotonic() > deadline)
+            view = token_view(pg, prompt, adapter, lam, temperature, seed, max_new,
+                              should_stop=lambda: time.monotonic() > deadline)
         except InputError as err:
             raise gr.Error(str(err)) from None
         return _highlights(view)
