@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
-from transformers import DynamicCache
-
+from playground.decoder import Decoder, HFDecoder
 from playground.lora import AdapterSet
 from playground.sampling import RowSampler
 
@@ -130,20 +129,13 @@ class Engine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.lock = threading.Lock()  # one forward at a time on the shared weights; routing lives inside it
 
-    def _forward(self, layout: _Layout, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache) -> torch.Tensor:
-        with self.lock, torch.inference_mode(), self.adapters.routing(layout.routes):
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                             use_cache=True, logits_to_keep=1)
-        return out.logits[:, -1, :].float()
+    def new_decoder(self) -> Decoder:
+        return HFDecoder(self.model, self.pad_id)
 
-    def _prefill_inputs(self, prompts: Sequence[tuple[int, ...]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding: the newest token is always the last column
-            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p):] = 1
-        return ids, mask
+    def _run(self, layout: _Layout, call) -> torch.Tensor:
+        """One forward of the decoder with this batch's adapter routing, under the shared lock."""
+        with self.lock, torch.inference_mode(), self.adapters.routing(layout.routes):
+            return call()
 
     def stream(self, requests: Sequence[Request], should_stop=lambda: False) -> Iterator[list[Stream]]:
         """Yield the streams after every decoding step; the caller may stop early via `should_stop`."""
@@ -155,13 +147,11 @@ class Engine:
         sampler = RowSampler([r.temperature for r in requests], [r.top_p for r in requests], [r.seed for r in requests])
         limit = torch.tensor([r.max_new_tokens for r in requests])
         streams = [Stream() for _ in requests]
-        ids, mask = self._prefill_inputs(layout.prompts)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
+        decoder = self.new_decoder()
         start = time.perf_counter()
+        logits = self._run(layout, lambda: decoder.start(layout.prompts))  # [rows, V]
         alive = torch.ones(n, dtype=torch.bool)
-        for step in range(int(limit.max())):
-            logits = self._forward(layout, ids, mask, pos, cache)  # [rows, V]
+        while True:
             l_mix, l_base = layout.realigned(logits)  # ℓ_λ = ℓ_base + λ(ℓ_tuned − ℓ_base)
             token, probs = sampler.sample(l_mix)  # token ~ π_sample = top_p(softmax(ℓ_λ / T))
             self._record(streams, alive, token, probs, l_mix, l_base, time.perf_counter() - start)
@@ -172,13 +162,11 @@ class Engine:
             yield streams
             if not bool(alive.any()) or should_stop():
                 return
-            # Feed each request's token to all of its rows; finished rows keep decoding padding (ignored).
+            # Feed each request's token to all of its rows; finished rows keep decoding (ignored).
             row_token = torch.empty(len(layout.routes), dtype=torch.long)
             row_token[base_idx] = token
             row_token[policy_idx] = token
-            ids = row_token[:, None]
-            mask = torch.cat([mask, torch.ones(len(layout.routes), 1, dtype=torch.long)], dim=1)
-            pos = pos[:, -1:] + 1
+            logits = self._run(layout, lambda: decoder.step(row_token))
 
     @staticmethod
     def _record(streams, alive, token, probs, l_mix, l_base, now: float) -> None:
@@ -207,14 +195,9 @@ class Engine:
     def step_logits(self, requests: Sequence[Request], continuation: Sequence[int]) -> list[torch.Tensor]:
         """Realigned logits ℓ_λ at each position of a fixed continuation (teacher forcing); for tests/metrics."""
         layout = plan_rows(requests)
-        ids, mask = self._prefill_inputs(layout.prompts)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache, out = DynamicCache(), []
-        for tok in [None, *continuation]:
-            if tok is not None:
-                ids = torch.full((len(layout.routes), 1), tok, dtype=torch.long)
-                mask = torch.cat([mask, torch.ones(len(layout.routes), 1, dtype=torch.long)], dim=1)
-                pos = pos[:, -1:] + 1
-            logits = self._forward(layout, ids, mask, pos, cache)
-            out.append(layout.realigned(logits)[0])
+        decoder = self.new_decoder()
+        out = [layout.realigned(self._run(layout, lambda: decoder.start(layout.prompts)))[0]]
+        for tok in continuation:
+            row_token = torch.full((len(layout.routes),), tok, dtype=torch.long)
+            out.append(layout.realigned(self._run(layout, lambda: decoder.step(row_token)))[0])
         return out

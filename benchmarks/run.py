@@ -1,0 +1,177 @@
+"""Speed and memory of the playground, measured in one run: prints a table and writes JSON.
+
+    python benchmarks/run.py [--quick] --out FILE.json
+
+Medians over repeats; ratios are taken within this run only (the machine is noisy). The llama.cpp
+reference needs `llama-cpp-python` (see benchmarks/README.md); without it that row is null.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from benchmarks import naive  # noqa: E402
+from playground.engine import Request  # noqa: E402
+from playground.service import Playground  # noqa: E402
+
+PROMPT = "Give me a tip for a rainy day."
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def one_stream(pg: Playground, adapter: str, tokens: int, repeats: int) -> dict:
+    """Realigned decoding, one stream: both policies per token (two batch rows)."""
+    s = pg.settings(PROMPT, adapter, lam=1.5, temperature=0.0, max_new_tokens=tokens)
+    req = pg.requests(s)["realigned"]
+    req = Request(**{**req.__dict__, "max_new_tokens": tokens})
+    ttft, tok_s = [], []
+    for _ in range(repeats):
+        stream = pg.engine.generate([req])[0]
+        ttft.append(stream.first_token_s)
+        tok_s.append(len(stream.tokens) / stream.elapsed_s)
+    return {"realigned_tok_s": statistics.median(tok_s), "realigned_ttft_s": statistics.median(ttft)}
+
+
+def side_by_side(pg: Playground, adapter: str, tokens: int, repeats: int) -> dict:
+    s = pg.settings(PROMPT, adapter, lam=1.5, temperature=0.7, max_new_tokens=tokens)
+    reqs = [Request(**{**r.__dict__, "max_new_tokens": tokens, "temperature": 0.0}) for r in pg.requests(s).values()]
+    seconds = median_time(lambda: pg.engine.generate(reqs), repeats)
+    return {"side_by_side_tok_s": tokens / seconds}
+
+
+def sweep_requests(pg: Playground, adapter: str, rows: int, tokens: int) -> list[Request]:
+    ids = pg.requests(pg.settings(PROMPT, adapter, lam=1.0))["base"].prompt_ids
+    lams, temps = [0.0, 0.5, 1.0, 2.0], [0.7, 1.0]
+    return [Request(ids, adapter=adapter, lam=lams[i % 4], temperature=temps[(i // 4) % 2], top_p=0.95,
+                    max_new_tokens=tokens, seed=i) for i in range(rows)]
+
+
+def sweep(pg: Playground, adapter: str, rows: int, tokens: int, repeats: int) -> float:
+    """Row-tokens/s for `rows` mixed (λ, T) settings decoded in one batch. Stop tokens are ignored so
+    every row decodes `tokens` tokens."""
+    reqs = sweep_requests(pg, adapter, rows, tokens)
+    stop = pg.engine.stop_ids
+    pg.engine.stop_ids = torch.tensor([-1])
+    try:
+        seconds = median_time(lambda: pg.engine.generate(reqs), repeats)
+    finally:
+        pg.engine.stop_ids = stop
+    return rows * tokens / seconds
+
+
+def subprocess_json(code: str, env: dict | None = None) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, **(env or {})}, timeout=1200)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+RSS_CODE = """
+import json, resource, sys
+sys.path.insert(0, '.')
+from models import registry
+from playground.service import Playground, AdapterInfo
+n = {n}
+names = [a.name for a in registry.installed_adapters()]
+pg = Playground.from_registry(adapters=[])
+for i in range(n):
+    a = registry.get_adapter(names[i % len(names)])
+    pg.adapter_set.add(f"{{a.name}}-{{i}}", a.path)
+pg.engine.generate([pg.requests(pg.settings('hi', names[0], lam=1.0, max_new_tokens=4))['base']]) if n == 0 else None
+print(json.dumps({{"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def memory() -> dict:
+    base = subprocess_json(RSS_CODE.format(n=0))["rss_mb"]
+    four = subprocess_json(RSS_CODE.format(n=4))["rss_mb"]
+    return {"rss_base_mb": base, "rss_4_adapters_mb": four}
+
+
+def startup(cache: str | None) -> float:
+    """Seconds from `python app.py` to the UI answering HTTP on loopback."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    if cache:
+        env["PLAYGROUND_CACHE"] = cache
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while time.perf_counter() - start < 600:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).status == 200:
+                    return time.perf_counter() - start
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("app did not start within 600 s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer tokens and repeats (a smoke run)")
+    parser.add_argument("--out", default="benchmarks/results.json")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: startup,memory,llamacpp,naive,diffusion")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    tokens, repeats = (16, 1) if args.quick else (64, 3)
+    torch.set_num_threads(int(os.environ.get("PLAYGROUND_THREADS", "2")))
+    pg = Playground.from_registry()
+    adapter = sorted(pg.adapters)[0]
+    r: dict = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+               "torch": torch.__version__, "dtype": str(pg.base.model.dtype), "tokens": tokens, "repeats": repeats}
+    r |= one_stream(pg, adapter, tokens, repeats)
+    r |= side_by_side(pg, adapter, tokens, repeats)
+    r["sweep16_row_tok_s"] = sweep(pg, adapter, 16, tokens, repeats)
+    r["sweep64_row_tok_s"] = sweep(pg, adapter, 64, tokens, repeats)
+    if "naive" not in skip:
+        r["naive_sweep64_row_tok_s"] = naive.naive_sweep(pg, sweep_requests(pg, adapter, 64 if not args.quick else 8, tokens))
+    if "llamacpp" not in skip:
+        r["llamacpp_tok_s"] = naive.llamacpp_tok_s(tokens, repeats)
+    if "memory" not in skip:
+        r |= memory()
+    if "startup" not in skip:
+        r["startup_cached_s"] = startup(None)
+        if not args.quick:
+            import tempfile
+
+            r["startup_cold_s"] = startup(tempfile.mkdtemp(prefix="pg-cold-"))
+    if "diffusion" not in skip:
+        from benchmarks.diffusion_bench import bench_diffusion
+
+        r |= bench_diffusion(samples=64, steps=50 if not args.quick else 10)
+    r |= naive.ratios(r)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(r, indent=2))
+    print(naive.table(r))
+
+
+if __name__ == "__main__":
+    main()
