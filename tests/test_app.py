@@ -82,3 +82,45 @@ def test_history_is_kept_per_session_and_capped(client):
     with pytest.raises(AppError, match="the limit is 8. Press Clear"):
         chat(client, max_new=1)
     assert client.predict(api_name="/clear")[0] == []
+
+
+def test_disconnect_and_cancel_stop_generation(app_url, tiny_playground, monkeypatch):
+    """A client that goes away frees the model: decoding stops instead of running to max_new_tokens."""
+    import time
+    import uuid
+
+    import httpx
+    from gradio_client import Client
+
+    steps = {"n": 0}
+    real_run = tiny_playground.engine._run
+
+    def slow_counting_run(layout, call):
+        steps["n"] += 1
+        time.sleep(0.02)
+        return real_run(layout, call)
+
+    monkeypatch.setattr(tiny_playground.engine, "_run", slow_counting_run)
+    job = Client(app_url, verbose=False).submit(*{**GOOD, "max_new": 256, "temperature": 0.0}.values(), api_name="/chat")
+    time.sleep(1.5)
+    job.cancel()
+    time.sleep(0.5)
+    after_cancel = steps["n"]
+    time.sleep(1.0)
+    assert steps["n"] == after_cancel < 200
+
+    config = httpx.get(f"{app_url}config").json()
+    fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "chat")
+    session = uuid.uuid4().hex[:10]
+    data = [GOOD["message"], None, "a", 0.1, "logits", 0.0, 0.95, 256, 0]
+    httpx.post(f"{app_url}gradio_api/queue/join", json={"data": data, "fn_index": fn, "session_hash": session})
+    start = steps["n"]
+    with httpx.stream("GET", f"{app_url}gradio_api/queue/data?session_hash={session}", timeout=30) as resp:
+        t0 = time.time()
+        for _ in resp.iter_lines():
+            if time.time() - t0 > 1.5:
+                break  # the browser tab closes
+    time.sleep(0.5)
+    after_close = steps["n"]
+    time.sleep(1.0)
+    assert steps["n"] == after_close and after_close - start < 200

@@ -1,0 +1,29 @@
+"""Launch the real app (embedded default + shipped adapters) and save browser screenshots to docs/.
+
+    .venv/bin/python scripts/screenshots.py
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.load import start_app  # noqa: E402
+from tests.browser import drive  # noqa: E402
+
+
+def main() -> None:
+    proc, url = start_app()
+    try:
+        seen = drive(url, ROOT / "docs")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    for shot in seen["shots"]:
+        print(shot.relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main()
