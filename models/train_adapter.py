@@ -7,6 +7,7 @@ Steps (each writes plain files under the work dir, default runs/<name>/, and is 
 exists unless --force):
 
   sample    models/prompts/train.txt × k sampled answers, scored by the judge   → responses.jsonl
+            (--responses-from DIR re-scores DIR/responses.jsonl with this judge instead of sampling anew)
   pairs     best vs worst answer per prompt, near-ties dropped                   → pairs.jsonl
             (--pairs-from DIR copies DIR/pairs.jsonl instead: a second β of the same judge reuses the data)
   train     DPO with a LoRA adapter (TRL DPOTrainer + peft LoraConfig) at --beta → adapter/, train.json
@@ -23,12 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+# Idle OpenMP threads sleep instead of spinning: on a CPU shared with other jobs, spinning threads slow
+# torch down by an order of magnitude. Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -43,10 +49,10 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 # run.json keys each step may record; None in argparse = "not given here, keep the recorded value"
 DEFAULTS: dict[str, Any] = {
     "judge": None, "other_judge": None, "base": DEFAULT_BASE, "seed": 0,
-    "prompts": str(PROMPT_DIR / "train.txt"), "limit": None, "k": 4, "max_new_tokens": 64, "temperature": 1.0,
-    "gen_batch_size": 16, "min_margin": 0.1, "pairs_from": None,
+    "prompts": str(PROMPT_DIR / "train.txt"), "limit": None, "k": 4, "max_new_tokens": 64, "temperature": 0.9, "top_p": 0.95,
+    "gen_batch_size": 16, "min_margin": 0.1, "pairs_from": None, "responses_from": None,
     "beta": 0.1, "steps": None, "epochs": 1.0, "lr": 5e-5, "rank": 16, "alpha": 32, "dropout": 0.05,
-    "batch_size": 8, "grad_accum": 1, "max_length": 192, "warmup_ratio": 0.1,
+    "batch_size": 8, "grad_accum": 1, "max_length": 192, "warmup_ratio": 0.1, "bf16": True,
     "eval_prompts": str(PROMPT_DIR / "eval.txt"), "eval_limit": None, "eval_samples": 2, "eval_max_new_tokens": 64,
     "out": None, "export_dtype": "bfloat16",
 }
@@ -156,12 +162,16 @@ def step_sample(run: Run) -> None:
     from playground.preferences import sample_responses
 
     start = time.perf_counter()
-    prompts = load_prompts(run.prompts, run.limit)
     judge = get_judge(run.judge_name())
+    if run.responses_from:
+        rescore(run, judge, out, start)
+        return
+    prompts = load_prompts(run.prompts, run.limit)
     loaded = load(run.base)
-    log(f"sample: {len(prompts)} prompts × {run.k} answers, ≤{run.max_new_tokens} new tokens, T={run.temperature}, base {run.base}")
+    log(f"sample: {len(prompts)} prompts × {run.k} answers, ≤{run.max_new_tokens} new tokens, T={run.temperature}, "
+        f"top-p {run.top_p}, base {run.base}")
     responses = sample_responses(loaded.model, loaded.tokenizer, prompts, k=run.k, max_new_tokens=run.max_new_tokens,
-                                 temperature=run.temperature, seed=run.seed, batch_size=run.gen_batch_size,
+                                 temperature=run.temperature, top_p=run.top_p, seed=run.seed, batch_size=run.gen_batch_size,
                                  progress=progress_printer("sample"))
     gen_seconds = time.perf_counter() - start
     flat_p = [p for p in prompts for _ in range(run.k)]
@@ -172,6 +182,34 @@ def step_sample(run: Run) -> None:
     seconds = time.perf_counter() - start
     run.timed("sample", seconds, generation_seconds=round(gen_seconds, 1), prompts=len(prompts), k=run.k)
     log(f"sample: wrote {out} ({len(prompts)} prompts, mean {judge.name} score {scores.mean():+.3f}) in {seconds:.0f}s")
+
+
+def rescore(run: Run, judge, out: Path, start: float) -> None:
+    """Reuse the answers another run sampled (same base and prompts) and label them with this run's judge."""
+    src_dir = Path(run.responses_from)
+    src = src_dir / "responses.jsonl"
+    if not src.is_file():
+        raise SystemExit(f"sample: --responses-from {src_dir} has no responses.jsonl; run its sample step first")
+    src_run = json.loads((src_dir / "run.json").read_text()) if (src_dir / "run.json").is_file() else {}
+    for key in ("base", "prompts", "limit", "k", "max_new_tokens", "temperature", "top_p", "seed"):
+        if key in src_run.get("settings", {}):
+            run.settings[key] = src_run["settings"][key]
+    rows = read_jsonl(src)
+    flat_p = [r["prompt"] for r in rows for _ in r["responses"]]
+    flat_r = [x for r in rows for x in r["responses"]]
+    scores = judge.score(flat_p, flat_r)
+    i = 0
+    for r in rows:
+        r["scores"] = [round(float(x), 5) for x in scores[i:i + len(r["responses"])]]
+        i += len(r["responses"])
+    write_jsonl(out, rows)
+    src_sample = src_run.get("timings", {}).get("sample", {})
+    run.state["responses_source"] = str(src)
+    run.timed("sample", time.perf_counter() - start + float(src_sample.get("generation_seconds", 0.0)),
+              generation_seconds=src_sample.get("generation_seconds"), generated_by=str(src_dir),
+              rescore_seconds=round(time.perf_counter() - start, 1), prompts=len(rows), k=run.k)
+    log(f"sample: re-scored {len(flat_r)} answers from {src} with {judge.name} "
+        f"(mean {scores.mean():+.3f}) in {time.perf_counter() - start:.0f}s")
 
 
 def step_pairs(run: Run) -> None:
@@ -186,7 +224,7 @@ def step_pairs(run: Run) -> None:
         src_settings = src_run.get("settings", {})
         if src_settings.get("judge") and run.judge and src_settings["judge"] != run.judge:
             raise SystemExit(f"pairs: {run.pairs_from} was labelled by judge {src_settings['judge']!r}, not {run.judge!r}")
-        for key in ("judge", "base", "prompts", "limit", "k", "max_new_tokens", "temperature", "min_margin"):
+        for key in ("judge", "base", "prompts", "limit", "k", "max_new_tokens", "temperature", "top_p", "min_margin"):
             if key in src_settings:
                 run.settings[key] = src_settings[key]
         shutil.copyfile(src, out)
@@ -249,7 +287,7 @@ def step_train(run: Run) -> None:
         gradient_accumulation_steps=run.grad_accum, max_length=run.max_length, lr_scheduler_type="cosine",
         warmup_steps=max(1, round(run.warmup_ratio * total_steps)), logging_steps=1, save_strategy="no", report_to=[],
         seed=run.seed, data_seed=run.seed, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
-        disable_tqdm=True,
+        disable_tqdm=True, bf16=run.bf16, activation_checkpointing=False,  # 135M fits: no recompute needed
     )
     lora = LoraConfig(r=run.rank, lora_alpha=run.alpha, lora_dropout=run.dropout, target_modules=LORA_TARGETS,
                       bias="none", task_type="CAUSAL_LM")
@@ -268,7 +306,7 @@ def step_train(run: Run) -> None:
                 f"margin {logs.get('rewards/margins', float('nan')):+.3f} {elapsed:.0f}s, ~{eta:.0f}s left")
 
     log(f"train: DPO β={run.beta} on {len(pairs)} pairs, ~{total_steps} steps × batch {run.batch_size}×{run.grad_accum}, "
-        f"lr {run.lr}, LoRA r={run.rank} α={run.alpha}, base {run.base}")
+        f"lr {run.lr}, LoRA r={run.rank} α={run.alpha}, {'bf16 autocast' if run.bf16 else 'fp32'}, base {run.base}")
     trainer = DPOTrainer(model=loaded.model, ref_model=None, args=config, train_dataset=dataset,
                          processing_class=tokenizer, peft_config=lora, callbacks=[Progress()])
     trainer.remove_callback(PrinterCallback)  # Progress prints one line per step instead
@@ -292,7 +330,7 @@ def step_train(run: Run) -> None:
 
 
 def load_tuned(run: Run, adapter_dir: Path):
-    """(base model, tuned PeftModel, tokenizer); LoRA weights rounded to the export dtype as shipped."""
+    """(base model, tuned model = base with the LoRA merged in, tokenizer); LoRA weights rounded to the export dtype."""
     import torch
     from peft import PeftModel
 
@@ -303,7 +341,7 @@ def load_tuned(run: Run, adapter_dir: Path):
         for name, param in tuned.named_parameters():
             if "lora_" in name:
                 param.copy_(param.to(dtype).to(param.dtype))
-    tuned.eval()
+    tuned = tuned.merge_and_unload().eval()  # W + s·B·A folded in: same model, faster sampling
     return base.model, tuned, base.tokenizer
 
 
@@ -390,13 +428,14 @@ def step_export(run: Run) -> None:
         "description": f"{descriptions.get(judge, f'DPO towards the {judge} judge')}, β = {run.beta}",
         "method": "RLAIF + DPO (TRL DPOTrainer, sigmoid loss) with a peft LoRA adapter",
         "prompts": sample_t.get("prompts"), "k": run.k, "pairs": train["pairs"], "min_margin": run.min_margin,
-        "pairs_source": run.state.get("pairs_source"),
+        "pairs_source": run.state.get("pairs_source"), "responses_source": run.state.get("responses_source"),
         "steps": train["steps"], "epochs": train["epochs"], "lr": run.lr, "batch_size": run.batch_size * run.grad_accum,
-        "max_length": run.max_length, "rank": run.rank, "lora_alpha": run.alpha, "lora_dropout": run.dropout,
+        "max_length": run.max_length, "precision": "bf16 autocast, fp32 weights" if run.bf16 else "fp32", "rank": run.rank, "lora_alpha": run.alpha, "lora_dropout": run.dropout,
         "target_modules": LORA_TARGETS, "seed": run.seed, "weights_dtype": run.export_dtype,
-        "sampling_for_pairs": {"temperature": run.temperature, "top_p": 1.0, "max_new_tokens": run.max_new_tokens},
+        "sampling_for_pairs": {"temperature": run.temperature, "top_p": run.top_p, "max_new_tokens": run.max_new_tokens},
         "wall_time": {
-            "sample_s": sample_t.get("seconds"), "sample_shared_with": run.state.get("pairs_source") if shared else None,
+            "sample_s": sample_t.get("seconds"),
+            "sample_shared_with": run.state.get("pairs_source") if shared else run.state.get("responses_source"),
             "train_s": train["train_seconds"], "train_s_per_step": train["seconds_per_step"],
             "evaluate_s": timings.get("evaluate", {}).get("seconds"), "total_s": round(total, 1),
             "device": f"{platform.machine()} CPU ({torch.get_num_threads()} threads), torch {torch.__version__}",
@@ -421,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", required=True, help="adapter name, e.g. upbeat-b0.1")
     parser.add_argument("--work-dir", help="default runs/<name>/")
     parser.add_argument("--force", action="store_true", help="redo the step(s) even when the output exists")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     g = parser.add_argument_group("data")
     g.add_argument("--judge", help="upbeat | concise | hf:<reward model>")
     g.add_argument("--other-judge", help="judge also reported in the evaluation (default: the other built-in)")
@@ -430,10 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--limit", type=int, help="use only the first N training prompts")
     g.add_argument("--k", type=int, help="answers sampled per prompt (default 4)")
     g.add_argument("--max-new-tokens", type=int, help="default 64")
-    g.add_argument("--temperature", type=float, help="sampling temperature for the pairs (default 1.0)")
+    g.add_argument("--temperature", type=float, help="sampling temperature for the pairs (default 0.9)")
+    g.add_argument("--top-p", type=float, help="nucleus sampling for the pairs (default 0.95)")
     g.add_argument("--gen-batch-size", type=int, help="prompts per generate call (default 16)")
     g.add_argument("--min-margin", type=float, help="drop pairs whose judge margin is below this (default 0.1)")
     g.add_argument("--pairs-from", help="reuse pairs.jsonl of another run dir (same judge, another β)")
+    g.add_argument("--responses-from", help="reuse the answers sampled by another run dir, re-scored by this judge")
     g = parser.add_argument_group("DPO")
     g.add_argument("--beta", type=float, help="DPO β (default 0.1)")
     g.add_argument("--steps", type=int, help="max DPO steps (default: --epochs over the pairs)")
@@ -444,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, help="pairs per step (default 8)")
     g.add_argument("--grad-accum", type=int, help="gradient accumulation (default 1)")
     g.add_argument("--max-length", type=int, help="tokens per prompt+answer (default 192)")
+    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast in DPO (default on; --no-bf16 trains in plain fp32)")
     g = parser.add_argument_group("evaluation and export")
     g.add_argument("--eval-prompts", help="held-out prompts (default models/prompts/eval.txt)")
     g.add_argument("--eval-limit", type=int, help="use only the first N held-out prompts")
@@ -458,6 +502,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.rank is not None and args.alpha is None:
         args.alpha = 2 * args.rank
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     run = Run(args)
     steps = STEPS if args.step == "all" else (args.step,)
     for step in steps:

@@ -44,7 +44,8 @@ def cmd_generate(args) -> int:
     # Cheap checks first, so bad input is answered before any model loads.
     check_prompt(args.prompt)
     check_decode(args.temperature, args.top_p, args.max_new_tokens, args.seed)
-    lambda_from(kl, lam, registry.get_adapter(adapter).beta_train)
+    entry = registry.get_adapter(adapter)
+    lambda_from(kl, lam, 1.0 if lam is not None else entry.beta_train)  # λ's range needs no card
     pg = Playground.from_registry(base, adapters=[adapter])
     s = pg.settings(args.prompt, adapter, kl_strength=kl, lam=lam, mode=args.mode, temperature=args.temperature,
                     top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
@@ -81,26 +82,31 @@ def cmd_adapters(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+EXTRA_COMMANDS = {"sweep": "playground.sweep_cli", "guidance": "playground.guidance_cli"}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """All sub-commands; the heavier ones (diffusers, plotting) are imported only when asked for."""
     parser = argparse.ArgumentParser(prog="python -m playground", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _generate_parser(sub)
     p = sub.add_parser("adapters", help="list the registry's adapters with β_train and judge")
     p.add_argument("--json", action="store_true")
     commands = {"generate": cmd_generate, "adapters": cmd_adapters}
-    for module_name in ("playground.sweep_cli", "playground.guidance_cli"):
-        try:
-            module = __import__(module_name, fromlist=["add_parser", "run"])
-        except ImportError:
+    for name, module_name in EXTRA_COMMANDS.items():
+        if command in commands:
+            sub.add_parser(name, help=f"see `python -m playground {name} --help`")
             continue
+        module = __import__(module_name, fromlist=["add_parser", "run"])
         module.add_parser(sub)
-        commands[module_name.split(".")[-1].removesuffix("_cli")] = module.run
+        commands[name] = module.run
     parser.set_defaults(_commands=commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         return int(args._commands[args.command](args) or 0)

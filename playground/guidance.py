@@ -32,6 +32,9 @@ MODEL_DIR = REPO_ROOT / "models" / "digits"
 SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "euler": EulerDiscreteScheduler}
 MAX_GUIDANCE = 20.0
 MAX_SCALES = 12  # values of w in one sweep
+# DDIM clips x̂_0 to [-1, 1]; recompute ε̂ from the clipped x̂_0 too, otherwise at w > 1 the extrapolated ε̂
+# in the "direction pointing to x_t" term drifts samples off the data manifold (speckled digits).
+STEP_KWARGS: dict[str, dict] = {"ddim": {"use_clipped_model_output": True}}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -130,7 +133,8 @@ def sample(settings: GuidanceSettings, unet: UNet2DModel | None = None, progress
     for i, t in enumerate(scheduler.timesteps):
         x_in = scheduler.scale_model_input(x_t, t)  # Euler: x_t / √(σ_t² + 1); identity for DDPM/DDIM
         eps_hat = guided_eps(unet, x_in, t, y, w)  # ε̂(x_t, y)
-        out = scheduler.step(eps_hat, t, x_t, generator=gen)  # x_{t-1} from x_t and ε̂ (DDIM: eq. 12, η = 0)
+        # x_{t-1} from x_t and ε̂ (DDIM: Song et al. 2021 eq. 12 with η = 0; DDPM: posterior mean + σ_t z)
+        out = scheduler.step(eps_hat, t, x_t, generator=gen, **STEP_KWARGS.get(settings.scheduler, {}))
         x_t = out.prev_sample
         if i in keep:  # x̂_0 = (x_t − √(1−ᾱ_t) ε̂) / √ᾱ_t, the model's current guess of the clean image
             result.progress.append(out.pred_original_sample.clamp(-1, 1).numpy().copy())

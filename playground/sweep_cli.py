@@ -12,8 +12,9 @@ import json
 import sys
 from pathlib import Path
 
+from playground.loading import ModelLoadError
 from playground.settings import REPO_ROOT
-from playground.sweep import (DEFAULT_LAMBDAS, DEFAULT_PROMPTS, DEFAULT_TEMPERATURES, SweepCancelled, SweepResult,
+from playground.sweep import (DEFAULT_LAMBDAS, DEFAULT_PROMPTS, DEFAULT_TEMPERATURES, SweepResult,
                               SweepSettings, parse_floats, precheck, run_sweep, to_csv, to_json)
 from playground.validation import InputError
 
@@ -25,7 +26,7 @@ TABLE = (("lambda", "λ", "{:.3g}"), ("kl_strength", "β", "{:.3g}"), ("temperat
          ("kl_to_base", "KL/tok", "{:.4f}"), ("kl_seq", "KL/seq", "{:.2f}"), ("entropy", "entropy", "{:.3f}"),
          ("length_mean", "len", "{:.1f}"), ("distinct_2", "dist-2", "{:.3f}"), ("ead", "EAD", "{:.3f}"),
          ("self_bleu", "selfBLEU", "{:.3f}"), ("semantic_diversity", "sem-div", "{:.3f}"), ("pareto", "pareto", "{}"))
-USER_ERRORS = (InputError, KeyError, ValueError, FileNotFoundError, OSError)
+USER_ERRORS = (InputError, ModelLoadError, KeyError, OSError, UnicodeDecodeError)  # KeyError: unknown adapter or judge
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -74,7 +75,10 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
         return list(args.prompt)
     if not args.prompts_file:
         return default_prompts()
-    prompts = split_prompts(Path(args.prompts_file).read_text(encoding="utf-8"))
+    try:
+        prompts = split_prompts(Path(args.prompts_file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"prompts-file: cannot read {args.prompts_file}: {getattr(err, 'strerror', None) or err}") from None
     if not prompts:
         raise InputError(f"prompts-file: {args.prompts_file} holds no prompts (one per line)")
     return prompts
@@ -150,8 +154,8 @@ def run(args: argparse.Namespace) -> int:
         pg, adapter = load_playground(args.adapter)
         result = run_sweep(pg, settings_from_args(args, adapter), progress=progress_bar)
         paths = write_outputs(out, result)
-    except SweepCancelled as err:
-        print(f"\nerror: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nerror: interrupted; nothing written", file=sys.stderr)
         return 130
     except USER_ERRORS as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)

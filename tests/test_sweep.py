@@ -124,6 +124,7 @@ def _args(*argv: str) -> argparse.Namespace:
 @pytest.mark.parametrize("argv, name", [
     (["--lambdas", "0,abc"], "lambdas"), (["--temperatures", "-1"], "temperatures"), (["--samples", "0"], "samples"),
     (["--prompt", " "], "prompts"), (["--kl-strengths", "0,1"], "kl_strengths"), (["--out", "x.txt"], "out"),
+    (["--prompts-file", "/nonexistent/p.txt"], "prompts-file"), (["--judge", "nope"], "judge"),
 ])
 def test_cli_bad_input_is_one_error_line_and_exit_2(monkeypatch, capsys, tmp_path, argv, name):
     monkeypatch.setattr(sweep_cli, "load_playground", lambda adapter: pytest.fail("the model must not load on bad input"))

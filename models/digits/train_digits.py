@@ -104,6 +104,17 @@ def train(steps: int, batch_size: int, lr: float, seed: int) -> tuple[UNet2DMode
     return ema, sched, stats
 
 
+def _sweep_lines(sweep: dict | None) -> list[str]:
+    """The card's guidance-sweep table (filled in after training by `python -m playground guidance`)."""
+    if not sweep:
+        return []
+    lines = ["", f"Guidance sweep: {sweep['setup']}", "", "| w | class accuracy | mean p(digit) | pixel diversity |"
+             " feature spread |", "|---|---|---|---|---|"]
+    lines += [f"| {r['scale']:g} | {r['class_accuracy']:.3f} | {r['class_prob_mean']:.3f} | {r['diversity']:.2f} |"
+              f" {r['feature_spread']:.2f} |" for r in sweep["rows"]]
+    return lines
+
+
 def write_card(card: dict) -> None:
     (OUT_DIR / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     md = [
@@ -120,9 +131,11 @@ def write_card(card: dict) -> None:
                 "seed", "wall_time_s", "final_loss_ema", "classifier_heldout_accuracy", "parameters",
                 "weights_dtype", "hardware"):
         md.append(f"| {key} | {card[key]} |")
+    md += _sweep_lines(card.get("guidance_sweep"))
     md += [
         "",
         "Sampling: `playground/guidance.py` with DDIM, DDPM or Euler schedulers built from `scheduler/`.",
+        "DDIM recomputes ε̂ from the clipped x̂_0 (`use_clipped_model_output=True`); without it, w > 1 speckles.",
         "Classifier accuracy is the playground's MLP digit classifier on the held-out real digits;",
         "it is the judge of \"alignment\" for generated samples. Licence of the data: BSD-3 (scikit-learn).",
         "Weights: safetensors only.",

@@ -1,0 +1,122 @@
+"""FastLlamaDecoder reproduces HFDecoder: prefill + steps, left padding, LoRA routing, bf16, cache growth."""
+from __future__ import annotations
+
+import contextlib
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from playground.decoder import HFDecoder
+from playground.fast_llama import FastLlamaDecoder, can_pack, supports
+from playground.lora import AdapterSet
+
+PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [3, 4], [100, 200, 300, 400], [42]]  # different lengths: left padding
+ROUTES = [(None, 0.0), ("a", 1.0), ("a", 0.5), ("a", -1.0)]  # base row, tuned row, ExPO-style scales
+PAD = 0
+
+
+def tiny_config(**overrides) -> LlamaConfig:
+    kw = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+              vocab_size=1000, max_position_embeddings=512, tie_word_embeddings=True, pad_token_id=PAD,
+              rope_parameters={"rope_type": "default", "rope_theta": 100000.0})
+    kw.update(overrides)
+    return LlamaConfig(**kw)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    return LlamaForCausalLM(tiny_config()).eval()
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tiny_llama, tmp_path_factory) -> Path:
+    """A peft LoRA on every projection, with random non-zero A and B."""
+    from peft import LoraConfig, get_peft_model
+
+    out = tmp_path_factory.mktemp("fast_llama_lora")
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    peft_model = get_peft_model(copy.deepcopy(tiny_llama), LoraConfig(r=4, lora_alpha=8, target_modules=targets))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    peft_model.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def with_adapter(model: LlamaForCausalLM, adapter: Path, dtype: torch.dtype) -> tuple[LlamaForCausalLM, AdapterSet]:
+    model = copy.deepcopy(model).to(dtype)
+    adapters = AdapterSet(model)
+    adapters.add("a", adapter)
+    return model, adapters
+
+
+def decode(decoders: list, steps: int, adapters: AdapterSet | None = None) -> list[list[torch.Tensor]]:
+    """Logits of `start` then `steps` steps for each decoder, all fed the first decoder's greedy tokens."""
+    routing = (lambda: adapters.routing(ROUTES)) if adapters else contextlib.nullcontext
+    outs: list[list[torch.Tensor]] = [[] for _ in decoders]
+    with torch.inference_mode():
+        for out, d in zip(outs, decoders):
+            with routing():
+                out.append(d.start(PROMPTS))
+        for _ in range(steps):
+            tokens = outs[0][-1].argmax(-1)
+            for out, d in zip(outs, decoders):
+                with routing():
+                    out.append(d.step(tokens))
+    return outs
+
+
+def max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+
+def test_supports(tiny_llama):
+    assert supports(tiny_llama)
+    assert not supports(GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=100)))
+    scaled = tiny_config(rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0})
+    assert not supports(LlamaForCausalLM(scaled))
+    assert not supports(LlamaForCausalLM(tiny_config(attention_bias=True)))
+
+
+def test_fp32_matches_hf(tiny_llama):
+    hf, fast = decode([HFDecoder(tiny_llama, PAD), FastLlamaDecoder(tiny_llama, PAD)], steps=10)
+    assert hf[0].dtype == fast[0].dtype == torch.float32 and fast[0].shape == (len(PROMPTS), 1000)
+    assert max_diff(hf, fast) < 1e-4
+
+
+def test_cache_grows_past_capacity(tiny_llama):
+    fast = FastLlamaDecoder(tiny_llama, PAD, capacity=4)  # prompt width 7 -> 8 columns, then 16, 32
+    hf, got = decode([HFDecoder(tiny_llama, PAD), fast], steps=20)
+    assert fast.capacity == 32 and fast.length == 27
+    assert max_diff(hf, got) < 1e-4
+
+
+def test_lora_routing_fp32(tiny_llama, adapter_dir):
+    model, adapters = with_adapter(tiny_llama, adapter_dir, torch.float32)
+    hf, fast = decode([HFDecoder(model, PAD), FastLlamaDecoder(model, PAD)], steps=10, adapters=adapters)
+    assert max_diff(hf, fast) < 1e-4
+    assert (hf[0][1] - hf[0][0]).abs().max() > 1e-2  # the adapter really changes the tuned rows
+
+
+def test_bf16_matches_hf(tiny_llama, adapter_dir):
+    """bf16: |Δlogit| ≤ 0.05 vs HF bf16 (logits here are O(1); RMSNorm rounds once instead of twice)."""
+    model, adapters = with_adapter(tiny_llama, adapter_dir, torch.bfloat16)
+    hf, fast = decode([HFDecoder(model, PAD), FastLlamaDecoder(model, PAD)], steps=10, adapters=adapters)
+    assert fast[0].dtype == torch.float32
+    assert max_diff(hf, fast) < 0.05
+
+
+@pytest.mark.skipif(not can_pack(torch.bfloat16), reason="no oneDNN bf16 on this CPU")
+def test_bf16_packed_matches_unpacked(tiny_llama, adapter_dir):
+    """oneDNN prepacked + fused q/k/v, gate/up (LoRA deltas on slices) vs plain F.linear per module."""
+    model, adapters = with_adapter(tiny_llama, adapter_dir, torch.bfloat16)
+    packed, plain = FastLlamaDecoder(model, PAD, pack=True), FastLlamaDecoder(model, PAD, pack=False)
+    assert packed.layers[0].fused and not plain.layers[0].fused
+    a, b = decode([packed, plain], steps=10, adapters=adapters)
+    assert max_diff(a, b) < 1e-2  # bit-identical on the AMX CPU this was written on
