@@ -51,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "judge": None, "other_judge": None, "base": DEFAULT_BASE, "seed": 0,
     "prompts": str(PROMPT_DIR / "train.txt"), "limit": None, "k": 4, "max_new_tokens": 64, "temperature": 0.9, "top_p": 0.95,
     "gen_batch_size": 16, "min_margin": 0.1, "pairs_from": None, "responses_from": None,
-    "beta": 0.1, "steps": None, "epochs": 1.0, "lr": 5e-5, "rank": 16, "alpha": 32, "dropout": 0.05,
+    "beta": 0.1, "steps": None, "epochs": 1.0, "lr": 2e-4, "rank": 16, "alpha": 32, "dropout": 0.05,
     "batch_size": 8, "grad_accum": 1, "max_length": 192, "warmup_ratio": 0.1, "bf16": True,
     "eval_prompts": str(PROMPT_DIR / "eval.txt"), "eval_limit": None, "eval_samples": 2, "eval_max_new_tokens": 64,
     "out": None, "export_dtype": "bfloat16",
@@ -369,6 +369,14 @@ def step_evaluate(run: Run) -> None:
     log(f"evaluate: {summary_line(result)}")
 
 
+def wall_time_line(wall: dict) -> str:
+    sec = lambda x: "–" if x is None else f"{x:.0f} s"  # noqa: E731
+    shared = f" (answers sampled by {Path(wall['sample_shared_with']).parent})" if wall.get("sample_shared_with") else ""
+    return (f"- wall time: {sec(wall['total_s'])} total = sampling + scoring {sec(wall['sample_s'])}{shared}, "
+            f"DPO {sec(wall['train_s'])} ({wall['train_s_per_step']:.1f} s per step), evaluation {sec(wall['evaluate_s'])}; "
+            f"{wall.get('device', '')}, a CPU shared with other jobs")
+
+
 def adapter_readme(card: dict) -> str:
     ev = card.get("evaluation") or {}
     lines = [f"# {card['name']}", "", card["description"], "",
@@ -377,10 +385,10 @@ def adapter_readme(card: dict) -> str:
              f"(RLAIF: best vs worst of {card['k']} sampled answers per prompt). Made by `models/train_adapter.py`; "
              "see models/TRAINING.md.", "",
              f"- DPO: {card['steps']} steps ({card['epochs']} epochs), lr {card['lr']}, batch {card['batch_size']}, seed {card['seed']}",
-             f"- wall time: {card['wall_time']['total_s']:.0f} s total, {card['wall_time']['train_s_per_step']:.1f} s per DPO step "
-             f"({card['wall_time'].get('device', '')})"]
+             wall_time_line(card["wall_time"])]
     if ev:
         fmt = lambda ci: f"{ci[0]:+.3f} ± {ci[1]:.3f}"  # noqa: E731
+        pos = lambda ci: f"{ci[0]:.3f} ± {ci[1]:.3f}"  # noqa: E731
         b, t = ev["base"], ev["tuned"]
         lines += ["", f"## Held-out evaluation ({ev['n_prompts']} prompts × {ev['samples_per_prompt']} samples, "
                   f"T={ev['sampling']['temperature']}, top-p {ev['sampling']['top_p']}, ≤{ev['sampling']['max_new_tokens']} tokens)", "",
@@ -388,9 +396,9 @@ def adapter_readme(card: dict) -> str:
                   f"| {ev['judge']} reward (trained judge) | {fmt(b['reward'])} | {fmt(t['reward'])} |"]
         if "other_reward" in b:
             lines.append(f"| {ev['other_judge']} reward (other judge) | {fmt(b['other_reward'])} | {fmt(t['other_reward'])} |")
-        lines += [f"| distinct-2 | {fmt(b['distinct2'])} | {fmt(t['distinct2'])} |",
-                  f"| embedding diversity (mean pairwise cosine distance) | {fmt(b['semantic_diversity'])} | {fmt(t['semantic_diversity'])} |",
-                  f"| words per answer | {b['words'][0]:.1f} | {t['words'][0]:.1f} |", "",
+        lines += [f"| distinct-2 (within a prompt's samples) | {pos(b['distinct2'])} | {pos(t['distinct2'])} |",
+                  f"| embedding diversity (mean pairwise cosine distance) | {pos(b['semantic_diversity'])} | {pos(t['semantic_diversity'])} |",
+                  f"| words per answer | {b['words'][0]:.1f} ± {b['words'][1]:.1f} | {t['words'][0]:.1f} ± {t['words'][1]:.1f} |", "",
                   f"Paired reward gain (tuned − base): {fmt(ev['reward_gain'])}."]
     return "\n".join(lines) + "\n"
 
@@ -416,6 +424,7 @@ def step_export(run: Run) -> None:
     dtype = getattr(torch, run.export_dtype)
     tensors = {k: v.to(dtype).contiguous() for k, v in load_file(str(src / "adapter_model.safetensors")).items()}
     save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+    os.chmod(tmp / "adapter_model.safetensors", 0o644)
     timings = run.state.get("timings", {})
     sample_t = timings.get("sample") or timings.get("pairs_source_timings", {}).get("sample", {})
     shared = "sample" not in timings
@@ -480,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--beta", type=float, help="DPO β (default 0.1)")
     g.add_argument("--steps", type=int, help="max DPO steps (default: --epochs over the pairs)")
     g.add_argument("--epochs", type=float, help="default 1")
-    g.add_argument("--lr", type=float, help="learning rate (default 5e-5)")
+    g.add_argument("--lr", type=float, help="learning rate (default 2e-4)")
     g.add_argument("--rank", type=int, help="LoRA rank (default 16; alpha = 2·rank unless --alpha)")
     g.add_argument("--alpha", type=float, help="LoRA alpha (default 32)")
     g.add_argument("--batch-size", type=int, help="pairs per step (default 8)")

@@ -13,9 +13,11 @@ Rows are left-padded (as in `HFDecoder`): row r's position ids are `column - pad
 an additive key mask (-inf on padding columns) hides the padding. The KV cache is preallocated per layer,
 [rows, kv_heads, capacity, head_dim], and doubled when a step runs past it.
 
-Projections keep `RoutedLoRALinear`'s per-row adapter deltas (routing is read at call time). In bfloat16
-the base weights are prepacked once per model for oneDNN (`mkldnn._linear_pointwise`, bit-identical to
-`F.linear`, ~1.4x faster matmuls on small batches); in float32 the modules are called as they are.
+Projections run as `F.linear` on the modules' own weights plus `RoutedLoRALinear`'s per-row adapter deltas
+(routing is read at call time, per forward). In bfloat16 the base weights are instead prepacked once per
+model for oneDNN (`mkldnn._linear_pointwise`; same results as `F.linear` here, ~1.4x faster matmuls at small
+batch), with q/k/v and gate/up concatenated into one matmul each; the packed copy costs one extra set of
+weights in memory (~270 MB for SmolLM2-135M).
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from playground.decoder import left_pad
 from playground.lora import RoutedLoRALinear
 
 _PACK_HINT = 64  # batch-size hint for oneDNN's weight layout (timings barely depend on it)
-_PACKED: weakref.WeakKeyDictionary[nn.Linear, tuple[tuple[int, int], torch.Tensor]] = weakref.WeakKeyDictionary()
+_PackKey = tuple[tuple[int, int], ...]  # (data_ptr, version) of each packed weight
+_PACKED: weakref.WeakKeyDictionary[nn.Linear, tuple[_PackKey, torch.Tensor]] = weakref.WeakKeyDictionary()
 
 
 def supports(model: nn.Module) -> bool:
@@ -235,7 +238,8 @@ class FastLlamaDecoder:
         pos = (pad_mask.cumsum(-1) - 1).clamp(min=0)  # [B, T] position ids, 0 on padding (as HFDecoder)
         self.pos = pos[:, -1]
         # Query i sees keys j ≤ i that are not padding; a padding query also sees itself (no all -inf row, no NaN).
-        allowed = (torch.ones(width, width, dtype=torch.bool).tril() & real[:, None, None, :]) | torch.eye(width, dtype=torch.bool)
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        allowed = (causal & real[:, None, None, :]) | torch.eye(width, dtype=torch.bool)
         mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill_(~allowed, float("-inf"))  # [B, 1, T, T]
         return self._forward(ids, self.cos[pos][:, None], self.sin[pos][:, None], mask)
 

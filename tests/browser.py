@@ -41,13 +41,16 @@ def drive(url: str, out_dir: Path, prompt: str = "Give me a tip for a rainy day.
         kl_box = page.locator("#kl-strength input[type=number]")
         kl_box.fill(str(float(kl_box.input_value()) / 2))
         kl_box.press("Enter")
-        page.get_by_text("λ = β_train/β = 2").first.wait_for(timeout=10_000)
-        seen["lambda_label"] = page.get_by_text("λ = β_train/β = 2").first.inner_text()
+        page.get_by_text("λ = β_train/β = 1 ").first.wait_for(timeout=10_000)  # from λ = 0.5 to 1
+        seen["lambda_label"] = page.get_by_text("λ = β_train/β = 1 ").first.inner_text()
         for tab in ("Trade-off", "Diffusion guidance"):
             button = page.get_by_role("tab", name=tab)
             if button.count():
                 button.click()
                 page.wait_for_timeout(800)
+                if tab == "Diffusion guidance":
+                    page.get_by_role("button", name="Generate", exact=True).click()
+                    page.locator("#guidance-samples img").first.wait_for(timeout=timeout_ms)
                 path = out_dir / f"tab_{tab.lower().replace(' ', '_').replace('-', '_')}.png"
                 page.screenshot(path=str(path), full_page=True)
                 seen["shots"].append(path)

@@ -27,6 +27,6 @@ def test_browser_side_by_side(tiny_playground, tmp_path):
         demo.close()
     for column, text in seen["first_answers"].items():
         assert "Tell me about cats." in text and "tok/s" in text, column
-    assert "λ = β_train/β = 2" in seen["lambda_label"]
+    assert "λ = β_train/β = 1 " in seen["lambda_label"]
     for shot in seen["shots"]:
         assert shot.stat().st_size > 10_000

@@ -21,6 +21,7 @@ EXAMPLES = [
     "Tell me about keeping a small garden.",
     "My train is late again. Any advice?",
 ]
+DEFAULT_BETA_FACTOR = 2.0  # the slider starts at β = 2·β_train (λ = 0.5): halfway between base and tuned
 LM_EVENT = {"concurrency_id": "lm", "concurrency_limit": ServeSettings().lm_concurrency, "time_limit": LIMITS.request_timeout_s}
 EXPLAIN = """**Base vs preference-tuned, one knob apart.** The tuned model is a LoRA adapter trained with DPO at KL strength
 β_train. Decoding-time realignment mixes the two models' next-token logits, `ℓ = ℓ_base + λ·(ℓ_tuned − ℓ_base)`
@@ -50,11 +51,11 @@ def build_chat_tab(pg: Playground) -> None:
                          ("Weight scaling: LoRA × λ (cheaper approximation)", "weights")],
                         value="logits", label="How λ is applied")
     with gr.Row():
-        kl = Slider(beta0 / LIMITS.max_lambda, 20 * beta0, value=beta0, step=beta0 / 40, label="KL strength β", elem_id="kl-strength",
+        kl = Slider(beta0 / LIMITS.max_lambda, 20 * beta0, value=DEFAULT_BETA_FACTOR * beta0, step=beta0 / 40, label="KL strength β", elem_id="kl-strength",
                        info="Higher β = closer to the base model; lower β = more aligned, less diverse")
         temperature = Slider(0.0, LIMITS.max_temperature, value=DEFAULT_DECODE.temperature, step=0.05, label="Temperature",
                                 info="Higher = more random and diverse; 0 = greedy")
-    lam_label = gr.Markdown(lambda_label(1.0, beta0))
+    lam_label = gr.Markdown(lambda_label(1 / DEFAULT_BETA_FACTOR, DEFAULT_BETA_FACTOR * beta0))
     with gr.Accordion("More settings", open=False):
         with gr.Row():
             top_p = Slider(0.05, 1.0, value=DEFAULT_DECODE.top_p, step=0.05, label="Top-p",
@@ -99,8 +100,8 @@ def build_chat_tab(pg: Playground) -> None:
         if name not in pg.adapters:
             raise gr.Error(f"unknown adapter {name!r}; available: {', '.join(names)}")
         b = pg.adapters[name].beta_train
-        return (Slider(minimum=b / LIMITS.max_lambda, maximum=20 * b, value=b, step=b / 40),
-                Dropdown(info=pg.adapters[name].description), lambda_label(1.0, b))
+        return (Slider(minimum=b / LIMITS.max_lambda, maximum=20 * b, value=DEFAULT_BETA_FACTOR * b, step=b / 40),
+                Dropdown(info=pg.adapters[name].description), lambda_label(1 / DEFAULT_BETA_FACTOR, DEFAULT_BETA_FACTOR * b))
 
     def on_kl(name, beta):
         b = pg.adapters[name].beta_train if name in pg.adapters else beta0

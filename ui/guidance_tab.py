@@ -85,7 +85,7 @@ def build_guidance_tab() -> None:
                              info="Same seed + settings = same images")
             go = gr.Button("Generate", variant="primary")
         with gr.Column(scale=2):
-            grid = gr.Image(label="Samples", type="numpy", image_mode="L", interactive=False)
+            grid = gr.Image(label="Samples", type="numpy", image_mode="L", interactive=False, elem_id="guidance-samples")
             readout = gr.Markdown()
             progress = gr.Image(label="Denoising progress: predicted x̂₀, noisy → clean (first 8 samples)",
                                 type="numpy", image_mode="L", interactive=False)
