@@ -13,6 +13,7 @@ from playground.service import Playground
 from playground.settings import ServeSettings
 from ui.chat_tab import build_chat_tab
 from ui.guidance_tab import build_guidance_tab
+from ui.tradeoff_tab import build_tradeoff_tab
 
 TITLE = "Controllability Playground"
 INTRO = f"""# {TITLE}
@@ -23,10 +24,13 @@ CSS = ".gradio-container {max-width: 1400px !important}"
 
 
 def build_demo(pg: Playground) -> gr.Blocks:
-    with gr.Blocks(title=TITLE) as demo:
+    # delete_cache: files handed to users (exports, images) are removed from Gradio's cache after an hour.
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
         with gr.Tab("Side by side"):
             build_chat_tab(pg)
+        with gr.Tab("Trade-off"):
+            build_tradeoff_tab(pg)
         with gr.Tab("Diffusion guidance"):
             build_guidance_tab()
     serve = ServeSettings()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -87,7 +88,12 @@ def run_turn(pg: Playground, conv: Conversation, prompt: str, knobs: dict,
         new.histories[c].append({"role": "user", "content": s.prompt})
         new.histories[c].append({"role": "assistant", "content": ""})
         new.readouts[c].append("")
-    for answers in pg.stream_side_by_side(s, histories, should_stop=should_stop):
+    deadline = time.monotonic() + LIMITS.request_timeout_s  # frees the model even if nobody cancels
+
+    def stop() -> bool:
+        return should_stop() or time.monotonic() > deadline
+
+    for answers in pg.stream_side_by_side(s, histories, should_stop=stop):
         for c, a in answers.items():
             new.histories[c][-1]["content"] = a.text
             new.readouts[c][-1] = readout(a, c) if a.done or a.reward is not None else "…"

@@ -121,7 +121,7 @@ def overopt_figure(rows: Sequence[dict], judge: str = "training judge", heldout:
     warning = overoptimisation_warning(rows, judge, heldout)
     ax.set_title("Over-optimisation check: " + ("proxy ↑, held-out stalls or falls" if warning else "no sign"), fontsize=10)
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="best")
+    fig.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="outside lower center", ncols=2)
     ax.grid(alpha=0.3)
     return fig
 
@@ -144,7 +144,7 @@ def _group_warning(t: float, group: Sequence[dict], judge: str, heldout: str) ->
         return None
     drop = held[k] - held[-1]
     verb = f"falls ({-drop:+.3g})" if drop > _noise(peak, last, "heldout_reward_ci95") else f"stalls ({-drop:+.3g})"
-    return (f"T = {t:g}: past KL ≈ {_num(peak['kl_to_base']):.3g} nats/token (λ = {peak['lambda']:g}), the training "
+    return (f"T = {t:g}: from λ = {peak['lambda']:g} (KL ≈ {_num(peak['kl_to_base']):.3g} nats/token) on, the training "
             f"judge '{judge}' keeps rising ({gain:+.3g}) while the held-out judge '{heldout}' {verb}.")
 
 

@@ -112,11 +112,11 @@ def _sweep_lines(sweep: dict | None) -> list[str]:
              " feature spread |", "|---|---|---|---|---|"]
     lines += [f"| {r['scale']:g} | {r['class_accuracy']:.3f} | {r['class_prob_mean']:.3f} | {r['diversity']:.2f} |"
               f" {r['feature_spread']:.2f} |" for r in sweep["rows"]]
-    return lines
+    return lines + (["", sweep["note"]] if sweep.get("note") else [])
 
 
-def write_card(card: dict) -> None:
-    (OUT_DIR / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+def write_card(card: dict, out_dir: Path = OUT_DIR) -> None:
+    (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     md = [
         "# digits-cfg-unet: tiny class-conditional DDPM for classifier-free guidance",
         "",
@@ -141,7 +141,7 @@ def write_card(card: dict) -> None:
         "Weights: safetensors only.",
         "",
     ]
-    (OUT_DIR / "README.md").write_text("\n".join(md))
+    (out_dir / "README.md").write_text("\n".join(md))
 
 
 def main() -> None:
@@ -151,11 +151,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out-dir", type=Path, default=OUT_DIR, help="where unet/, scheduler/ and the card go")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ema, sched, stats = train(args.steps, args.batch_size, args.lr, args.seed)
-    ema.to(torch.float16).save_pretrained(OUT_DIR / "unet", safe_serialization=True)
-    sched.save_pretrained(OUT_DIR / "scheduler")
+    ema.to(torch.float16).save_pretrained(args.out_dir / "unet", safe_serialization=True)
+    sched.save_pretrained(args.out_dir / "scheduler")
     write_card({
         "data": "sklearn.datasets.load_digits (1,797 8x8 images, 0..16) -> bilinear 16x16 -> [-1, 1]",
         "split": "train_test_split(test_size=0.2, random_state=0, stratify=labels); trained on 1,437 train images",
@@ -172,7 +173,7 @@ def main() -> None:
         "weights_dtype": "float16 (load with torch_dtype=torch.float32 on CPU)",
         "hardware": f"CPU, 2 cores shared with other jobs (wall time varies), {args.threads} torch threads",
         "loss_log": stats["log"],
-    })
+    }, args.out_dir)
     print(json.dumps({k: v for k, v in stats.items() if k != "log"}))
 
 
