@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
+from threadpoolctl import threadpool_limits
 
 IMAGE_SIZE = 16
 NUM_DIGITS = 10
@@ -73,13 +74,16 @@ def classifier() -> MLPClassifier:
     clf = MLPClassifier(
         hidden_layer_sizes=(64,), alpha=1e-3, max_iter=600, random_state=0, early_stopping=False
     )
-    clf.fit(_flat(images), labels)
+    with threadpool_limits(limits=1):  # tiny matrices: one BLAS thread is as fast and never oversubscribes
+        clf.fit(_flat(images), labels)
     return clf
 
 
 def class_probabilities(images: np.ndarray | torch.Tensor) -> np.ndarray:
     """Classifier probabilities [N,10] for images in [-1,1]."""
-    return classifier().predict_proba(_flat(images))
+    clf = classifier()
+    with threadpool_limits(limits=1):
+        return clf.predict_proba(_flat(images))
 
 
 def features(images: np.ndarray | torch.Tensor) -> np.ndarray:

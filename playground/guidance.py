@@ -11,7 +11,6 @@ pipeline through its `guidance_scale` argument.
 from __future__ import annotations
 
 import inspect
-import math
 import re
 import time
 from dataclasses import dataclass, field

@@ -17,6 +17,15 @@ from playground import guidance_cli
 from playground.digits import NULL_CLASS
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Test batches are tiny; one thread is as fast and stays fast when other jobs share the CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny_unet() -> UNet2DModel:
     torch.manual_seed(0)
