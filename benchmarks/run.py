@@ -90,14 +90,16 @@ RSS_CODE = """
 import json, resource, sys
 sys.path.insert(0, '.')
 from models import registry
-from playground.service import Playground, AdapterInfo
+from playground.service import Playground
+from playground.engine import Request
 n = {n}
 names = [a.name for a in registry.installed_adapters()]
 pg = Playground.from_registry(adapters=[])
 for i in range(n):
     a = registry.get_adapter(names[i % len(names)])
     pg.adapter_set.add(f"{{a.name}}-{{i}}", a.path)
-pg.engine.generate([pg.requests(pg.settings('hi', names[0], lam=1.0, max_new_tokens=4))['base']]) if n == 0 else None
+req = pg.requests(pg.settings('hi', names[0], lam=1.0, max_new_tokens=4))['base']
+pg.engine.generate([Request(**{{**req.__dict__, "adapter": f"{{names[0]}}-0" if n else None}})])
 print(json.dumps({{"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
@@ -147,6 +149,9 @@ def main() -> None:
     adapter = sorted(pg.adapters)[0]
     r: dict = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                "torch": torch.__version__, "dtype": str(pg.base.model.dtype), "tokens": tokens, "repeats": repeats}
+    pg.engine.fast = False  # the generic transformers decoder, for comparison
+    r["realigned_tok_s_hf_decoder"] = one_stream(pg, adapter, tokens, repeats)["realigned_tok_s"]
+    pg.engine.fast = True
     r |= one_stream(pg, adapter, tokens, repeats)
     r |= side_by_side(pg, adapter, tokens, repeats)
     r["sweep16_row_tok_s"] = sweep(pg, adapter, 16, tokens, repeats)

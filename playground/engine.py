@@ -21,6 +21,7 @@ from typing import Iterator, Sequence
 
 import torch
 from playground.decoder import Decoder, HFDecoder
+from playground.fast_llama import FastLlamaDecoder, supports
 from playground.lora import AdapterSet
 from playground.sampling import RowSampler
 
@@ -128,8 +129,12 @@ class Engine:
         self.stop_ids = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.lock = threading.Lock()  # one forward at a time on the shared weights; routing lives inside it
+        self.fast = True  # use FastLlamaDecoder where it applies (benchmarks switch it off to compare)
 
     def new_decoder(self) -> Decoder:
+        """The lean static-cache decoder for Llama-family models; the generic transformers path otherwise."""
+        if self.fast and supports(self.model):
+            return FastLlamaDecoder(self.model, self.pad_id)
         return HFDecoder(self.model, self.pad_id)
 
     def _run(self, layout: _Layout, call) -> torch.Tensor:
