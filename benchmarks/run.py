@@ -98,8 +98,9 @@ pg = Playground.from_registry(adapters=[])
 for i in range(n):
     a = registry.get_adapter(names[i % len(names)])
     pg.adapter_set.add(f"{{a.name}}-{{i}}", a.path)
-req = pg.requests(pg.settings('hi', names[0], lam=1.0, max_new_tokens=4))['base']
-pg.engine.generate([Request(**{{**req.__dict__, "adapter": f"{{names[0]}}-0" if n else None}})])
+from playground.chat import prompt_ids
+ids = prompt_ids(pg.tokenizer, [], 'hi')
+pg.engine.generate([Request(ids, adapter=f"{{names[0]}}-0" if n else None, lam=1.0, max_new_tokens=4)])
 print(json.dumps({{"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 

@@ -171,8 +171,9 @@ class FastLlamaDecoder:
     def _allocate(self, rows: int, capacity: int) -> None:
         """(Re)allocate KV cache, key mask and RoPE table at `capacity` columns, keeping the first `length`."""
         shape, n = (rows, self.kv_heads, capacity, self.head_dim), self.length
-        keys = [torch.zeros(shape, dtype=self.dtype) for _ in self.layers]
-        values = [torch.zeros(shape, dtype=self.dtype) for _ in self.layers]
+        # Uninitialised: only columns < length are ever read, and each is written before (untouched pages cost nothing).
+        keys = [torch.empty(shape, dtype=self.dtype) for _ in self.layers]
+        values = [torch.empty(shape, dtype=self.dtype) for _ in self.layers]
         bias = torch.zeros(rows, 1, 1, capacity, dtype=self.dtype)  # additive key mask: 0 or -inf (padding)
         for new, old in zip(keys + values, self.keys + self.values):
             new[:, :, :n] = old[:, :, :n]
