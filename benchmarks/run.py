@@ -87,7 +87,7 @@ def subprocess_json(code: str, env: dict | None = None) -> dict:
 
 
 RSS_CODE = """
-import json, resource, sys
+import json, sys
 sys.path.insert(0, '.')
 from models import registry
 from playground.service import Playground
@@ -101,7 +101,8 @@ for i in range(n):
 from playground.chat import prompt_ids
 ids = prompt_ids(pg.tokenizer, [], 'hi')
 pg.engine.generate([Request(ids, adapter=f"{{names[0]}}-0" if n else None, lam=1.0, max_new_tokens=4)])
-print(json.dumps({{"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]  # peak RSS of this process
+print(json.dumps({{"rss_mb": int(hwm) / 1024}}))
 """
 
 
