@@ -178,15 +178,16 @@ class Engine:
         logp_mix = torch.log_softmax(l_mix, -1)
         logp_base = torch.log_softmax(l_base, -1)
         kl = (logp_mix.exp() * (logp_mix - logp_base)).sum(-1)  # KL(π_λ ‖ π_base), T = 1
-        ent = -(probs * torch.log(probs.clamp_min(1e-30))).sum(-1)  # H(π_sample)
+        ent = torch.special.entr(probs).sum(-1)  # H(π_sample) = Σ −p log p
         shifted = l_mix.argmax(-1) != l_base.argmax(-1)
-        for i, s in enumerate(streams):
-            if not alive[i]:
+        columns = zip(alive.tolist(), token.tolist(), kl.tolist(), ent.tolist(), shifted.tolist())
+        for s, (live, tok, kl_i, ent_i, shift_i) in zip(streams, columns):
+            if not live:
                 continue
-            s.tokens.append(int(token[i]))
-            s.kl.append(float(kl[i]))
-            s.entropy.append(float(ent[i]))
-            s.shifted.append(bool(shifted[i]))
+            s.tokens.append(tok)
+            s.kl.append(kl_i)
+            s.entropy.append(ent_i)
+            s.shifted.append(shift_i)
             s.elapsed_s = now
             if s.first_token_s is None:
                 s.first_token_s = now

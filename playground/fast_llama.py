@@ -13,8 +13,8 @@ Rows are left-padded (as in `HFDecoder`): row r's position ids are `column - pad
 an additive key mask (-inf on padding columns) hides the padding. The KV cache is preallocated per layer,
 [rows, kv_heads, capacity, head_dim], and doubled when a step runs past it.
 
-Projections run as `F.linear` on the modules' own weights plus `RoutedLoRALinear`'s per-row adapter deltas
-(routing is read at call time, per forward). In bfloat16 the base weights are instead prepacked once per
+Projections run as `F.linear` on the modules' own weights plus all adapters' per-row deltas in two stacked
+matmuls (`lora.stack_lora`; the routing is read once per forward). In bfloat16 the base weights are instead prepacked once per
 model for oneDNN (`mkldnn._linear_pointwise`; same results as `F.linear` here, ~1.4x faster matmuls at small
 batch), with q/k/v and gate/up concatenated into one matmul each; the packed copy costs one extra set of
 weights in memory (~270 MB for SmolLM2-135M).
@@ -22,18 +22,20 @@ weights in memory (~270 MB for SmolLM2-135M).
 from __future__ import annotations
 
 import weakref
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from playground.decoder import left_pad
-from playground.lora import RoutedLoRALinear
+from playground.lora import RoutedLoRALinear, lora_scales, stack_lora
 
+_FP32_LORA_ROWS = 16  # up to this many rows, LoRA deltas run in float32 (faster than small bf16 matmuls)
 _PACK_HINT = 64  # batch-size hint for oneDNN's weight layout (timings barely depend on it)
 _PackKey = tuple[tuple[int, int], ...]  # (data_ptr, version) of each packed weight
 _PACKED: weakref.WeakKeyDictionary[nn.Linear, tuple[_PackKey, torch.Tensor]] = weakref.WeakKeyDictionary()
+_STACKED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[torch.Tensor, torch.Tensor]]] = weakref.WeakKeyDictionary()
 
 
 def supports(model: nn.Module) -> bool:
@@ -82,14 +84,16 @@ def _packed_weight(linears: Sequence[nn.Linear]) -> torch.Tensor:
 
 
 class _Proj:
-    """y = [W_1; …; W_m] x, plus each RoutedLoRALinear part's routed delta Σ_a scale_a[row] · B_a A_a x on its slice.
+    """y = [W_1; …; W_m] x + the routed adapters' deltas on their slices, as `lora.stack_lora` lays them out.
 
-    W x runs as `F.linear` (one module) or oneDNN on the prepacked, possibly concatenated W; the deltas repeat
-    RoutedLoRALinear.forward (same math and order), reading the routing at call time. A projection whose base
-    is not a bias-free nn.Linear is simply called as a module.
+    W x runs as `F.linear` (one module) or oneDNN on the prepacked, possibly concatenated W. The deltas of
+    the adapters routed in this forward take two more matmuls, ((x A_allᵀ) ⊙ S_m) B_allᵀ, in float32, with
+    the per-row scales S_m built once per forward by the decoder; stacks are built per set of routed
+    adapters (so unrouted adapters cost nothing). A projection whose base is not a bias-free nn.Linear is
+    simply called as a module (RoutedLoRALinear then reads its routing itself).
     """
 
-    __slots__ = ("module", "weight", "packed", "loras")
+    __slots__ = ("module", "weight", "packed", "members", "loras", "stacks")
 
     def __init__(self, modules: Sequence[nn.Module], pack: bool) -> None:
         bases = [_base(m) for m in modules]
@@ -97,23 +101,51 @@ class _Proj:
         self.module = None if plain else modules[0]
         self.weight = bases[0].weight if plain and len(modules) == 1 else None
         self.packed = _packed_weight(bases) if plain and pack else None
-        edges = [0]
-        for b in bases if plain else ():
-            edges.append(edges[-1] + b.out_features)
-        self.loras = [(m, lo, hi) for m, lo, hi in zip(modules, edges, edges[1:]) if isinstance(m, RoutedLoRALinear)]
+        self.members = len(modules)
+        routed = plain and any(isinstance(m, RoutedLoRALinear) for m in modules)
+        self.loras = list(modules) if routed else None
+        self.stacks: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # routed (name, rank)s -> stacks
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, lora: "_Routing | None") -> torch.Tensor:
         if self.module is not None:
             return self.module(x)
         if self.packed is not None:
             y = torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
         else:
             y = F.linear(x, self.weight)
-        for lora, lo, hi in self.loras:
-            for name, row_scale in lora.route.items():
-                delta = (x @ lora.lora_A[name].T) @ lora.lora_B[name].T
-                y[..., lo:hi] += row_scale.to(delta.dtype) * delta
+        if self.loras is not None and lora is not None:
+            key = (lora.ranks, lora.dtype)
+            stack = self.stacks.get(key)
+            if stack is None:
+                stack = self.stacks[key] = _stacked(self.loras, lora.ranks, lora.dtype)
+            a_t, b_t = stack  # A_allᵀ [in, Σ], B_allᵀ [Σ, out]
+            # Σ_a scale_a[row] · s_a B_a A_a x
+            delta = (x.to(lora.dtype) @ a_t).mul_(lora.scales[self.members]) @ b_t
+            y += delta.to(y.dtype)  # (a same-dtype add is much faster than a mixed one at large batch)
         return y
+
+
+class _Routing(NamedTuple):
+    """One forward's adapter routing: the routed adapters' (name, rank)s, S_m per group size m, and the
+    dtype of the delta matmuls (float32 for a few rows, where CPU bf16 matmuls of this size are slow)."""
+
+    ranks: tuple[tuple[str, int], ...]
+    scales: dict[int, torch.Tensor]
+    dtype: torch.dtype
+
+
+def _stacked(modules: Sequence[nn.Module], ranks: tuple[tuple[str, int], ...],
+             dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A_allᵀ, B_allᵀ) from `stack_lora` in `dtype`, cached per module group, adapter set and dtype."""
+    key = (ranks, dtype, tuple((m.lora_A[n].data_ptr(), m.lora_B[n].data_ptr()) for m in modules
+                        if isinstance(m, RoutedLoRALinear) for n, _ in ranks if n in m.lora_A))
+    cache = _STACKED.setdefault(modules[0], {})
+    if key not in cache:
+        if len(cache) >= 8:  # a few adapter combinations at most; drop stale ones
+            cache.clear()
+        a, b = stack_lora(modules, dict(ranks))
+        cache[key] = (a.T.to(dtype).contiguous(), b.T.to(dtype).contiguous())
+    return cache[key]
 
 
 class _Layer:
@@ -134,19 +166,19 @@ class _Layer:
         self.norm1, self.eps1 = layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon
         self.norm2, self.eps2 = layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon
 
-    def qkv(self, n: torch.Tensor) -> Sequence[torch.Tensor]:
-        """(W_q n, W_k n, W_v n)."""
+    def qkv(self, n: torch.Tensor, s: _Routing | None) -> Sequence[torch.Tensor]:
+        """(W_q n, W_k n, W_v n); `s` = the forward's LoRA row scales (None: no adapter routed)."""
         if self.fused:
-            return self.projs[0](n).split(self.qkv_sizes, -1)
-        return self.projs[0](n), self.projs[1](n), self.projs[2](n)
+            return self.projs[0](n, s).split(self.qkv_sizes, -1)
+        return self.projs[0](n, s), self.projs[1](n, s), self.projs[2](n, s)
 
-    def mlp(self, n: torch.Tensor) -> torch.Tensor:
+    def mlp(self, n: torch.Tensor, s: _Routing | None) -> torch.Tensor:
         """W_down (SiLU(W_gate n) ⊙ W_up n)."""
         if self.fused:
-            gate, up = self.projs[1](n).split(self.mlp_sizes, -1)
+            gate, up = self.projs[1](n, s).split(self.mlp_sizes, -1)
         else:
-            gate, up = self.projs[3](n), self.projs[4](n)
-        return self.down(F.silu(gate) * up)
+            gate, up = self.projs[3](n, s), self.projs[4](n, s)
+        return self.down(F.silu(gate) * up, s)
 
 
 class FastLlamaDecoder:
@@ -157,6 +189,9 @@ class FastLlamaDecoder:
         self.dtype = inner.embed_tokens.weight.dtype
         pack = can_pack(self.dtype) if pack is None else pack
         self.pad_id, self.capacity = pad_id, capacity
+        # Adapters loaded on the model (RoutedLoRALinear): name -> rank.
+        self.loras = [m for m in model.modules() if isinstance(m, RoutedLoRALinear)]
+        self.ranks = {n: a.shape[0] for m in self.loras for n, a in m.lora_A.items()}
         self.layers = [_Layer(layer, pack) for layer in inner.layers[: cfg.num_hidden_layers]]
         self.embed, self.lm_head = inner.embed_tokens, _Proj([model.lm_head], pack)
         self.norm, self.eps = inner.norm.weight, inner.norm.variance_epsilon
@@ -207,21 +242,33 @@ class FastLlamaDecoder:
         """Run `ids` [B, T] (cache columns length-T .. length-1) through all layers; return last-position logits."""
         b, t = ids.shape
         start, end = self.length - t, self.length
+        s = self._scales(b)  # LoRA row scales S_m for this forward (None: base only)
         x = self.embed(ids)  # x_0 = E[ids]: [B, T, D]
         for L, k_cache, v_cache in zip(self.layers, self.keys, self.values):
             # h = x + W_o Attn(q, k, v): n = RMSNorm(x); q = RoPE(W_q n), k = RoPE(W_k n), v = W_v n
             n = F.rms_norm(x, (self.hidden,), L.norm1, L.eps1)
-            q, k, v = L.qkv(n)
+            q, k, v = L.qkv(n, s)
             q = self._rope(self._heads(q, b, t, self.heads), cos, sin)
             k_cache[:, :, start:end] = self._rope(self._heads(k, b, t, self.kv_heads), cos, sin)
             v_cache[:, :, start:end] = self._heads(v, b, t, self.kv_heads)
-            x = x + L.o(self._attend(q, k_cache[:, :, :end], v_cache[:, :, :end], mask))
+            x = x + L.o(self._attend(q, k_cache[:, :, :end], v_cache[:, :, :end], mask), s)
             # x' = h + W_down (SiLU(W_gate n) ⊙ W_up n), n = RMSNorm(h)
             n = F.rms_norm(x, (self.hidden,), L.norm2, L.eps2)
-            x = x + L.mlp(n)
+            x = x + L.mlp(n, s)
         # ℓ = W_lm RMSNorm(x_L) at the last position only
         x = F.rms_norm(x[:, -1:], (self.hidden,), self.norm, self.eps)
-        return self.lm_head(x)[:, -1].float()
+        return self.lm_head(x, s)[:, -1].float()
+
+    def _scales(self, rows: int) -> _Routing | None:
+        """The routing AdapterSet set for this forward, as routed adapters (sorted) and S_m per group size."""
+        route: dict[str, torch.Tensor] = {}
+        for m in self.loras:
+            route.update(m.route)
+        if not route:
+            return None
+        ranks = tuple((n, self.ranks[n]) for n in sorted(route))
+        dtype = torch.float32 if rows <= _FP32_LORA_ROWS else self.dtype
+        return _Routing(ranks, {m: lora_scales(route, dict(ranks), m, rows, dtype) for m in (1, 2, 3)}, dtype)
 
     @torch.inference_mode()
     def start(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:

@@ -15,8 +15,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from playground.loading import check_safetensors_dir
+
 HF_PREFIX = "hf:"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
 
 @runtime_checkable
@@ -94,17 +95,10 @@ class ConciseJudge:
 
 
 def check_local_weights(path: Path) -> None:
-    """Refuse a local model directory without *.safetensors (pickle weights can run arbitrary code)."""
+    """Refuse a local reward-model directory without config.json or *.safetensors (pickle can run code)."""
     if not (path / "config.json").is_file():
         raise ValueError(f"{path} is not a model directory: expected config.json and *.safetensors weights")
-    if any(path.glob("*.safetensors")):
-        return
-    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
-    found = f"it offers only pickle weights ({', '.join(pickles)})" if pickles else "it holds no *.safetensors"
-    raise ValueError(
-        f"{path}: {found}; reward models load from safetensors only. "
-        "Re-save with model.save_pretrained(dir, safe_serialization=True)."
-    )
+    check_safetensors_dir(path, "reward model")
 
 
 def _is_local(source: str) -> bool:

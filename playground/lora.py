@@ -113,6 +113,39 @@ class RoutedLoRALinear(nn.Module):
         return y
 
 
+def stack_lora(modules: Sequence[nn.Module], ranks: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every adapter's LoRA factors for projections that share an input x and whose outputs are concatenated.
+
+    Returns (A_all [Σ_a m·r_a, in], B_all [Σ_j out_j, Σ_a m·r_a]) for m = len(modules): column block (a, j)
+    holds adapter a's A_j and s·B_j, placed on output slice j (zeros where adapter a does not target
+    module j). With S [rows, Σ_a m·r_a] repeating row i's scale for adapter a over a's m·r_a columns,
+
+        Δy = ((x A_allᵀ) ⊙ S) B_allᵀ = Σ_a scale_a[i] · s_a B_a A_a x     (per output slice)
+
+    which is RoutedLoRALinear's delta for all adapters and modules in two matmuls (`lora_scales` builds S).
+    """
+    outs = [m.out_features for m in modules]
+    in_features, dtype = modules[0].in_features, modules[0].weight.dtype
+    a_blocks, b_cols = [], []
+    for name, rank in ranks.items():  # adapter name -> r_a, in a fixed order shared with `lora_scales`
+        for j, m in enumerate(modules):
+            has = isinstance(m, RoutedLoRALinear) and name in m.lora_A
+            a_blocks.append(m.lora_A[name] if has else torch.zeros(rank, in_features, dtype=dtype))
+            col = torch.zeros(sum(outs), rank, dtype=dtype)
+            if has:
+                col[sum(outs[:j]): sum(outs[: j + 1])] = m.lora_B[name]
+            b_cols.append(col)
+    return torch.cat(a_blocks), torch.cat(b_cols, 1)
+
+
+def lora_scales(route: dict[str, torch.Tensor], ranks: dict[str, int], members: int, rows: int,
+                dtype: torch.dtype) -> torch.Tensor:
+    """S [rows, 1, Σ_a members·r_a] for `stack_lora`'s layout: row i's scale for adapter a (0 if not routed)."""
+    parts = [route[n].to(dtype).expand(rows, 1, members * r) if n in route else torch.zeros(rows, 1, members * r, dtype=dtype)
+             for n, r in ranks.items()]
+    return torch.cat(parts, -1)
+
+
 class AdapterSet:
     """The adapters loaded onto one base model. Add adapters once; route rows per forward call."""
 
@@ -196,10 +229,11 @@ class AdapterSet:
             if name not in self.specs:
                 raise KeyError(f"unknown adapter {name!r}; loaded: {sorted(self.specs)}")
             scales.setdefault(name, torch.zeros(len(rows), 1, 1))[i] = scale
+        # object.__setattr__: a plain attribute, without nn.Module's parameter/buffer bookkeeping (hot path).
         for layer in self._wrapped.values():
-            layer.route = {n: s for n, s in scales.items() if n in layer.lora_A}
+            object.__setattr__(layer, "route", {n: s for n, s in scales.items() if n in layer.lora_A})
         try:
             yield
         finally:
             for layer in self._wrapped.values():
-                layer.route = {}
+                object.__setattr__(layer, "route", {})

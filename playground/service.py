@@ -18,6 +18,7 @@ from playground.chat import decode, prompt_ids, stop_token_ids
 from playground.engine import Engine, Request, Stream
 from playground.loading import LoadedBase, load_base
 from playground.lora import AdapterSet
+from playground.fast_llama import can_pack
 from playground.settings import model_dtype_name
 from playground.validation import check_choice, check_decode, lambda_from
 
@@ -66,6 +67,13 @@ class SideBySide:
     seed: int
 
 
+def resolve_dtype(name: str) -> torch.dtype:
+    """"auto" -> bfloat16 where the CPU has native bf16 matmuls (oneDNN), else float32; names map as is."""
+    if name == "auto":
+        return torch.bfloat16 if can_pack(torch.bfloat16) else torch.float32
+    return getattr(torch, name)
+
+
 class Playground:
     def __init__(self, base: LoadedBase, adapters: Sequence[AdapterInfo], base_names: Sequence[str] = (), chat: bool = True) -> None:
         self.base, self.chat = base, chat
@@ -82,7 +90,7 @@ class Playground:
     def from_registry(cls, base: str = registry.DEFAULT_BASE, adapters: Sequence[str] | None = None,
                       dtype: str | None = None) -> "Playground":
         entry = registry.get_base(base)
-        loaded = load_base(entry.source, dtype=getattr(torch, dtype or model_dtype_name()))
+        loaded = load_base(entry.source, dtype=resolve_dtype(dtype or model_dtype_name()))
         names = adapters if adapters is not None else [a.name for a in registry.installed_adapters(base)]
         infos = []
         for name in names:

@@ -24,11 +24,16 @@ def cache_dir() -> Path:
 
 
 def model_dtype_name() -> str:
-    """Weights' dtype: "float32" (default; exact, matches reference implementations) or "bfloat16"
-    (PLAYGROUND_DTYPE=bfloat16: half the memory traffic and AMX matmuls, ~1e-2 logit differences)."""
-    name = os.environ.get("PLAYGROUND_DTYPE", "float32")
-    if name not in ("float32", "bfloat16"):
-        raise ValueError(f"PLAYGROUND_DTYPE must be float32 or bfloat16; got {name!r}")
+    """Weights' dtype, from PLAYGROUND_DTYPE: "auto" (default), "float32" or "bfloat16".
+
+    "auto" picks bfloat16 on CPUs with native bf16 matmuls (AMX / AVX512-BF16; 1.2-1.7x faster decoding
+    here) and float32 elsewhere. bfloat16 vs float32 on the shipped model (4 prompts x λ 0/1/2, 576
+    teacher-forced positions): mean KL 0.003 nats/token (p95 0.012), top-1 agreement 96%; for scale, λ = 0.5
+    moves the policy 0.04 nats/token. float32 reproduces reference implementations to 1e-4 (the tests use it).
+    """
+    name = os.environ.get("PLAYGROUND_DTYPE", "auto")
+    if name not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"PLAYGROUND_DTYPE must be auto, float32 or bfloat16; got {name!r}")
     return name
 
 

@@ -32,21 +32,25 @@ def tiny_llama() -> LlamaForCausalLM:
     return LlamaForCausalLM(tiny_config()).eval()
 
 
-@pytest.fixture(scope="module")
-def adapter_dir(tiny_llama, tmp_path_factory) -> Path:
-    """A peft LoRA on every projection, with random non-zero A and B."""
+def make_adapter(model: LlamaForCausalLM, out: Path, rank: int, targets: list[str], seed: int) -> Path:
+    """A peft LoRA on `targets`, with random non-zero A and B, saved to `out`."""
     from peft import LoraConfig, get_peft_model
 
-    out = tmp_path_factory.mktemp("fast_llama_lora")
-    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    peft_model = get_peft_model(copy.deepcopy(tiny_llama), LoraConfig(r=4, lora_alpha=8, target_modules=targets))
-    gen = torch.Generator().manual_seed(1)
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets))
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_" in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
     peft_model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tiny_llama, tmp_path_factory) -> Path:
+    """Rank 4 on every projection."""
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    return make_adapter(tiny_llama, tmp_path_factory.mktemp("fast_llama_lora"), 4, targets, seed=1)
 
 
 def with_adapter(model: LlamaForCausalLM, adapter: Path, dtype: torch.dtype) -> tuple[LlamaForCausalLM, AdapterSet]:
@@ -120,3 +124,26 @@ def test_bf16_packed_matches_unpacked(tiny_llama, adapter_dir):
     assert packed.layers[0].fused and not plain.layers[0].fused
     a, b = decode([packed, plain], steps=10, adapters=adapters)
     assert max_diff(a, b) < 1e-2  # bit-identical on the AMX CPU this was written on
+
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_two_adapters_different_ranks_and_targets(tiny_llama, adapter_dir, tmp_path, dtype):
+    """Stacked deltas: adapter b (rank 2, only q/v/down) beside a (rank 4, all): each row gets its own adapter."""
+    b_dir = make_adapter(tiny_llama, tmp_path / "b", 2, ["q_proj", "v_proj", "down_proj"], seed=2)
+    model, adapters = with_adapter(tiny_llama, adapter_dir, dtype)
+    adapters.add("b", b_dir)
+    routes = [(None, 0.0), ("b", 1.0), ("a", 1.0), ("b", -0.5)]
+    outs: list[list[torch.Tensor]] = [[], []]
+    decoders = [HFDecoder(model, PAD), FastLlamaDecoder(model, PAD)]
+    with torch.inference_mode():
+        for out, d in zip(outs, decoders):
+            with adapters.routing(routes):
+                out.append(d.start(PROMPTS))
+        for _ in range(6):
+            tokens = outs[0][-1].argmax(-1)
+            for out, d in zip(outs, decoders):
+                with adapters.routing(routes):
+                    out.append(d.step(tokens))
+    assert max_diff(*outs) < (1e-4 if dtype == torch.float32 else 0.1)  # bf16: rounding order of the deltas differs
+    assert (outs[0][0][1] - outs[0][0][0]).abs().max() > 1e-2  # b really changes its row

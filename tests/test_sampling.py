@@ -15,6 +15,18 @@ def test_top_p_mask_keeps_smallest_set_reaching_p():
     assert top_p_mask(probs, torch.tensor([1e-6])).tolist() == [[True, False, False, False]]
 
 
+def test_top_p_partial_top_k_equals_full_sort():
+    """The top-k shortcut and the full-sort fallback (k too small for a row's nucleus) give the same set."""
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(6, 3000, generator=gen) * torch.tensor([[0.5], [1], [2], [4], [8], [16]]), -1)
+    top_p = torch.tensor([0.5, 0.9, 0.95, 0.99, 0.7, 1.0])
+    full = top_p_mask(probs, top_p, k=3000)
+    for k in (1, 8, 64, 512):
+        assert torch.equal(top_p_mask(probs, top_p, k=k), full)
+    kept = (probs * full).sum(-1)
+    assert (kept >= top_p - 1e-6).all() and full.sum(-1).min() >= 1
+
+
 def test_greedy_rows_take_the_argmax():
     logits = torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 1.0]])
     token, dist = RowSampler([0.0, 0.0], [1.0, 1.0], [0, 1]).sample(logits)

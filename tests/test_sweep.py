@@ -12,7 +12,8 @@ import pytest
 
 from playground import sweep as sw
 from playground import sweep_cli
-from playground.sweep import ROW_KEYS, SweepCancelled, SweepSettings, resolve, run_sweep, to_csv, to_json, token_view
+from playground.sweep import ROW_KEYS, SweepCancelled, SweepSettings, resolve, run_sweep, to_csv, to_json
+from playground.token_view import token_view
 from playground.validation import InputError
 
 PROMPTS = ["Tell me something about cats.", "Give me a tip for a rainy day."]

@@ -17,8 +17,9 @@ from playground.judges import available_judges
 from playground.service import Playground
 from playground.settings import LIMITS, ServeSettings
 from playground.sweep import (DEFAULT_LAMBDAS, DEFAULT_TEMPERATURES, SweepCancelled, SweepSettings, parse_floats,
-                              run_sweep, token_view)
+                              run_sweep)
 from playground.sweep_cli import default_prompts, split_prompts, write_outputs
+from playground.token_view import token_view
 from playground.tradeoff_plots import all_figures, overoptimisation_warning
 from playground.validation import InputError
 
