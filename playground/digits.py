@@ -8,14 +8,15 @@ memory, never pickled). Its hidden layer is the feature space used by `features(
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:
+    from sklearn.neural_network import MLPClassifier
 
 IMAGE_SIZE = 16
 NUM_DIGITS = 10
@@ -28,6 +29,8 @@ SPLITS = ("train", "test", "all")
 @lru_cache(maxsize=1)
 def _all_images() -> tuple[np.ndarray, np.ndarray]:
     """Every digit as float32 [N,1,16,16] in [-1, 1] (bilinear upsampling of the 0..16 8×8 image)."""
+    from sklearn.datasets import load_digits  # scikit-learn is imported on first use (~0.5 s)
+
     data = load_digits()
     small = torch.from_numpy(data.images.astype(np.float32) / 16.0).unsqueeze(1)  # [N,1,8,8] in [0,1]
     big = F.interpolate(small, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
@@ -38,6 +41,8 @@ def _all_images() -> tuple[np.ndarray, np.ndarray]:
 @lru_cache(maxsize=1)
 def _split_indices() -> tuple[np.ndarray, np.ndarray]:
     images, labels = _all_images()
+    from sklearn.model_selection import train_test_split
+
     idx = np.arange(len(labels))
     train_idx, test_idx = train_test_split(
         idx, test_size=TEST_SIZE, random_state=SPLIT_SEED, stratify=labels
@@ -70,6 +75,8 @@ def _flat(images: np.ndarray | torch.Tensor) -> np.ndarray:
 @lru_cache(maxsize=1)
 def classifier() -> MLPClassifier:
     """A 256→64→10 ReLU MLP fitted on the train split (deterministic, ~2 s on one core)."""
+    from sklearn.neural_network import MLPClassifier
+
     images, labels = load_digit_images("train")
     clf = MLPClassifier(
         hidden_layer_sizes=(64,), alpha=1e-3, max_iter=600, random_state=0, early_stopping=False

@@ -16,19 +16,23 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, EulerDiscreteScheduler, UNet2DModel
 from matplotlib.figure import Figure
 from scipy.spatial.distance import pdist
+
+if TYPE_CHECKING:
+    from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, EulerDiscreteScheduler, UNet2DModel
 
 from playground.digits import IMAGE_SIZE, NULL_CLASS, class_probabilities, features
 from playground.settings import LIMITS, REPO_ROOT
 from playground.validation import InputError, check_choice, check_int, check_number, check_prompt
 
 MODEL_DIR = REPO_ROOT / "models" / "digits"
-SCHEDULERS = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler, "euler": EulerDiscreteScheduler}
+# Scheduler name -> diffusers class name (diffusers is imported on first use: it takes ~1 s to import).
+SCHEDULERS = {"ddim": "DDIMScheduler", "ddpm": "DDPMScheduler", "euler": "EulerDiscreteScheduler"}
 MAX_GUIDANCE = 20.0
 MAX_SCALES = 12  # values of w in one sweep
 # DDIM clips x̂_0 to [-1, 1]; recompute ε̂ from the clipped x̂_0 too, otherwise at w > 1 the extrapolated ε̂
@@ -85,17 +89,23 @@ class GuidanceResult:
 @lru_cache(maxsize=2)
 def load_unet(model_dir: Path = MODEL_DIR) -> UNet2DModel:
     """The shipped UNet ε_θ(x_t, t, y), float32 on CPU, from safetensors only."""
+    from diffusers import UNet2DModel
+
     unet = UNet2DModel.from_pretrained(model_dir / "unet", use_safetensors=True, torch_dtype=torch.float32)
     return unet.eval().requires_grad_(False)
 
 
 def make_scheduler(name: str, model_dir: Path = MODEL_DIR) -> DDIMScheduler | DDPMScheduler | EulerDiscreteScheduler:
     """A fresh scheduler (they hold per-run state) built from the training noise schedule β_1..β_T."""
-    return SCHEDULERS[check_scheduler(name)].from_config(_scheduler_config(model_dir))
+    import diffusers
+
+    return getattr(diffusers, SCHEDULERS[check_scheduler(name)]).from_config(_scheduler_config(model_dir))
 
 
 @lru_cache(maxsize=2)
 def _scheduler_config(model_dir: Path) -> dict:
+    from diffusers import DDPMScheduler
+
     return dict(DDPMScheduler.load_config(model_dir / "scheduler"))
 
 
@@ -264,6 +274,8 @@ def _pipeline_source(src: str) -> str:
 @lru_cache(maxsize=1)
 def _load_pipeline(src: str) -> DiffusionPipeline:
     try:  # safetensors only; no trust_remote_code, no custom_pipeline
+        from diffusers import DiffusionPipeline
+
         return DiffusionPipeline.from_pretrained(src, use_safetensors=True)
     except (OSError, EnvironmentError) as exc:
         raise InputError(f"src: could not load diffusers pipeline {src!r}: {exc}") from exc
