@@ -13,11 +13,11 @@ Rows are left-padded (as in `HFDecoder`): row r's position ids are `column - pad
 an additive key mask (-inf on padding columns) hides the padding. The KV cache is preallocated per layer,
 [rows, kv_heads, capacity, head_dim], and doubled when a step runs past it.
 
-Projections run as `F.linear` on the modules' own weights plus all adapters' per-row deltas in two stacked
-matmuls (`lora.stack_lora`; the routing is read once per forward). In bfloat16 the base weights are instead prepacked once per
-model for oneDNN (`mkldnn._linear_pointwise`; same results as `F.linear` here, ~1.4x faster matmuls at small
-batch), with q/k/v and gate/up concatenated into one matmul each; the packed copy costs one extra set of
-weights in memory (~270 MB for SmolLM2-135M).
+Projections run as `F.linear` on the modules' own weights plus the routed adapters' per-row deltas in two
+stacked matmuls (`lora.stack_lora`; the routing is read once per forward). In bfloat16 the base weights
+are instead prepacked once per model for oneDNN (`mkldnn._linear_pointwise`; same results as `F.linear`
+here, ~1.4x faster matmuls at small batch), with q/k/v and gate/up concatenated into one matmul each;
+the packed copy costs one extra set of weights in memory (~270 MB for SmolLM2-135M).
 """
 from __future__ import annotations
 
@@ -87,9 +87,9 @@ class _Proj:
     """y = [W_1; …; W_m] x + the routed adapters' deltas on their slices, as `lora.stack_lora` lays them out.
 
     W x runs as `F.linear` (one module) or oneDNN on the prepacked, possibly concatenated W. The deltas of
-    the adapters routed in this forward take two more matmuls, ((x A_allᵀ) ⊙ S_m) B_allᵀ, in float32, with
-    the per-row scales S_m built once per forward by the decoder; stacks are built per set of routed
-    adapters (so unrouted adapters cost nothing). A projection whose base is not a bias-free nn.Linear is
+    the adapters routed in this forward take two more matmuls, ((x A_allᵀ) ⊙ S_m) B_allᵀ (in float32 for
+    a few rows, see `_Routing`), with the per-row scales S_m built once per forward by the decoder; stacks
+    are built per set of routed adapters (so unrouted adapters cost nothing). A projection whose base is not a bias-free nn.Linear is
     simply called as a module (RoutedLoRALinear then reads its routing itself).
     """
 

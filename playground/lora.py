@@ -140,10 +140,9 @@ def stack_lora(modules: Sequence[nn.Module], ranks: dict[str, int]) -> tuple[tor
 
 def lora_scales(route: dict[str, torch.Tensor], ranks: dict[str, int], members: int, rows: int,
                 dtype: torch.dtype) -> torch.Tensor:
-    """S [rows, 1, Σ_a members·r_a] for `stack_lora`'s layout: row i's scale for adapter a (0 if not routed)."""
-    parts = [route[n].to(dtype).expand(rows, 1, members * r) if n in route else torch.zeros(rows, 1, members * r, dtype=dtype)
-             for n, r in ranks.items()]
-    return torch.cat(parts, -1)
+    """S [rows, 1, Σ_a members·r_a] for `stack_lora`'s layout over the routed adapters `ranks` (name -> r_a):
+    row i's scale for adapter a, repeated over a's members·r_a columns."""
+    return torch.cat([route[n].to(dtype).expand(rows, 1, members * r) for n, r in ranks.items()], -1)
 
 
 class AdapterSet:

@@ -16,9 +16,9 @@ import torch
 from models import registry
 from playground.chat import decode, prompt_ids, stop_token_ids
 from playground.engine import Engine, Request, Stream
+from playground.fast_llama import can_pack
 from playground.loading import LoadedBase, load_base
 from playground.lora import AdapterSet
-from playground.fast_llama import can_pack
 from playground.settings import model_dtype_name
 from playground.validation import check_choice, check_decode, lambda_from
 
