@@ -16,8 +16,8 @@ import pandas as pd
 from playground.judges import available_judges
 from playground.service import Playground
 from playground.settings import LIMITS, ServeSettings
-from playground.sweep import (DEFAULT_LAMBDAS, DEFAULT_TEMPERATURES, SweepCancelled, SweepSettings, parse_floats,
-                              run_sweep)
+from playground.sweep import (DEFAULT_LAMBDAS, DEFAULT_TEMPERATURES, ROW_KEYS, SweepCancelled, SweepSettings,
+                              parse_floats, run_sweep)
 from playground.sweep_cli import default_prompts, split_prompts, write_outputs
 from playground.token_view import token_view
 from playground.tradeoff_plots import all_figures, overoptimisation_warning
@@ -120,14 +120,14 @@ def build_tradeoff_tab(pg: Playground) -> None:
         cancel_btn = gr.Button("Cancel", variant="stop")
     summary = gr.Markdown()
     warning = gr.Markdown()
-    table = gr.Dataframe(label="One row per (λ, T)", interactive=False)
+    table = gr.Dataframe(label="One row per (λ, T)", headers=list(ROW_KEYS), interactive=False)
     with gr.Row():
         frontier, diversity = gr.Plot(label="Reward vs KL"), gr.Plot(label="Diversity vs reward")
     with gr.Row():
         metrics, overopt = gr.Plot(label="Metrics vs λ"), gr.Plot(label="Over-optimisation")
     files = gr.File(label="Downloads (JSON, CSV, samples, PNG)", file_count="multiple", interactive=False)
     with gr.Accordion("Every sample", open=False):
-        samples_df = gr.Dataframe(interactive=False, wrap=True)
+        samples_df = gr.Dataframe(headers=list(SAMPLE_COLUMNS), interactive=False, wrap=True)
     with gr.Accordion("Token-level view: where does the realigned model depart from the base?", open=True):
         with gr.Row():
             tv_prompt = gr.Textbox(default_prompts()[0], label="Prompt", scale=3)
