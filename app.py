@@ -9,8 +9,8 @@ import time
 
 import gradio as gr
 
-from playground.service import Playground
 from playground.settings import ServeSettings
+from playground.startup import LazyPlayground
 from ui.chat_tab import build_chat_tab
 from ui.guidance_tab import build_guidance_tab
 from ui.tradeoff_tab import build_tradeoff_tab
@@ -23,7 +23,8 @@ classifier-free guidance."""
 CSS = ".gradio-container {max-width: 1400px !important}"
 
 
-def build_demo(pg: Playground) -> gr.Blocks:
+def build_demo(pg) -> gr.Blocks:
+    """The whole UI on `pg`: a loaded Playground, or a LazyPlayground whose model is still loading."""
     # delete_cache: files handed to users (exports, images) are removed from Gradio's cache after an hour.
     with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
@@ -39,12 +40,22 @@ def build_demo(pg: Playground) -> gr.Blocks:
 
 
 def main() -> None:
+    # Serve the UI first (gradio only), then import torch and load the model; requests wait for it.
     start = time.perf_counter()
-    pg = Playground.from_registry()
+    pg = LazyPlayground.from_registry()
     demo = build_demo(pg)
-    print(f"model and UI ready in {time.perf_counter() - start:.2f} s", flush=True)
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), prevent_thread_lock=True,
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), css=CSS, allowed_paths=[])
+    print(f"UI served in {time.perf_counter() - start:.2f} s; loading the model", flush=True)
+    try:
+        from playground.service import Playground
+
+        pg.load(Playground.from_registry)
+    except BaseException:
+        demo.close()
+        raise
+    print(f"model ready in {time.perf_counter() - start:.2f} s", flush=True)
+    demo.block_thread()
 
 
 if __name__ == "__main__":

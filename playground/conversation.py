@@ -9,11 +9,13 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
-from playground.service import COLUMNS, Answer, Playground, SideBySide
-from playground.settings import LIMITS
+from playground.settings import COLUMNS, LIMITS
 from playground.validation import InputError
+
+if TYPE_CHECKING:  # the model (torch) loads after the UI is served; this module is needed to build the UI
+    from playground.service import Answer, Playground, SideBySide
 
 TITLES = {"base": "Base model (λ = 0)", "realigned": "Realigned (λ = β_train/β from the slider)",
           "tuned": "Tuned as trained (λ = 1)"}

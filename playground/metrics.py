@@ -14,9 +14,10 @@ from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 if TYPE_CHECKING:
+    import torch
+
     from playground.embeddings import Embedder
 
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
@@ -29,6 +30,8 @@ def words(text: str) -> list[str]:
 
 def _log_probs(logits: torch.Tensor) -> torch.Tensor:
     """log_softmax over the last axis in float32 at least (float64 stays float64)."""
+    import torch  # on first use: the UI imports this module before torch is loaded
+
     dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     return torch.log_softmax(logits.to(dtype), dim=-1)
 
@@ -40,15 +43,14 @@ def kl_from_logits(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tens
     """
     log_p, log_q = _log_probs(p_logits), _log_probs(q_logits)
     p = log_p.exp()
-    terms = torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p))
-    return terms.sum(-1)
+    return (p * (log_p - log_q)).masked_fill(~(p > 0), 0.0).sum(-1)
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy per position, in nats: H = −Σ_v p(v)·log p(v), p = softmax(logits); [..., V] → [...]."""
     log_p = _log_probs(logits)
     p = log_p.exp()
-    return -torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum(-1)
+    return -(p * log_p).masked_fill(~(p > 0), 0.0).sum(-1)
 
 
 def _as_tokens(seq: Sequence[Hashable] | str) -> Sequence[Hashable]:

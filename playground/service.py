@@ -19,10 +19,9 @@ from playground.engine import Engine, Request, Stream
 from playground.fast_llama import can_pack
 from playground.loading import LoadedBase, load_base
 from playground.lora import AdapterSet
-from playground.settings import model_dtype_name
+from playground.settings import COLUMNS, model_dtype_name
 from playground.validation import check_choice, check_decode, lambda_from
 
-COLUMNS = ("base", "realigned", "tuned")  # base model; λ-realigned; tuned as trained (λ = 1)
 
 
 @dataclass(frozen=True)

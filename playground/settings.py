@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+COLUMNS = ("base", "realigned", "tuned")  # the side-by-side view: base model; λ-realigned; tuned as trained (λ = 1)
 
 
 def cache_dir() -> Path:

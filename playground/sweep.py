@@ -16,15 +16,17 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from playground.chat import decode, prompt_ids
-from playground.engine import Request, Stream
 from playground.metrics import distinct_n, ead, mean_ci95, pareto_front, self_bleu, semantic_diversity
 from playground.settings import LIMITS
 from playground.validation import InputError, check_choice, check_decode, check_int, check_number, check_prompt, lambda_from
+
+if TYPE_CHECKING:  # the engine (torch) is imported when a sweep runs, not with this module
+    from playground.engine import Request, Stream
 
 Progress = Callable[[float, str], None]
 DEFAULT_LAMBDAS = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -173,6 +175,8 @@ def kl_strength(beta_train: float, lam: float) -> float | None:
 
 def build_requests(pg, s: SweepSettings) -> tuple[list[tuple[int, float, float, int]], list[Request]]:
     """One Request per (prompt, λ, T, sample), keyed (prompt index, λ, T, sample k); seed = s.seed + k."""
+    from playground.engine import Request
+
     ids = [prompt_ids(pg.tokenizer, (), p, pg.chat) for p in s.prompts]
     keys = [(i, lam, t, k) for i in range(len(ids)) for lam in s.lambdas for t in s.temperatures
             for k in range(s.samples)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from playground.chat import decode, prompt_ids
-from playground.engine import Request, Stream
 from playground.settings import LIMITS
 from playground.sweep import kl_strength
 from playground.validation import check_choice, check_decode, check_number
@@ -28,6 +27,8 @@ def token_view(pg, prompt: str, adapter: str, lam: float, temperature: float = 0
                max_new_tokens: int = 64, top_p: float = 1.0, should_stop: Callable[[], bool] = lambda: False) -> dict:
     """The realigned answer token by token: per-token KL(π_λ‖π_base), whether the base model's top token
     differs there ("shifted"), and the share of shifted positions."""
+    from playground.engine import Request, Stream
+
     adapter = check_choice("adapter", adapter, sorted(pg.adapters))
     lam = check_number("lambda", lam, LIMITS.min_lambda, LIMITS.max_lambda)
     temperature, top_p, max_new_tokens, seed = check_decode(temperature, top_p, max_new_tokens, seed)

@@ -9,8 +9,7 @@ import json
 import gradio as gr
 
 from playground.conversation import TITLES, Conversation, lambda_label, run_turn
-from playground.service import COLUMNS, Playground
-from playground.settings import DEFAULT_DECODE, LIMITS, ServeSettings
+from playground.settings import COLUMNS, DEFAULT_DECODE, LIMITS, ServeSettings
 from playground.validation import InputError
 from ui.components import Dropdown, Radio, Slider
 
@@ -38,7 +37,8 @@ def _outputs(conv: Conversation) -> list:
     return [conv.display(c) for c in COLUMNS] + [conv]
 
 
-def build_chat_tab(pg: Playground) -> None:
+def build_chat_tab(pg) -> None:
+    """`pg`: a Playground, or a LazyPlayground that is still loading (only `pg.adapters` is read here)."""
     names = sorted(pg.adapters)
     default_adapter = "upbeat-b0.1" if "upbeat-b0.1" in names else (names[0] if names else None)
     beta0 = pg.adapters[default_adapter].beta_train if default_adapter else 0.1

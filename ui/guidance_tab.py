@@ -5,12 +5,16 @@ All events share the concurrency pool "diffusion" (limit 1) so sampling never st
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import gradio as gr
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from playground import guidance as G
+from playground.guidance_settings import SCHEDULERS, GuidanceSettings
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FORMULAS = r"""
 | Diffusion (this tab) | Language model (LM tab) |
@@ -23,15 +27,15 @@ FORMULAS = r"""
 Same move in both: start from the model without the condition, step along the difference the condition
 makes, and scale the step. **w ↔ λ.** Classifier-free guidance: Ho & Salimans (2022).
 """
-DEFAULT = G.GuidanceSettings()
+DEFAULT = GuidanceSettings()
 SHOWN_PROGRESS_SAMPLES = 8
 PROGRESS_FRAMES = 6
 EVENT = {"concurrency_id": "diffusion", "concurrency_limit": 1}
 
 
-def _settings(digit: int, w: float, samples: int, steps: int, scheduler: str, seed: int) -> G.GuidanceSettings:
+def _settings(digit: int, w: float, samples: int, steps: int, scheduler: str, seed: int) -> GuidanceSettings:
     try:
-        return G.GuidanceSettings(digit, w, samples, steps, scheduler, seed)
+        return GuidanceSettings(digit, w, samples, steps, scheduler, seed)
     except ValueError as exc:
         raise gr.Error(str(exc)) from exc
 
@@ -40,6 +44,8 @@ def generate(
     digit: int, w: float, samples: int, steps: int, scheduler: str, seed: int
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Sample one batch → (sample grid, x̂_0 progress grid, readout markdown)."""
+    from playground import guidance as G  # torch + the UNet load on first use, not at app start-up
+
     s = _settings(digit, w, samples, steps, scheduler, seed)
     res = G.sample(s, progress_frames=PROGRESS_FRAMES)
     grid = G.grid_image(res.images, nrow=min(8, s.num_samples), scale=4)
@@ -59,6 +65,8 @@ def run_sweep(
     digit: int, scales: str, samples: int, steps: int, scheduler: str, seed: int
 ) -> tuple[Figure, pd.DataFrame]:
     """Sweep w over `scales` with the same x_T → (plot, table)."""
+    from playground import guidance as G
+
     _settings(digit, 0.0, samples, steps, scheduler, seed)
     try:
         rows = G.sweep(digit, scales, samples, steps, seed, scheduler)
@@ -79,7 +87,7 @@ def build_guidance_tab() -> None:
                                 info="More = steadier metrics, slower")
             steps = gr.Slider(1, 200, value=30, step=1, label="Denoising steps",
                               info="More = cleaner samples, slower")
-            scheduler = gr.Dropdown(list(G.SCHEDULERS), value=DEFAULT.scheduler, label="Scheduler",
+            scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULT.scheduler, label="Scheduler",
                                     info="ddim: deterministic; ddpm: stochastic, wants more steps; euler: ODE")
             seed = gr.Number(value=DEFAULT.seed, precision=0, label="Seed",
                              info="Same seed + settings = same images")

@@ -14,7 +14,6 @@ import gradio as gr
 import pandas as pd
 
 from playground.judges import available_judges
-from playground.service import Playground
 from playground.settings import LIMITS, ServeSettings
 from playground.sweep import (DEFAULT_LAMBDAS, DEFAULT_TEMPERATURES, ROW_KEYS, SweepCancelled, SweepSettings,
                               parse_floats, run_sweep)
@@ -90,7 +89,8 @@ def _highlights(view: dict) -> tuple[list, list, str]:
     return by_kl, shifted, readout
 
 
-def build_tradeoff_tab(pg: Playground) -> None:
+def build_tradeoff_tab(pg) -> None:
+    """`pg`: a Playground, or a LazyPlayground that is still loading (only `pg.adapters` is read here)."""
     names = sorted(pg.adapters)
     default_adapter = "upbeat-b0.1" if "upbeat-b0.1" in names else (names[0] if names else None)
     judges = available_judges()
