@@ -10,23 +10,21 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from playground.decoder import HFDecoder  # noqa: E402
-from playground.fast_llama import FastLlamaDecoder  # noqa: E402
+from playground.lm.decoder import HFDecoder
+from playground.lm.fast_llama import FastLlamaDecoder
 
 
 def load_model(dtype: torch.dtype) -> torch.nn.Module:
     """The embedded default base (converted into $PLAYGROUND_CACHE on first use) in `dtype`."""
     from transformers import AutoModelForCausalLM
 
-    from models.registry import get_base
-    from playground.loading import resolve_source
+    from playground.registry import get_base
+    from playground.lm.loading import resolve_source
 
     where = resolve_source(get_base("smollm2-135m-instruct").source)
     return AutoModelForCausalLM.from_pretrained(where, dtype=dtype, use_safetensors=True).eval()

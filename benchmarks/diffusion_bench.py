@@ -7,14 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from playground.guidance import GuidanceSettings, load_unet, sample  # noqa: E402
+from playground.diffusion.guidance import GuidanceSettings, load_unet, sample
 
 
 def bench_diffusion(samples: int = 64, steps: int = 50, runs: int = 3) -> dict[str, float]:

@@ -8,9 +8,9 @@ from typing import Sequence
 import torch
 from transformers import DynamicCache
 
-from playground.engine import Request
-from playground.loading import find_package_file
-from playground.sampling import RowSampler
+from playground.lm.engine import Request
+from playground.lm.loading import find_package_file
+from playground.lm.sampling import RowSampler
 from playground.service import Playground
 
 NAIVE_ROWS = 8  # the naive loop is linear in rows; timing 8 of them gives its row-tokens/s

@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+import torch
 
-from benchmarks import naive  # noqa: E402
-from playground.engine import Request  # noqa: E402
-from playground.service import Playground  # noqa: E402
+from benchmarks import naive
+from playground.lm.engine import Request
+from playground.service import Playground
 
 PROMPT = "Give me a tip for a rainy day."
 
@@ -88,17 +87,16 @@ def subprocess_json(code: str, env: dict | None = None) -> dict:
 
 RSS_CODE = """
 import json, sys
-sys.path.insert(0, '.')
-from models import registry
+from playground import registry
 from playground.service import Playground
-from playground.engine import Request
+from playground.lm.engine import Request
 n = {n}
 names = [a.name for a in registry.installed_adapters()]
 pg = Playground.from_registry(adapters=[])
 for i in range(n):
     a = registry.get_adapter(names[i % len(names)])
     pg.adapter_set.add(f"{{a.name}}-{{i}}", a.path)
-from playground.chat import prompt_ids
+from playground.lm.prompts import prompt_ids
 ids = prompt_ids(pg.tokenizer, [], 'hi')
 pg.engine.generate([Request(ids, adapter=f"{{names[0]}}-0" if n else None, lam=1.0, max_new_tokens=4)])
 hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]  # peak RSS of this process

@@ -16,7 +16,7 @@ exists unless --force):
   all       every step above in order
 
 --base is a registry name (default: the embedded SmolLM2-135M-Instruct), a Hub id or a local directory
-(safetensors only; loaded through playground.loading.load_base). Settings given to an earlier step are
+(safetensors only; loaded through playground.lm.loading.load_base). Settings given to an earlier step are
 kept in run.json and reused by later steps.
 """
 from __future__ import annotations
@@ -37,10 +37,8 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
-from models.registry import ADAPTER_DIR, BASE_MODELS, DEFAULT_BASE  # noqa: E402
+from playground.registry import ADAPTER_DIR, BASE_MODELS, DEFAULT_BASE
 
 PROMPT_DIR = REPO_ROOT / "models" / "prompts"
 STEPS = ("sample", "pairs", "train", "evaluate", "export")
@@ -133,7 +131,7 @@ def base_source(base: str) -> str:
 
 
 def load(base: str):
-    from playground.loading import load_base
+    from playground.lm.loading import load_base
 
     return load_base(base_source(base))
 
@@ -158,8 +156,8 @@ def step_sample(run: Run) -> None:
         return
     if run.done("sample", out):
         return
-    from playground.judges import get_judge
-    from playground.preferences import sample_responses
+    from playground.judges.judges import get_judge
+    from models.preferences import sample_responses
 
     start = time.perf_counter()
     judge = get_judge(run.judge_name())
@@ -233,7 +231,7 @@ def step_pairs(run: Run) -> None:
         run.save()
         log(f"pairs: copied {len(read_jsonl(out))} pairs from {src}")
         return
-    from playground.preferences import make_pairs
+    from models.preferences import make_pairs
 
     rows = read_jsonl(run.path("responses.jsonl"))
     pairs = make_pairs([r["prompt"] for r in rows], [r["responses"] for r in rows], [r["scores"] for r in rows],
@@ -250,7 +248,7 @@ def pair_dataset(pairs: list[dict], tokenizer):
     """TRL preference rows: conversational when the tokenizer has a chat template, else plain text."""
     from datasets import Dataset
 
-    from playground.preferences import chat_prompt
+    from models.preferences import chat_prompt
 
     if getattr(tokenizer, "chat_template", None):
         rows = [{"prompt": [{"role": "user", "content": p["prompt"]}],
@@ -351,8 +349,8 @@ def step_evaluate(run: Run) -> None:
     out = run.path("evaluation.json")
     if run.done("evaluate", out):
         return
-    from playground.judges import get_judge
-    from playground.preferences import evaluate, summary_line
+    from playground.judges.judges import get_judge
+    from models.preferences import evaluate, summary_line
 
     start = time.perf_counter()
     prompts = load_prompts(run.eval_prompts, run.eval_limit)

@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from playground.loading import ModelLoadError
+from playground.lm.loading import ModelLoadError
 from playground.settings import DEFAULT_DECODE
 from playground.validation import InputError, check_decode, check_prompt, lambda_from
 
@@ -32,7 +32,7 @@ def _generate_parser(sub) -> None:
 
 
 def cmd_generate(args) -> int:
-    from models import registry
+    from playground import registry
     from playground.service import COLUMNS, Playground
 
     base = args.base or registry.DEFAULT_BASE
@@ -65,7 +65,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_adapters(args) -> int:
-    from models import registry
+    from playground import registry
 
     rows = []
     for a in registry.ADAPTERS.values():
@@ -82,7 +82,7 @@ def cmd_adapters(args) -> int:
     return 0
 
 
-EXTRA_COMMANDS = {"sweep": "playground.sweep_cli", "guidance": "playground.guidance_cli"}
+EXTRA_COMMANDS = {"sweep": "playground.cli.sweep", "guidance": "playground.cli.guidance"}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

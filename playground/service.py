@@ -13,12 +13,12 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from models import registry
-from playground.chat import decode, prompt_ids, stop_token_ids
-from playground.engine import Engine, Request, Stream
-from playground.fast_llama import can_pack
-from playground.loading import LoadedBase, load_base
-from playground.lora import AdapterSet
+from playground import registry
+from playground.lm.prompts import decode, prompt_ids, stop_token_ids
+from playground.lm.engine import Engine, Request, Stream
+from playground.lm.fast_llama import can_pack
+from playground.lm.loading import LoadedBase, load_base
+from playground.lm.lora import AdapterSet
 from playground.settings import COLUMNS, model_dtype_name
 from playground.validation import check_choice, check_decode, lambda_from
 
@@ -160,7 +160,7 @@ class Playground:
             a.reward = float(r)
 
     def judge(self, name: str):
-        from playground.judges import get_judge  # imported lazily: judges load embedding models
+        from playground.judges.judges import get_judge  # imported lazily: judges load embedding models
 
         return get_judge(name)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Callable
 
-from models import registry
+from playground import registry
 from playground.validation import InputError
 
 if TYPE_CHECKING:

@@ -4,14 +4,12 @@
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from benchmarks.load import start_app  # noqa: E402
-from tests.browser import drive  # noqa: E402
+from benchmarks.load import start_app
+from tests.browser import drive
 
 
 def main() -> None:

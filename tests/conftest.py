@@ -36,8 +36,8 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def shipped_tokenizer_dir():
     """The embedded default's converted directory (tokenizer + safetensors); converted once per cache."""
-    from models.registry import get_base
-    from playground.loading import resolve_source
+    from playground.registry import get_base
+    from playground.lm.loading import resolve_source
 
     return resolve_source(get_base("smollm2-135m-instruct").source)
 
@@ -86,7 +86,7 @@ def tiny_adapters(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def tiny_playground(tiny_model_dir, tiny_adapters):
-    from playground.loading import load_base
+    from playground.lm.loading import load_base
     from playground.service import AdapterInfo, Playground
 
     base = load_base(str(tiny_model_dir))

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from models import registry
+from playground import registry
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

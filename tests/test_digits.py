@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from playground import digits
+from playground.diffusion import digits
 
 
 def test_images_are_16x16_in_range_and_split_is_fixed_and_disjoint() -> None:

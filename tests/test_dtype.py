@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from playground.fast_llama import can_pack
+from playground.lm.fast_llama import can_pack
 from playground.service import Playground, resolve_dtype
 from playground.settings import model_dtype_name
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from playground.embeddings import Embedder, default_embedder_path, get_embedder
+from playground.judges.embeddings import Embedder, default_embedder_path, get_embedder
 
 
 def test_default_path_is_a_sentence_transformers_dir() -> None:

@@ -6,14 +6,14 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from playground.engine import Request
+from playground.lm.engine import Request
 
 PROMPT = "Tell me something about cats."
 
 
 @pytest.fixture(scope="module")
 def ids(tiny_playground):
-    from playground.chat import prompt_ids
+    from playground.lm.prompts import prompt_ids
 
     return prompt_ids(tiny_playground.tokenizer, [], PROMPT)
 
@@ -91,7 +91,7 @@ def test_seed_reproduces_and_differs(tiny_playground, ids):
 
 
 def test_mixed_batch_equals_each_alone(tiny_playground, ids):
-    from playground.chat import prompt_ids
+    from playground.lm.prompts import prompt_ids
 
     other = prompt_ids(tiny_playground.tokenizer, [], "A much longer prompt about gardening in the rain, please.")
     reqs = [

@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from playground.decoder import HFDecoder
-from playground.fast_llama import FastLlamaDecoder, can_pack, supports
-from playground.lora import AdapterSet
+from playground.lm.decoder import HFDecoder
+from playground.lm.fast_llama import FastLlamaDecoder, can_pack, supports
+from playground.lm.lora import AdapterSet
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [3, 4], [100, 200, 300, 400], [42]]  # different lengths: left padding
 ROUTES = [(None, 0.0), ("a", 1.0), ("a", 0.5), ("a", -1.0)]  # base row, tuned row, ExPO-style scales

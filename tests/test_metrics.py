@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from playground.metrics import (
+from playground.tradeoff.metrics import (
     distinct_n, ead, entropy_from_logits, kl_from_logits, mean_ci95, pareto_front, self_bleu,
     semantic_diversity, sentence_bleu, words,
 )

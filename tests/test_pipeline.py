@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.prompts import make_prompts
-from playground.preferences import chat_prompt, make_pairs
+from models.preferences import chat_prompt, make_pairs
 
 CARD_KEYS = {"name", "base_model", "beta", "judge", "other_judge", "pairs", "steps", "epochs", "lr", "rank", "seed",
              "wall_time", "evaluation"}
@@ -60,8 +60,8 @@ def tiny_base(tmp_path_factory) -> Path:
     """A 2-layer random llama (hidden 32) with the real SmolLM2 tokenizer, saved as safetensors."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from models.registry import get_base
-    from playground.loading import resolve_source
+    from playground.registry import get_base
+    from playground.lm.loading import resolve_source
 
     out = tmp_path_factory.mktemp("tiny_llama_pipeline")
     tokenizer = AutoTokenizer.from_pretrained(resolve_source(get_base("smollm2-135m-instruct").source))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from playground.sampling import RowSampler, top_p_mask
+from playground.lm.sampling import RowSampler, top_p_mask
 
 
 def test_top_p_mask_keeps_smallest_set_reaching_p():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from models import registry
+from playground import registry
 from playground.startup import LazyPlayground
 from playground.validation import InputError
 

@@ -10,10 +10,10 @@ import math
 import pandas as pd
 import pytest
 
-from playground import sweep as sw
-from playground import sweep_cli
-from playground.sweep import ROW_KEYS, SweepCancelled, SweepSettings, resolve, run_sweep, to_csv, to_json
-from playground.token_view import token_view
+from playground.tradeoff import sweep as sw
+from playground.cli import sweep as sweep_cli
+from playground.tradeoff.sweep import ROW_KEYS, SweepCancelled, SweepSettings, resolve, run_sweep, to_csv, to_json
+from playground.tradeoff.token_view import token_view
 from playground.validation import InputError
 
 PROMPTS = ["Tell me something about cats.", "Give me a tip for a rainy day."]

@@ -6,7 +6,7 @@ import io
 import pytest
 from matplotlib.figure import Figure
 
-from playground.tradeoff_plots import all_figures, overoptimisation_warning
+from playground.tradeoff.plots import all_figures, overoptimisation_warning
 
 
 def rows_for(proxy, heldout, t=1.0, ci=0.01, lambdas=None):

@@ -11,7 +11,7 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from playground.guidance_settings import SCHEDULERS, GuidanceSettings
+from playground.diffusion.settings import SCHEDULERS, GuidanceSettings
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -44,7 +44,7 @@ def generate(
     digit: int, w: float, samples: int, steps: int, scheduler: str, seed: int
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Sample one batch → (sample grid, x̂_0 progress grid, readout markdown)."""
-    from playground import guidance as G  # torch + the UNet load on first use, not at app start-up
+    from playground.diffusion import guidance as G  # torch + the UNet load on first use, not at app start-up
 
     s = _settings(digit, w, samples, steps, scheduler, seed)
     res = G.sample(s, progress_frames=PROGRESS_FRAMES)
@@ -65,7 +65,7 @@ def run_sweep(
     digit: int, scales: str, samples: int, steps: int, scheduler: str, seed: int
 ) -> tuple[Figure, pd.DataFrame]:
     """Sweep w over `scales` with the same x_T → (plot, table)."""
-    from playground import guidance as G
+    from playground.diffusion import guidance as G
 
     _settings(digit, 0.0, samples, steps, scheduler, seed)
     try:

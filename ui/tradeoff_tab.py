@@ -1,7 +1,7 @@
 """The "Trade-off" tab: sweep λ (or β) × temperature on one adapter; plot reward, KL and diversity.
 
 Call `build_tradeoff_tab(pg)` inside `gr.Tab("Trade-off")`. Only components and event wiring live here;
-the sweep, metrics and figures come from `playground.sweep` and `playground.tradeoff_plots`.
+the sweep, metrics and figures come from `playground.tradeoff.sweep` and `playground.tradeoff.plots`.
 """
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from playground.judges import available_judges
+from playground.judges.judges import available_judges
 from playground.settings import LIMITS, ServeSettings
-from playground.sweep import (DEFAULT_LAMBDAS, DEFAULT_TEMPERATURES, ROW_KEYS, SweepCancelled, SweepSettings,
+from playground.tradeoff.sweep import (DEFAULT_LAMBDAS, DEFAULT_TEMPERATURES, ROW_KEYS, SweepCancelled, SweepSettings,
                               parse_floats, run_sweep)
-from playground.sweep_cli import default_prompts, split_prompts, write_outputs
-from playground.token_view import token_view
-from playground.tradeoff_plots import all_figures, overoptimisation_warning
+from playground.cli.sweep import default_prompts, split_prompts, write_outputs
+from playground.tradeoff.token_view import token_view
+from playground.tradeoff.plots import all_figures, overoptimisation_warning
 from playground.validation import InputError
 
 # A sweep decodes prompts × settings × samples answers and can take minutes on a CPU, so it gets a larger

@@ -1,7 +1,7 @@
 """Train the tiny class-conditional DDPM that the "Diffusion guidance" tab samples from.
 
 Data: scikit-learn's bundled `load_digits()` (1,797 8×8 images), upsampled to 16×16, scaled to [-1,1];
-train split only (see `playground.digits.load_digit_images`). Objective: DDPM noise prediction
+train split only (see `playground.diffusion.digits.load_digit_images`). Objective: DDPM noise prediction
 (Ho et al. 2020), ‖ε − ε_θ(x_t, t, y)‖², with condition dropout: 15% of labels are replaced by the
 null class 10 so one network learns both ε_θ(x_t, y) and ε_θ(x_t, ∅) for classifier-free guidance
 (Ho & Salimans 2022). Weights are an exponential moving average (EMA) of the trained ones.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -23,8 +22,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 
 OUT_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(OUT_DIR.parent.parent))
-from playground.digits import NULL_CLASS, heldout_accuracy, load_digit_images  # noqa: E402
+from playground.diffusion.digits import NULL_CLASS, heldout_accuracy, load_digit_images
 
 COND_DROPOUT = 0.15
 EMA_DECAY = 0.999

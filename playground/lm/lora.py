@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from playground.loading import ModelLoadError
+from playground.lm.loading import ModelLoadError
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"

@@ -18,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:
     import torch
 
-    from playground.embeddings import Embedder
+    from playground.judges.embeddings import Embedder
 
 _WORD_RE = re.compile(r"\w+|[^\w\s]")
 
@@ -159,7 +159,7 @@ def semantic_diversity(texts: Sequence[str], embedder: Embedder | None = None) -
     if len(texts) < 2:
         return 0.0
     if embedder is None:
-        from playground.embeddings import get_embedder
+        from playground.judges.embeddings import get_embedder
 
         embedder = get_embedder()
     emb = embedder.encode(list(texts)).astype(np.float64)

@@ -1,6 +1,6 @@
 """Settings of one classifier-free-guidance request, without torch or diffusers (the UI builds from these).
 
-`playground.guidance` re-exports everything here.
+`playground.diffusion.guidance` re-exports everything here.
 """
 from __future__ import annotations
 

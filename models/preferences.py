@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from playground.metrics import distinct_n, mean_ci95, semantic_diversity
+from playground.tradeoff.metrics import distinct_n, mean_ci95, semantic_diversity
 
 # Fixed sampling settings of the held-out evaluation (the app's defaults, shorter answers).
 EVAL_TEMPERATURE = 0.7

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
-from playground.decoder import Decoder, HFDecoder
-from playground.fast_llama import FastLlamaDecoder, supports
-from playground.lora import AdapterSet
-from playground.sampling import RowSampler
+from playground.lm.decoder import Decoder, HFDecoder
+from playground.lm.fast_llama import FastLlamaDecoder, supports
+from playground.lm.lora import AdapterSet
+from playground.lm.sampling import RowSampler
 
 
 @dataclass(frozen=True)

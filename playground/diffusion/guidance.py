@@ -26,8 +26,8 @@ from scipy.spatial.distance import pdist
 if TYPE_CHECKING:
     from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, EulerDiscreteScheduler, UNet2DModel
 
-from playground.digits import IMAGE_SIZE, NULL_CLASS, class_probabilities, features
-from playground.guidance_settings import (MAX_GUIDANCE, SCHEDULERS, GuidanceSettings,  # noqa: F401 (re-exported)
+from playground.diffusion.digits import IMAGE_SIZE, NULL_CLASS, class_probabilities, features
+from playground.diffusion.settings import (MAX_GUIDANCE, SCHEDULERS, GuidanceSettings,  # noqa: F401 (re-exported)
                                           check_guidance, check_scheduler)
 from playground.settings import LIMITS, REPO_ROOT
 from playground.validation import InputError, check_int, check_prompt

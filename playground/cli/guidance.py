@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.image import imsave
 
-from playground.guidance import MAX_GUIDANCE, SCHEDULERS, grid_image, plot_sweep, sweep_with_images
+from playground.diffusion.guidance import MAX_GUIDANCE, SCHEDULERS, grid_image, plot_sweep, sweep_with_images
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from playground.decoder import left_pad
-from playground.lora import RoutedLoRALinear, lora_scales, stack_lora
+from playground.lm.decoder import left_pad
+from playground.lm.lora import RoutedLoRALinear, lora_scales, stack_lora
 
 _FP32_LORA_ROWS = 16  # up to this many rows, LoRA deltas run in float32 (faster than small bf16 matmuls)
 _PACK_HINT = 64  # batch-size hint for oneDNN's weight layout (timings barely depend on it)

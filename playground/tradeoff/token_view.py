@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from playground.chat import decode, prompt_ids
+from playground.lm.prompts import decode, prompt_ids
 from playground.settings import LIMITS
-from playground.sweep import kl_strength
+from playground.tradeoff.sweep import kl_strength
 from playground.validation import check_choice, check_decode, check_number
 
 
@@ -27,7 +27,7 @@ def token_view(pg, prompt: str, adapter: str, lam: float, temperature: float = 0
                max_new_tokens: int = 64, top_p: float = 1.0, should_stop: Callable[[], bool] = lambda: False) -> dict:
     """The realigned answer token by token: per-token KL(π_λ‖π_base), whether the base model's top token
     differs there ("shifted"), and the share of shifted positions."""
-    from playground.engine import Request, Stream
+    from playground.lm.engine import Request, Stream
 
     adapter = check_choice("adapter", adapter, sorted(pg.adapters))
     lam = check_number("lambda", lam, LIMITS.min_lambda, LIMITS.max_lambda)

@@ -1,4 +1,4 @@
-"""Figures for the trade-off explorer, built from `playground.sweep` rows (one dict per (λ, T)).
+"""Figures for the trade-off explorer, built from `playground.tradeoff.sweep` rows (one dict per (λ, T)).
 
 Every function returns a fresh `matplotlib.figure.Figure` (no pyplot global state, safe in threads):
 `frontier_figure` (reward vs KL to the base model, one line per temperature), `diversity_figure`

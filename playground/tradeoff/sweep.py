@@ -1,6 +1,6 @@
 """Trade-off sweeps: decode a grid of (λ, temperature) settings × samples and measure, per setting,
 alignment (reward under the training judge and a held-out judge), distance from the base model (KL)
-and diversity. No gradio here: `playground.sweep_cli` and `ui/tradeoff_tab.py` both call `run_sweep`.
+and diversity. No gradio here: `playground.cli.sweep` and `ui/tradeoff_tab.py` both call `run_sweep`.
 
 Every (prompt, λ, T, sample) is one `Request`; all of them go into one engine batch (chunked only past
 `LIMITS.max_sweep_rows` requests). Sample k uses seed + k at every (prompt, λ, T): common random
@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from playground.chat import decode, prompt_ids
-from playground.metrics import distinct_n, ead, mean_ci95, pareto_front, self_bleu, semantic_diversity
+from playground.lm.prompts import decode, prompt_ids
+from playground.tradeoff.metrics import distinct_n, ead, mean_ci95, pareto_front, self_bleu, semantic_diversity
 from playground.settings import LIMITS
 from playground.validation import InputError, check_choice, check_decode, check_int, check_number, check_prompt, lambda_from
 
 if TYPE_CHECKING:  # the engine (torch) is imported when a sweep runs, not with this module
-    from playground.engine import Request, Stream
+    from playground.lm.engine import Request, Stream
 
 Progress = Callable[[float, str], None]
 DEFAULT_LAMBDAS = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -106,7 +106,7 @@ def parse_floats(name: str, text: str | Sequence[float]) -> list[float]:
 
 
 def _judge(name: str, value: str) -> str:
-    from playground.judges import HF_PREFIX, available_judges
+    from playground.judges.judges import HF_PREFIX, available_judges
 
     if isinstance(value, str) and value.startswith(HF_PREFIX) and value[len(HF_PREFIX):].strip():
         return value
@@ -156,7 +156,7 @@ def precheck(s: SweepSettings) -> SweepSettings:
 
 def resolve(pg, s: SweepSettings) -> SweepSettings:
     """Validate every field and fill the defaults: λ list (sorted) instead of β, both judges named."""
-    from playground.judges import available_judges
+    from playground.judges.judges import available_judges
 
     s = precheck(s)
     adapter = check_choice("adapter", s.adapter, sorted(pg.adapters))
@@ -175,7 +175,7 @@ def kl_strength(beta_train: float, lam: float) -> float | None:
 
 def build_requests(pg, s: SweepSettings) -> tuple[list[tuple[int, float, float, int]], list[Request]]:
     """One Request per (prompt, λ, T, sample), keyed (prompt index, λ, T, sample k); seed = s.seed + k."""
-    from playground.engine import Request
+    from playground.lm.engine import Request
 
     ids = [prompt_ids(pg.tokenizer, (), p, pg.chat) for p in s.prompts]
     keys = [(i, lam, t, k) for i in range(len(ids)) for lam in s.lambdas for t in s.temperatures

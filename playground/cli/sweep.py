@@ -12,9 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from playground.loading import ModelLoadError
+from playground.lm.loading import ModelLoadError
 from playground.settings import REPO_ROOT
-from playground.sweep import (DEFAULT_LAMBDAS, DEFAULT_PROMPTS, DEFAULT_TEMPERATURES, SweepResult,
+from playground.tradeoff.sweep import (DEFAULT_LAMBDAS, DEFAULT_PROMPTS, DEFAULT_TEMPERATURES, SweepResult,
                               SweepSettings, parse_floats, precheck, run_sweep, to_csv, to_json)
 from playground.validation import InputError
 
@@ -85,7 +85,7 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 
 
 def settings_from_args(args: argparse.Namespace, adapter: str) -> SweepSettings:
-    """Parse the comma lists; range checks happen in `playground.sweep.resolve`."""
+    """Parse the comma lists; range checks happen in `playground.tradeoff.sweep.resolve`."""
     lams = parse_floats("lambdas", args.lambdas) if args.lambdas is not None else None
     betas = parse_floats("kl_strengths", args.kl_strengths) if args.kl_strengths is not None else None
     return SweepSettings(adapter=adapter, prompts=read_prompts(args), lambdas=lams, kl_strengths=betas,
@@ -96,7 +96,7 @@ def settings_from_args(args: argparse.Namespace, adapter: str) -> SweepSettings:
 
 def load_playground(adapter: str | None):
     """(Playground with just that adapter, adapter name); tests replace this."""
-    from models import registry
+    from playground import registry
     from playground.service import Playground
 
     installed = [a.name for a in registry.installed_adapters(registry.DEFAULT_BASE)]
@@ -127,7 +127,7 @@ def table(rows: list[dict]) -> str:
 
 def write_outputs(out: Path, result: SweepResult, figures: dict | None = None) -> list[Path]:
     """JSON rows, CSV rows, per-sample JSON and the four PNG plots (`figures`, else built here); the paths written."""
-    from playground.tradeoff_plots import all_figures
+    from playground.tradeoff.plots import all_figures
 
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = [out, out.with_suffix(".csv"), out.with_name(f"{out.stem}_samples.json")]
@@ -144,7 +144,7 @@ def write_outputs(out: Path, result: SweepResult, figures: dict | None = None) -
 
 def run(args: argparse.Namespace) -> int:
     """Run the sweep described by `args`; 0 on success, 2 on bad input, 130 when interrupted."""
-    from playground.tradeoff_plots import overoptimisation_warning
+    from playground.tradeoff.plots import overoptimisation_warning
 
     try:
         out = Path(args.out)

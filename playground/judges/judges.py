@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from playground.loading import check_safetensors_dir
+from playground.lm.loading import check_safetensors_dir
 
 if TYPE_CHECKING:
     import torch
@@ -78,7 +78,7 @@ class ConciseJudge:
     minimum = -1.0 - length_weight
 
     def __init__(self, embedder_path: str | None = None) -> None:
-        from playground.embeddings import get_embedder
+        from playground.judges.embeddings import get_embedder
 
         self._embedder = get_embedder(embedder_path)
 

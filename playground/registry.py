@@ -12,8 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from playground.settings import REPO_ROOT
+
 # Shipped adapters live next to this file; PLAYGROUND_ADAPTER_DIR points the registry at another folder.
-ADAPTER_DIR = Path(os.environ.get("PLAYGROUND_ADAPTER_DIR", Path(__file__).resolve().parent / "adapters"))
+ADAPTER_DIR = Path(os.environ.get("PLAYGROUND_ADAPTER_DIR", REPO_ROOT / "models" / "adapters"))
 
 
 @dataclass(frozen=True)
