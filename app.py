@@ -9,7 +9,7 @@ import time
 
 import gradio as gr
 
-from playground.settings import ServeSettings
+from playground.settings import SERVE
 from playground.startup import LazyPlayground
 from ui.chat_tab import build_chat_tab
 from ui.guidance_tab import build_guidance_tab
@@ -26,7 +26,7 @@ CSS = ".gradio-container {max-width: 1400px !important}"
 def build_demo(pg) -> gr.Blocks:
     """The whole UI on `pg`: a loaded Playground, or a LazyPlayground whose model is still loading."""
     # delete_cache: files handed to users (exports, images) are removed from Gradio's cache after an hour.
-    with gr.Blocks(title=TITLE, delete_cache=(3600, 3600)) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=(SERVE.delete_cache_s, SERVE.delete_cache_s)) as demo:
         gr.Markdown(INTRO)
         with gr.Tab("Side by side"):
             build_chat_tab(pg)
@@ -34,8 +34,7 @@ def build_demo(pg) -> gr.Blocks:
             build_tradeoff_tab(pg)
         with gr.Tab("Diffusion guidance"):
             build_guidance_tab()
-    serve = ServeSettings()
-    demo.queue(max_size=serve.queue_max_size, default_concurrency_limit=serve.lm_concurrency)
+    demo.queue(max_size=SERVE.queue_max_size, default_concurrency_limit=SERVE.lm_concurrency)
     return demo
 
 

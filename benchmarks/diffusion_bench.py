@@ -11,7 +11,8 @@ import time
 
 import torch
 
-from playground.diffusion.guidance import GuidanceSettings, load_unet, sample
+from playground.diffusion.guidance import load_unet, sample
+from playground.settings import GuidanceSettings
 
 
 def bench_diffusion(samples: int = 64, steps: int = 50, runs: int = 3) -> dict[str, float]:

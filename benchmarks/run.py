@@ -39,7 +39,7 @@ def median_time(fn, repeats: int) -> float:
 
 def one_stream(pg: Playground, adapter: str, tokens: int, repeats: int) -> dict:
     """Realigned decoding, one stream: both policies per token (two batch rows)."""
-    s = pg.settings(PROMPT, adapter, lam=1.5, temperature=0.0, max_new_tokens=tokens)
+    s = pg.turn(PROMPT, adapter, lam=1.5, temperature=0.0, max_new_tokens=tokens)
     req = pg.requests(s)["realigned"]
     req = Request(**{**req.__dict__, "max_new_tokens": tokens})
     ttft, tok_s = [], []
@@ -51,14 +51,14 @@ def one_stream(pg: Playground, adapter: str, tokens: int, repeats: int) -> dict:
 
 
 def side_by_side(pg: Playground, adapter: str, tokens: int, repeats: int) -> dict:
-    s = pg.settings(PROMPT, adapter, lam=1.5, temperature=0.7, max_new_tokens=tokens)
+    s = pg.turn(PROMPT, adapter, lam=1.5, temperature=0.7, max_new_tokens=tokens)
     reqs = [Request(**{**r.__dict__, "max_new_tokens": tokens, "temperature": 0.0}) for r in pg.requests(s).values()]
     seconds = median_time(lambda: pg.engine.generate(reqs), repeats)
     return {"side_by_side_tok_s": tokens / seconds}
 
 
 def sweep_requests(pg: Playground, adapter: str, rows: int, tokens: int) -> list[Request]:
-    ids = pg.requests(pg.settings(PROMPT, adapter, lam=1.0))["base"].prompt_ids
+    ids = pg.requests(pg.turn(PROMPT, adapter, lam=1.0))["base"].prompt_ids
     lams, temps = [0.0, 0.5, 1.0, 2.0], [0.7, 1.0]
     return [Request(ids, adapter=adapter, lam=lams[i % 4], temperature=temps[(i // 4) % 2], top_p=0.95,
                     max_new_tokens=tokens, seed=i) for i in range(rows)]

@@ -38,22 +38,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-from playground.registry import ADAPTER_DIR, BASE_MODELS, DEFAULT_BASE
+from models.train_config import DEFAULTS, add_config_arguments
+from playground.registry import ADAPTER_DIR, BASE_MODELS
 
-PROMPT_DIR = REPO_ROOT / "models" / "prompts"
 STEPS = ("sample", "pairs", "train", "evaluate", "export")
 OTHER_JUDGE = {"upbeat": "concise", "concise": "upbeat"}
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-# run.json keys each step may record; None in argparse = "not given here, keep the recorded value"
-DEFAULTS: dict[str, Any] = {
-    "judge": None, "other_judge": None, "base": DEFAULT_BASE, "seed": 0,
-    "prompts": str(PROMPT_DIR / "train.txt"), "limit": None, "k": 4, "max_new_tokens": 64, "temperature": 0.9, "top_p": 0.95,
-    "gen_batch_size": 16, "min_margin": 0.1, "pairs_from": None, "responses_from": None,
-    "beta": 0.1, "steps": None, "epochs": 1.0, "lr": 2e-4, "rank": 16, "alpha": 32, "dropout": 0.05,
-    "batch_size": 8, "grad_accum": 1, "max_length": 192, "warmup_ratio": 0.1, "bf16": True, "activation_checkpointing": True,
-    "eval_prompts": str(PROMPT_DIR / "eval.txt"), "eval_limit": None, "eval_samples": 2, "eval_max_new_tokens": 64,
-    "out": None, "export_dtype": "bfloat16",
-}
+# run.json keys each step may record, with their defaults: see models/train_config.py (TrainConfig).
 
 
 def log(msg: str) -> None:
@@ -465,48 +456,14 @@ STEP_FUNCS = {"sample": step_sample, "pairs": step_pairs, "train": step_train, "
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The step, the run's name and housekeeping flags, plus one option per TrainConfig field."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=[*STEPS, "all"])
     parser.add_argument("--name", required=True, help="adapter name, e.g. upbeat-b0.1")
     parser.add_argument("--work-dir", help="default runs/<name>/")
     parser.add_argument("--force", action="store_true", help="redo the step(s) even when the output exists")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    g = parser.add_argument_group("data")
-    g.add_argument("--judge", help="upbeat | concise | hf:<reward model>")
-    g.add_argument("--other-judge", help="judge also reported in the evaluation (default: the other built-in)")
-    g.add_argument("--base", help=f"registry name, Hub id or local directory (default {DEFAULT_BASE})")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--prompts", help="training prompts, one per line (default models/prompts/train.txt)")
-    g.add_argument("--limit", type=int, help="use only the first N training prompts")
-    g.add_argument("--k", type=int, help="answers sampled per prompt (default 4)")
-    g.add_argument("--max-new-tokens", type=int, help="default 64")
-    g.add_argument("--temperature", type=float, help="sampling temperature for the pairs (default 0.9)")
-    g.add_argument("--top-p", type=float, help="nucleus sampling for the pairs (default 0.95)")
-    g.add_argument("--gen-batch-size", type=int, help="prompts per generate call (default 16)")
-    g.add_argument("--min-margin", type=float, help="drop pairs whose judge margin is below this (default 0.1)")
-    g.add_argument("--pairs-from", help="reuse pairs.jsonl of another run dir (same judge, another β)")
-    g.add_argument("--responses-from", help="reuse the answers sampled by another run dir, re-scored by this judge")
-    g = parser.add_argument_group("DPO")
-    g.add_argument("--beta", type=float, help="DPO β (default 0.1)")
-    g.add_argument("--steps", type=int, help="max DPO steps (default: --epochs over the pairs)")
-    g.add_argument("--epochs", type=float, help="default 1")
-    g.add_argument("--lr", type=float, help="learning rate (default 2e-4)")
-    g.add_argument("--rank", type=int, help="LoRA rank (default 16; alpha = 2·rank unless --alpha)")
-    g.add_argument("--alpha", type=float, help="LoRA alpha (default 32)")
-    g.add_argument("--batch-size", type=int, help="pairs per step (default 8)")
-    g.add_argument("--grad-accum", type=int, help="gradient accumulation (default 1)")
-    g.add_argument("--max-length", type=int, help="tokens per prompt+answer (default 192)")
-    g.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=None,
-                   help="recompute activations in the backward pass (default on)")
-    g.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                   help="bf16 autocast in DPO (default on; --no-bf16 trains in plain fp32)")
-    g = parser.add_argument_group("evaluation and export")
-    g.add_argument("--eval-prompts", help="held-out prompts (default models/prompts/eval.txt)")
-    g.add_argument("--eval-limit", type=int, help="use only the first N held-out prompts")
-    g.add_argument("--eval-samples", type=int, help="samples per held-out prompt (default 2)")
-    g.add_argument("--eval-max-new-tokens", type=int, help="answer length cap in the evaluation (default 64)")
-    g.add_argument("--out", help="export directory (default models/adapters/<name>/)")
-    g.add_argument("--export-dtype", choices=["bfloat16", "float32"], help="dtype of the shipped LoRA weights (default bfloat16)")
+    add_config_arguments(parser)
     return parser
 
 

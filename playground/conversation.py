@@ -15,7 +15,7 @@ from playground.settings import COLUMNS, LIMITS
 from playground.validation import InputError
 
 if TYPE_CHECKING:  # the model (torch) loads after the UI is served; this module is needed to build the UI
-    from playground.service import Answer, Playground, SideBySide
+    from playground.service import Answer, ChatTurn, Playground
 
 TITLES = {"base": "Base model (λ = 0)", "realigned": "Realigned (λ = β_train/β from the slider)",
           "tuned": "Tuned as trained (λ = 1)"}
@@ -27,7 +27,7 @@ class Conversation:
 
     histories: dict[str, list[dict]] = field(default_factory=lambda: {c: [] for c in COLUMNS})
     readouts: dict[str, list[str]] = field(default_factory=lambda: {c: [] for c in COLUMNS})
-    last: SideBySide | None = None
+    last: ChatTurn | None = None
 
     @property
     def turns(self) -> int:
@@ -63,14 +63,22 @@ def lambda_label(lam: float, beta: float) -> str:
     return f"λ = β_train/β = {lam:.3g} (β = {beta_text})"
 
 
-def readout(answer: Answer, column: str) -> str:
-    """One line: what the answer cost and how far it moved, plus the settings that reproduce it."""
+JUDGE_MEANS = {"upbeat": "positive tone (VADER), not quality", "concise": "short and on-topic (MiniLM)",
+               "on_topic": "on-topic (MiniLM similarity)"}
+FAR_KL = 0.5  # nats/token: past this the answer is far from the base model
+
+
+def readout(answer: Answer, column: str, judge: str = "") -> str:
+    """Plain words: how far the answer moved from the base model, how random it was, what the judge says."""
     st = answer.settings
-    reward = "–" if answer.reward is None else f"{answer.reward:+.3f}"
-    policy = "base model" if column == "base" else f"λ {st['lambda']:.3g} ({st['mode']})" if column == "realigned" else "λ 1"
-    return (f"{answer.tokens} tokens · {answer.tokens_per_s:.1f} tok/s · KL to base {answer.kl_to_base:.3f} nats/token · "
-            f"entropy {answer.entropy:.2f} · reward {reward} · {policy} · adapter {st['adapter']} · "
-            f"T {st['temperature']:g} · top-p {st['top_p']:g} · seed {st['seed']}")
+    means = JUDGE_MEANS.get(judge, judge)
+    reward = "" if answer.reward is None else f" · {judge or 'judge'} score {answer.reward:+.2f} ({means})"
+    policy = "base model" if column == "base" else f"λ {st['lambda']:.3g} ({st['mode']})" if column == "realigned" else "tuned, λ 1"
+    far = " · ⚠️ far from the base model: expect repetitive or odd text" if answer.kl_to_base > FAR_KL else ""
+    cut = " · ✂️ cut at the token limit (Continue to go on)" if answer.truncated else ""
+    return (f"{policy} · drift from base {answer.kl_to_base:.2f} nats/token (KL) · randomness {answer.entropy:.2f} nats "
+            f"(entropy){reward} · {answer.tokens} tokens, {answer.tokens_per_s:.0f} tok/s · T {st['temperature']:g}, "
+            f"top-p {st['top_p']:g}, seed {st['seed']}{far}{cut}")
 
 
 def run_turn(pg: Playground, conv: Conversation, prompt: str, knobs: dict,
@@ -81,9 +89,10 @@ def run_turn(pg: Playground, conv: Conversation, prompt: str, knobs: dict,
     """
     if conv.turns >= LIMITS.max_history_turns:
         raise InputError(f"the conversation has {conv.turns} turns; the limit is {LIMITS.max_history_turns}. Press Clear to start over")
-    s = pg.settings(prompt, **knobs)
+    s = pg.turn(prompt, **knobs)
     histories = {c: list(conv.histories[c]) for c in COLUMNS}
     pg.requests(s, histories)  # validates prompt length for every column before anything streams
+    judge = pg.adapters[s.adapter].judge
     new = copy.deepcopy(conv)
     new.last = s
     for c in COLUMNS:
@@ -98,5 +107,5 @@ def run_turn(pg: Playground, conv: Conversation, prompt: str, knobs: dict,
     for answers in pg.stream_side_by_side(s, histories, should_stop=stop):
         for c, a in answers.items():
             new.histories[c][-1]["content"] = a.text
-            new.readouts[c][-1] = readout(a, c) if a.done or a.reward is not None else "…"
+            new.readouts[c][-1] = readout(a, c, judge) if a.done or a.reward is not None else "…"
         yield new, answers

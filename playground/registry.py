@@ -8,6 +8,7 @@ it was trained with and the judge whose preferences it learned. To add your own,
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,10 @@ from playground.settings import REPO_ROOT
 
 # Shipped adapters live next to this file; PLAYGROUND_ADAPTER_DIR points the registry at another folder.
 ADAPTER_DIR = Path(os.environ.get("PLAYGROUND_ADAPTER_DIR", REPO_ROOT / "models" / "adapters"))
+
+
+class CardError(ValueError):
+    """An adapter's card.json is missing or unusable; the message names the file and the field."""
 
 
 @dataclass(frozen=True)
@@ -34,19 +39,35 @@ class AdapterEntry:
     description: str
 
     def card(self) -> dict:
-        """The adapter's card.json (β_train, judge, training data and evaluation)."""
+        """The adapter's card.json (β_train, judge, training data and evaluation); CardError when unusable."""
         card_file = self.path / "card.json"
         if not card_file.is_file():
-            raise FileNotFoundError(f"{card_file} is missing: every adapter needs a card.json with beta and judge")
-        return json.loads(card_file.read_text())
+            raise CardError(f"{card_file} is missing: every adapter needs a card.json with beta and judge")
+        try:
+            card = json.loads(card_file.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CardError(f"{card_file} is not valid JSON: {err}") from None
+        if not isinstance(card, dict):
+            raise CardError(f"{card_file} must hold a JSON object with beta and judge")
+        return card
+
+    @property
+    def installed(self) -> bool:
+        return (self.path / "card.json").is_file()
 
     @property
     def beta_train(self) -> float:
-        return float(self.card()["beta"])
+        value = self.card().get("beta")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise CardError(f"{self.path / 'card.json'}: beta must be a positive number; got {value!r}")
+        return float(value)
 
     @property
     def judge(self) -> str:
-        return str(self.card()["judge"])
+        value = self.card().get("judge")
+        if not isinstance(value, str) or not value:
+            raise CardError(f"{self.path / 'card.json'}: judge must be a judge name; got {value!r}")
+        return value
 
 
 BASE_MODELS: dict[str, BaseModelEntry] = {
@@ -87,4 +108,4 @@ def get_adapter(name: str) -> AdapterEntry:
 
 def installed_adapters(base: str | None = None) -> list[AdapterEntry]:
     """Registry adapters whose files exist (and fit `base` if given)."""
-    return [a for a in ADAPTERS.values() if (a.path / "card.json").is_file() and (base is None or a.base == base)]
+    return [a for a in ADAPTERS.values() if a.installed and (base is None or a.base == base)]

@@ -1,27 +1,27 @@
-"""The playground: one base model, its adapters, and the side-by-side realigned decoding users see.
+"""The facade that ui/ and cli/ talk to: one base model, its adapters, and the answers users see.
 
 `Playground.from_registry()` loads the embedded default; `Playground(loaded_base, adapters)` takes any
-loaded base and adapter directories (tests build tiny ones). Answers carry the readouts shown in the UI:
-tokens, tokens/s, mean per-token KL(π_λ ‖ π_base), entropy, reward under the adapter's judge, and the
-exact settings (with seed) that reproduce them.
+loaded base and adapter directories (tests build tiny ones). The wings (trade-off sweep, token view,
+probes, feedback) use its methods — `encode`, `request`, `stream`, `text`, `pieces`, `judge` — never the
+engine or tokenizer inside it. Answers carry the readouts shown in the UI: tokens, tokens/s, mean
+per-token KL(π_λ ‖ π_base), entropy, reward under the adapter's judge, and the exact settings (with seed)
+that reproduce them.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from playground import registry
-from playground.lm.prompts import decode, prompt_ids, stop_token_ids
-from playground.lm.engine import Engine, Request, Stream
-from playground.lm.fast_llama import can_pack
-from playground.lm.loading import LoadedBase, load_base
-from playground.lm.lora import AdapterSet
-from playground.settings import COLUMNS, model_dtype_name
-from playground.validation import check_choice, check_decode, lambda_from
+from playground.settings import COLUMNS, DecodeSettings, model_dtype_name, nominal_beta
+from playground.validation import check_choice, check_prompt, decode_settings
 
+if TYPE_CHECKING:  # torch loads after the UI is served
+    import torch
+
+    from playground.lm.engine import Request, Stream
+    from playground.lm.loading import LoadedBase
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Answer:
     tokens_per_s: float
     first_token_s: float | None
     done: bool
+    truncated: bool = False  # stopped at max_new_tokens, not at an end-of-turn token
     reward: float | None = None
     settings: dict = field(default_factory=dict)
 
@@ -52,42 +53,60 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class SideBySide:
-    """One user turn: the three columns' settings."""
+class ChatTurn:
+    """One user turn: the prompt, the adapter, and the realigned column's decode settings."""
 
     prompt: str
     adapter: str
-    lam: float
-    kl_strength: float
-    mode: str
-    temperature: float
-    top_p: float
-    max_new_tokens: int
-    seed: int
+    decode: DecodeSettings
+    beta_train: float
+
+    @property
+    def kl_strength(self) -> float:
+        """Nominal β = β_train / λ shown beside λ."""
+        return nominal_beta(self.beta_train, self.decode.lam)
+
+    def column(self, name: str) -> DecodeSettings:
+        """The settings each column decodes with: base λ = 0, tuned λ = 1 (logits), realigned as chosen."""
+        if name == "base":
+            return replace(self.decode, lam=0.0, mode="logits")
+        if name == "tuned":
+            return replace(self.decode, lam=1.0, mode="logits")
+        return self.decode
 
 
-def resolve_dtype(name: str) -> torch.dtype:
+def resolve_dtype(name: str) -> "torch.dtype":
     """"auto" -> bfloat16 where the CPU has native bf16 matmuls (oneDNN), else float32; names map as is."""
+    import torch
+
+    from playground.lm.fast_llama import can_pack
+
     if name == "auto":
         return torch.bfloat16 if can_pack(torch.bfloat16) else torch.float32
     return getattr(torch, name)
 
 
 class Playground:
-    def __init__(self, base: LoadedBase, adapters: Sequence[AdapterInfo], base_names: Sequence[str] = (), chat: bool = True) -> None:
+    def __init__(self, base: "LoadedBase", adapters: Sequence[AdapterInfo], base_names: Sequence[str] = (), chat: bool = True) -> None:
+        from playground.lm.engine import Engine
+        from playground.lm.lora import AdapterSet
+        from playground.lm.prompts import stop_token_ids
+
         self.base, self.chat = base, chat
-        self.tokenizer = base.tokenizer
-        self.adapter_set = AdapterSet(base.model, base_names=[base.source, *base_names])
+        self._tokenizer = base.tokenizer
+        self._adapter_set = AdapterSet(base.model, base_names=[base.source, *base_names])
         self.adapters: dict[str, AdapterInfo] = {}
         for info in adapters:
-            self.adapter_set.add(info.name, info.path)
+            self._adapter_set.add(info.name, info.path)
             self.adapters[info.name] = info
-        self.stop_ids = stop_token_ids(self.tokenizer)
-        self.engine = Engine(base.model, self.tokenizer, self.adapter_set, self.stop_ids)
+        self._stop_ids = stop_token_ids(self._tokenizer)
+        self.engine = Engine(base.model, self._tokenizer, self._adapter_set, self._stop_ids)
 
     @classmethod
     def from_registry(cls, base: str = registry.DEFAULT_BASE, adapters: Sequence[str] | None = None,
                       dtype: str | None = None) -> "Playground":
+        from playground.lm.loading import load_base
+
         entry = registry.get_base(base)
         loaded = load_base(entry.source, dtype=resolve_dtype(dtype or model_dtype_name()))
         names = adapters if adapters is not None else [a.name for a in registry.installed_adapters(base)]
@@ -97,33 +116,83 @@ class Playground:
             infos.append(AdapterInfo(a.name, a.path, a.beta_train, a.judge, a.description))
         return cls(loaded, infos, base_names=[entry.name], chat=entry.chat)
 
-    # --- requests ---------------------------------------------------------------------------------
-    def settings(self, prompt: str, adapter: str, kl_strength=None, lam=None, mode: str = "logits",
-                 temperature=0.7, top_p=0.95, max_new_tokens=96, seed=0) -> SideBySide:
-        """Validate one turn's knobs (from UI, API or CLI) into a SideBySide."""
-        adapter = check_choice("adapter", adapter, sorted(self.adapters))
-        mode = check_choice("mode", mode, ["logits", "weights"])
-        lam_value, beta = lambda_from(kl_strength, lam, self.adapters[adapter].beta_train)
-        temperature, top_p, max_new_tokens, seed = check_decode(temperature, top_p, max_new_tokens, seed)
-        return SideBySide(prompt, adapter, lam_value, beta, mode, temperature, top_p, max_new_tokens, seed)
+    # --- the boundary the wings use ---------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return len(self._tokenizer)
 
-    def requests(self, s: SideBySide, histories: dict[str, Sequence[dict]] | None = None) -> dict[str, Request]:
+    def encode(self, prompt: str, history: Sequence[dict] = ()) -> tuple[int, ...]:
+        """Prompt ids of a conversation, ending where the assistant's answer starts (user text stays plain text)."""
+        from playground.lm.prompts import prompt_ids
+
+        return prompt_ids(self._tokenizer, history, prompt, self.chat)
+
+    def request(self, prompt_ids: Sequence[int], adapter: str | None, d: DecodeSettings) -> "Request":
+        """The engine request for one answer: `adapter=None` (or λ = 0 in logits mode) decodes the base model."""
+        from playground.lm.engine import Request
+
+        return Request(tuple(prompt_ids), adapter=adapter, lam=d.lam, mode=d.mode, temperature=d.temperature,
+                       top_p=d.top_p, max_new_tokens=d.max_new_tokens, seed=d.seed)
+
+    def stream(self, requests: Sequence["Request"], should_stop: Callable[[], bool] = lambda: False) -> Iterator[list["Stream"]]:
+        """Decode requests together; yields every request's stream after each step."""
+        return self.engine.stream(requests, should_stop=should_stop)
+
+    def text(self, tokens: Sequence[int]) -> str:
+        """An answer's text, without its stop token."""
+        from playground.lm.prompts import decode
+
+        return decode(self._tokenizer, tokens, self._stop_ids)
+
+    def answer_ids(self, tokens: Sequence[int]) -> list[int]:
+        """The answer's token ids without stop tokens."""
+        stop = set(self._stop_ids)
+        return [t for t in tokens if t not in stop]
+
+    def pieces(self, tokens: Sequence[int]) -> list[str]:
+        """The text each (non-stop) token adds to the decoded answer (multi-byte characters land on their last token)."""
+        kept = self.answer_ids(tokens)
+        out, prev = [], ""
+        for i in range(len(kept)):
+            cur = self.text(kept[:i + 1])
+            out.append(cur[len(prev):] if cur.startswith(prev) else self._tokenizer.decode([kept[i]]))
+            prev = cur
+        return out
+
+    def is_stop(self, token: int) -> bool:
+        return token in self._stop_ids
+
+    def judge(self, name: str):
+        from playground.judges.judges import get_judge  # imported lazily: judges load embedding models
+
+        return get_judge(name)
+
+    def beta_train(self, adapter: str) -> float:
+        return self.adapters[check_choice("adapter", adapter, sorted(self.adapters))].beta_train
+
+    # --- side by side -----------------------------------------------------------------------------
+    def turn(self, prompt: object, adapter: object, kl_strength=None, lam=None, **knobs) -> ChatTurn:
+        """Validate one turn's knobs (from UI, API or CLI) into a ChatTurn; knobs: mode, temperature, top_p, max_new_tokens, seed."""
+        prompt = check_prompt(prompt)
+        name = check_choice("adapter", adapter, sorted(self.adapters))
+        beta_train = self.adapters[name].beta_train
+        return ChatTurn(prompt, name, decode_settings(lam=lam, kl_strength=kl_strength, beta_train=beta_train, **knobs), beta_train)
+
+    def requests(self, t: ChatTurn, histories: dict[str, Sequence[dict]] | None = None) -> dict[str, "Request"]:
         """The three columns' requests; each column continues its own conversation history."""
         histories = histories or {}
-        common = dict(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens, seed=s.seed)
-        policy = {"base": dict(adapter=None, lam=0.0), "realigned": dict(adapter=s.adapter, lam=s.lam, mode=s.mode),
-                  "tuned": dict(adapter=s.adapter, lam=1.0, mode="logits")}
-        return {c: Request(prompt_ids(self.tokenizer, histories.get(c, ()), s.prompt, self.chat), **policy[c], **common)
+        return {c: self.request(self.encode(t.prompt, histories.get(c, ())), t.adapter if c != "base" else None, t.column(c))
                 for c in COLUMNS}
 
-    # --- decoding ---------------------------------------------------------------------------------
-    def answer(self, stream: Stream, column: str, s: SideBySide) -> Answer:
+    def answer(self, stream: "Stream", column: str, t: ChatTurn) -> Answer:
         n = len(stream.tokens)
-        settings = asdict(s) | {"column": column, "lambda": 0.0 if column == "base" else 1.0 if column == "tuned" else s.lam}
+        d = t.column(column)
+        settings = asdict(d) | {"column": column, "adapter": t.adapter, "lambda": d.lam,
+                                "kl_strength": nominal_beta(t.beta_train, d.lam), "beta_train": t.beta_train}
         settings.pop("lam")
-        settings.pop("prompt")
+        hit_stop = n > 0 and self.is_stop(stream.tokens[-1])
         return Answer(
-            text=decode(self.tokenizer, stream.tokens, self.stop_ids),
+            text=self.text(stream.tokens),
             tokens=n,
             kl_to_base=stream.kl_mean,
             kl_to_base_sum=stream.kl_sum,
@@ -132,41 +201,37 @@ class Playground:
             tokens_per_s=n / stream.elapsed_s if stream.elapsed_s > 0 else 0.0,
             first_token_s=stream.first_token_s,
             done=stream.done,
+            truncated=stream.done and not hit_stop and n >= d.max_new_tokens,
             settings=settings,
         )
 
-    def stream_side_by_side(self, s: SideBySide, histories: dict[str, Sequence[dict]] | None = None, columns: Sequence[str] = COLUMNS,
+    def stream_side_by_side(self, t: ChatTurn, histories: dict[str, Sequence[dict]] | None = None, columns: Sequence[str] = COLUMNS,
                             should_stop: Callable[[], bool] = lambda: False, every: int = 1) -> Iterator[dict[str, Answer]]:
         """Decode the chosen columns together in one batch; yield their answers every `every` steps."""
-        reqs = self.requests(s, histories)
+        reqs = self.requests(t, histories)
         chosen = [c for c in COLUMNS if c in columns]
         step = 0
         answers: dict[str, Answer] = {}
-        for streams in self.engine.stream([reqs[c] for c in chosen], should_stop=should_stop):
+        for streams in self.stream([reqs[c] for c in chosen], should_stop=should_stop):
             step += 1
-            answers = {c: self.answer(st, c, s) for c, st in zip(chosen, streams)}
+            answers = {c: self.answer(st, c, t) for c, st in zip(chosen, streams)}
             if step % every == 0 and not all(a.done for a in answers.values()):
                 yield answers
-        self.add_rewards(s, answers)
+        self.add_rewards(t, answers)
         yield answers
 
-    def add_rewards(self, s: SideBySide, answers: dict[str, Answer]) -> None:
+    def add_rewards(self, t: ChatTurn, answers: dict[str, Answer]) -> None:
         """Score every column with the adapter's judge (the reward it was trained towards)."""
         if not answers:
             return
-        judge = self.judge(self.adapters[s.adapter].judge)
+        judge = self.judge(self.adapters[t.adapter].judge)
         texts = [a.text for a in answers.values()]
-        for a, r in zip(answers.values(), judge.score([s.prompt] * len(texts), texts)):
+        for a, r in zip(answers.values(), judge.score([t.prompt] * len(texts), texts)):
             a.reward = float(r)
 
-    def judge(self, name: str):
-        from playground.judges.judges import get_judge  # imported lazily: judges load embedding models
-
-        return get_judge(name)
-
-    def side_by_side(self, s: SideBySide, histories: dict[str, Sequence[dict]] | None = None,
+    def side_by_side(self, t: ChatTurn, histories: dict[str, Sequence[dict]] | None = None,
                      columns: Sequence[str] = COLUMNS) -> dict[str, Answer]:
         answers: dict[str, Answer] = {}
-        for answers in self.stream_side_by_side(s, histories, columns):
+        for answers in self.stream_side_by_side(t, histories, columns):
             pass
         return answers

@@ -12,12 +12,13 @@ import threading
 from typing import TYPE_CHECKING, Callable
 
 from playground import registry
+from playground.settings import SERVE
 from playground.validation import InputError
 
 if TYPE_CHECKING:
     from playground.service import Playground
 
-LOAD_WAIT_S = 300.0  # a request waits this long for the model (a cold start converts the GGUF: ~30 s)
+LOAD_WAIT_S = SERVE.load_wait_s
 
 
 class LazyPlayground:

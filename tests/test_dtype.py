@@ -27,7 +27,7 @@ def test_bfloat16_close_to_float32_on_shipped_model(shipped_tokenizer_dir):
     top-1 agreement ≥ 90% (measured: 0.003 nats, 96% over 576 positions; λ = 0.5 moves 0.04 nats)."""
     pf, pb = Playground.from_registry(dtype="float32"), Playground.from_registry(dtype="bfloat16")
     assert pb.base.model.dtype == torch.bfloat16
-    req = pf.requests(pf.settings(PROMPT, "upbeat-b0.1", lam=1.5, temperature=0.0, max_new_tokens=32))["realigned"]
+    req = pf.requests(pf.turn(PROMPT, "upbeat-b0.1", lam=1.5, temperature=0.0, max_new_tokens=32))["realigned"]
     tokens = pf.engine.generate([req])[0].tokens
     ref, got = pf.engine.step_logits([req], tokens[:-1]), pb.engine.step_logits([req], tokens[:-1])
     kl = [float((x.log_softmax(-1).exp() * (x.log_softmax(-1) - y.log_softmax(-1))).sum()) for x, y in zip(ref, got)]

@@ -13,9 +13,7 @@ PROMPT = "Tell me something about cats."
 
 @pytest.fixture(scope="module")
 def ids(tiny_playground):
-    from playground.lm.prompts import prompt_ids
-
-    return prompt_ids(tiny_playground.tokenizer, [], PROMPT)
+    return tiny_playground.encode(PROMPT)
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +89,7 @@ def test_seed_reproduces_and_differs(tiny_playground, ids):
 
 
 def test_mixed_batch_equals_each_alone(tiny_playground, ids):
-    from playground.lm.prompts import prompt_ids
-
-    other = prompt_ids(tiny_playground.tokenizer, [], "A much longer prompt about gardening in the rain, please.")
+    other = tiny_playground.encode("A much longer prompt about gardening in the rain, please.")
     reqs = [
         Request(ids, adapter="a", lam=0.5, temperature=0.0, max_new_tokens=10),
         Request(other, adapter="b", lam=2.0, temperature=0.8, top_p=0.9, max_new_tokens=6, seed=3),

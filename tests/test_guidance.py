@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,10 @@ from matplotlib.figure import Figure
 
 from playground.diffusion import guidance as G
 from playground.cli import guidance as guidance_cli
+from playground.cli.errors import run_command
 from playground.diffusion.digits import NULL_CLASS
+from playground.settings import SCHEDULERS
+from playground.validation import InputError, guidance_settings
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -62,17 +66,17 @@ def test_cfg_extrapolates_linearly() -> None:
     assert torch.equal(G.cfg_combine(u, c, 4.0), torch.full((3,), 4.0))
 
 
-@pytest.mark.parametrize("scheduler", list(G.SCHEDULERS))
+@pytest.mark.parametrize("scheduler", list(SCHEDULERS))
 def test_same_seed_same_images(tiny_unet: UNet2DModel, scheduler: str) -> None:
-    s = G.GuidanceSettings(digit=7, guidance_scale=3.0, num_samples=3, steps=4, scheduler=scheduler, seed=11)
+    s = guidance_settings(digit=7, guidance_scale=3.0, num_samples=3, steps=4, scheduler=scheduler, seed=11)
     a, b = G.sample(s, unet=tiny_unet), G.sample(s, unet=tiny_unet)
     assert np.array_equal(a.images, b.images) and np.isfinite(a.images).all()
-    other = G.sample(G.GuidanceSettings(7, 3.0, 3, 4, scheduler, seed=12), unet=tiny_unet)
+    other = G.sample(replace(s, seed=12), unet=tiny_unet)
     assert not np.array_equal(a.images, other.images)
 
 
 def test_progress_frames(tiny_unet: UNet2DModel) -> None:
-    res = G.sample(G.GuidanceSettings(num_samples=2, steps=6), unet=tiny_unet, progress_frames=3)
+    res = G.sample(guidance_settings(num_samples=2, steps=6), unet=tiny_unet, progress_frames=3)
     assert len(res.progress) == 3 and res.progress[0].shape == (2, 1, 16, 16)
     assert res.progress_timesteps == sorted(res.progress_timesteps, reverse=True)
 
@@ -84,8 +88,15 @@ def test_progress_frames(tiny_unet: UNet2DModel) -> None:
      ("scheduler", "heun"), ("seed", -1)],
 )
 def test_bad_settings_raise_naming_the_parameter(field: str, value: object) -> None:
-    with pytest.raises(ValueError, match=field):
-        G.GuidanceSettings(**{field: value})
+    with pytest.raises(InputError, match=field):
+        guidance_settings(**{field: value})
+
+
+def test_cancel_stops_within_one_step(tiny_unet: UNet2DModel) -> None:
+    calls = []
+    with pytest.raises(InputError, match="cancelled"):
+        G.sample(guidance_settings(num_samples=2, steps=50), unet=tiny_unet, should_stop=lambda: calls.append(1) or len(calls) > 3)
+    assert len(calls) == 4
 
 
 def test_bad_scales_raise() -> None:
@@ -103,7 +114,7 @@ def test_metrics_on_identical_and_different_images() -> None:
 
 
 def test_sweep_on_shipped_model_accuracy_rises_with_w() -> None:
-    rows = G.sweep(digit=3, scales=[0.0, 4.0], samples=16, steps=10, seed=0, scheduler="ddim")
+    rows = G.sweep(guidance_settings(digit=3, num_samples=16, steps=10, seed=0, scheduler="ddim"), [0.0, 4.0])
     assert [r["scale"] for r in rows] == [0.0, 4.0]
     assert {"class_accuracy", "class_prob_mean", "diversity", "feature_spread", "seconds"} <= rows[0].keys()
     assert rows[1]["class_accuracy"] > rows[0]["class_accuracy"]
@@ -139,7 +150,7 @@ def _cli(*argv: str) -> int:
     parser = argparse.ArgumentParser()
     guidance_cli.add_parser(parser.add_subparsers(dest="cmd"))
     args = parser.parse_args(["guidance", *argv])
-    return args.func(args)
+    return run_command(lambda: args.func(args))
 
 
 def test_cli_writes_json_grid_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -46,7 +46,7 @@ def test_mismatched_lengths_are_refused() -> None:
 
 
 def test_registry() -> None:
-    assert available_judges() == ["upbeat", "concise"] == list(JUDGES)
+    assert available_judges() == ["upbeat", "concise", "on_topic"] == list(JUDGES)
     judge = get_judge("upbeat")
     assert judge is get_judge("upbeat")
     assert isinstance(judge, Judge) and judge.name == "upbeat"

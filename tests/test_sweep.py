@@ -10,20 +10,39 @@ import math
 import pandas as pd
 import pytest
 
-from playground.tradeoff import sweep as sw
 from playground.cli import sweep as sweep_cli
-from playground.tradeoff.sweep import ROW_KEYS, SweepCancelled, SweepSettings, resolve, run_sweep, to_csv, to_json
+from playground.cli.errors import run_command
+from playground.judges.judges import available_judges
+from playground.tradeoff import sweep as sw
+from playground.tradeoff.outputs import to_csv, to_json
+from playground.tradeoff.sweep import ROW_KEYS, SweepCancelled, run_sweep
 from playground.tradeoff.token_view import token_view
-from playground.validation import InputError
+from playground.validation import InputError, decode_settings, sweep_settings
 
 PROMPTS = ["Tell me something about cats.", "Give me a tip for a rainy day."]
 LAMBDAS, TEMPS, SAMPLES = [0.0, 1.0, 4.0], [0.0, 1.0], 3
 
 
+def settings(pg, **raw):
+    """A sweep checked once, as the UI and CLI build it."""
+    return sweep_settings(pg.adapters, available_judges(), **({"adapter": "a", "prompts": PROMPTS} | raw))
+
+
 @pytest.fixture(scope="module")
 def result(tiny_playground):
-    s = SweepSettings(adapter="a", prompts=PROMPTS, lambdas=LAMBDAS, temperatures=TEMPS, samples=SAMPLES, max_new_tokens=8)
+    s = settings(tiny_playground, lambdas=LAMBDAS, temperatures=TEMPS, samples=SAMPLES, max_new_tokens=8)
     return run_sweep(tiny_playground, s)
+
+
+def test_one_decode_settings_shape_for_chat_sweep_and_token_view(tiny_playground):
+    d = decode_settings(lam=0.5, temperature=0.3, max_new_tokens=5, seed=4)
+    turn = tiny_playground.turn(PROMPTS[0], "a", lam=0.5, temperature=0.3, max_new_tokens=5, seed=4)
+    assert turn.decode == d and turn.column("realigned") == d
+    s = settings(tiny_playground, lambdas=[0.5], temperatures=[0.3], samples=1, max_new_tokens=5, seed=4, top_p=0.95)
+    assert s.cell(0.5, 0.3, 0) == d
+    req = tiny_playground.request(tiny_playground.encode(PROMPTS[0]), "a", d)
+    assert (req.lam, req.temperature, req.max_new_tokens, req.seed) == (0.5, 0.3, 5, 4)
+    assert token_view(tiny_playground, PROMPTS[0], "a", d)["text"] == tiny_playground.side_by_side(turn)["realigned"].text
 
 
 def row(result, lam, t):
@@ -33,10 +52,12 @@ def row(result, lam, t):
 def test_one_row_per_setting_and_samples_kept(result):
     assert [(r["lambda"], r["temperature"]) for r in result.rows] == [(l, t) for l in LAMBDAS for t in TEMPS]
     assert all(tuple(r) == ROW_KEYS for r in result.rows)
+    assert all(r["reward_lo"] <= r["reward_mean"] <= r["reward_hi"] for r in result.rows)  # bootstrap over 2 prompts
+    assert {r["reward_vs_base"] for r in result.rows} <= {"up", "down", "within noise"}
     assert len(result.samples) == len(PROMPTS) * len(LAMBDAS) * len(TEMPS) * SAMPLES
     assert {x["seed"] for x in result.samples} == {0, 1, 2}  # distinct seed per sample
     assert all(isinstance(x["text"], str) and "reward" in x and "heldout_reward" in x for x in result.samples)
-    assert result.settings["judge"] == "upbeat" and result.settings["heldout_judge"] == "concise"
+    assert result.settings["judge"] == "upbeat" and result.settings["heldout_judge"] == "on_topic"
     assert [r["kl_strength"] for r in result.rows[::2]] == [None, pytest.approx(0.1), pytest.approx(0.025)]
     assert any(r["pareto"] for r in result.rows)
 
@@ -67,7 +88,7 @@ def test_json_and_csv_round_trip(result):
 
 def test_should_stop_cancels_and_progress_is_reported(tiny_playground):
     calls: list[float] = []
-    s = SweepSettings(adapter="a", prompts=PROMPTS[:1], lambdas=[1.0], temperatures=[1.0], samples=2, max_new_tokens=50)
+    s = settings(tiny_playground, prompts=PROMPTS[:1], lambdas=[1.0], temperatures=[1.0], samples=2, max_new_tokens=50)
     with pytest.raises(SweepCancelled):
         run_sweep(tiny_playground, s, progress=lambda f, m: calls.append(f), should_stop=lambda: len(calls) >= 3)
     assert len(calls) == 3 and calls == sorted(calls) and calls[-1] < 0.9
@@ -75,7 +96,7 @@ def test_should_stop_cancels_and_progress_is_reported(tiny_playground):
 
 
 def test_chunked_batches_match_one_batch(tiny_playground, monkeypatch):
-    s = SweepSettings(adapter="a", prompts=PROMPTS, lambdas=[0.0, 2.0], temperatures=[1.0], samples=2, max_new_tokens=5)
+    s = settings(tiny_playground, lambdas=[0.0, 2.0], temperatures=[1.0], samples=2, max_new_tokens=5)
     whole = run_sweep(tiny_playground, s)
     batches: list[int] = []
     stream = tiny_playground.engine.stream
@@ -87,8 +108,8 @@ def test_chunked_batches_match_one_batch(tiny_playground, monkeypatch):
 
 
 def test_kl_strengths_become_lambdas(tiny_playground):
-    s = resolve(tiny_playground, SweepSettings(adapter="a", prompts=PROMPTS, kl_strengths=[float("inf"), 0.1, 0.05]))
-    assert s.lambdas == [0.0, pytest.approx(1.0), pytest.approx(2.0)] and s.kl_strengths is None
+    s = settings(tiny_playground, kl_strengths=[float("inf"), 0.1, 0.05])
+    assert list(s.lambdas) == [0.0, pytest.approx(1.0), pytest.approx(2.0)]
 
 
 @pytest.mark.parametrize("change, name", [
@@ -101,19 +122,18 @@ def test_kl_strengths_become_lambdas(tiny_playground):
     (dict(max_new_tokens=0), "max_new_tokens"), (dict(top_p=0), "top_p"), (dict(seed=-1), "seed"),
 ])
 def test_validation_names_the_parameter(tiny_playground, change, name):
-    s = dataclasses.replace(SweepSettings(adapter="a", prompts=PROMPTS), **change)
     with pytest.raises(InputError, match=name):
-        resolve(tiny_playground, s)
+        settings(tiny_playground, **change)
 
 
 def test_token_view(tiny_playground):
-    view = token_view(tiny_playground, PROMPTS[0], "a", 3.0, temperature=0.0, seed=0, max_new_tokens=6)
+    view = token_view(tiny_playground, PROMPTS[0], "a", decode_settings(lam=3.0, temperature=0.0, max_new_tokens=6))
     assert view["text"] == "".join(t["text"] for t in view["tokens"]) and 0 < len(view["tokens"]) <= 6
     assert 0.0 <= view["shifted_share"] <= 1.0 and view["kl_mean"] > 0
-    base = token_view(tiny_playground, PROMPTS[0], "a", 0.0, temperature=0.0, seed=0, max_new_tokens=4)
+    base = token_view(tiny_playground, PROMPTS[0], "a", decode_settings(lam=0.0, temperature=0.0, max_new_tokens=4))
     assert base["shifted_share"] == 0.0 and base["kl_sum"] == pytest.approx(0.0, abs=1e-5) and base["kl_strength"] is None
     with pytest.raises(InputError, match="lambda"):
-        token_view(tiny_playground, PROMPTS[0], "a", -1.0)
+        decode_settings(lam=-1.0)
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -130,13 +150,15 @@ def _args(*argv: str) -> argparse.Namespace:
 def test_cli_bad_input_is_one_error_line_and_exit_2(monkeypatch, capsys, tmp_path, argv, name):
     monkeypatch.setattr(sweep_cli, "load_playground", lambda adapter: pytest.fail("the model must not load on bad input"))
     argv = argv if "--out" in argv else [*argv, "--out", str(tmp_path / "r.json")]
-    assert sweep_cli.run(_args(*argv)) == 2
+    assert run_command(lambda: sweep_cli.run(_args(*argv))) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and name in err[0]
 
 
 def test_cli_writes_json_csv_and_plots(monkeypatch, capsys, tmp_path, tiny_playground):
-    monkeypatch.setattr(sweep_cli, "load_playground", lambda adapter: (tiny_playground, adapter or "a"))
+    monkeypatch.setattr(sweep_cli, "load_playground", lambda adapter: tiny_playground)
+    monkeypatch.setattr(sweep_cli, "pick_adapter", lambda name: name)
+    monkeypatch.setattr(sweep_cli.registry, "get_adapter", lambda name: tiny_playground.adapters[name])
     out = tmp_path / "res.json"
     argv = ["--adapter", "b", "--prompt", PROMPTS[0], "--prompt", PROMPTS[1], "--lambdas", "0,1", "--temperatures", "1",
             "--samples", "2", "--max-new-tokens", "4", "--out", str(out)]

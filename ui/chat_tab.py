@@ -9,23 +9,18 @@ import json
 import gradio as gr
 
 from playground.conversation import TITLES, Conversation, lambda_label, run_turn
-from playground.settings import COLUMNS, DEFAULT_DECODE, LIMITS, ServeSettings
+from playground.settings import CHAT, COLUMNS, DEFAULT_DECODE, LIMITS, SERVE
 from playground.validation import InputError
 from ui.components import Dropdown, Radio, Slider
 
-EXAMPLES = [
-    "Give me a tip for a rainy day.",
-    "What do you think about learning to cook?",
-    "How should I spend a free Sunday?",
-    "Tell me about keeping a small garden.",
-    "My train is late again. Any advice?",
-]
-DEFAULT_BETA_FACTOR = 2.0  # the slider starts at β = 2·β_train (λ = 0.5): halfway between base and tuned
-LM_EVENT = {"concurrency_id": "lm", "concurrency_limit": ServeSettings().lm_concurrency, "time_limit": LIMITS.request_timeout_s}
+DEFAULT_BETA_FACTOR = CHAT.beta_factor
+LM_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
 EXPLAIN = """**Base vs preference-tuned, one knob apart.** The tuned model is a LoRA adapter trained with DPO at KL strength
 β_train. Decoding-time realignment mixes the two models' next-token logits, `ℓ = ℓ_base + λ·(ℓ_tuned − ℓ_base)`
 with `λ = β_train / β`, which approximates the model you would get by retraining at KL strength β
-(Liu et al., ICML 2024). **Higher β → closer to the base model; lower β → more aligned, less diverse.**"""
+(Liu et al., ICML 2024). **Higher β → closer to the base model; lower β → further towards the adapter's judge.**
+β is *nominal*: the shipped adapters (one DPO epoch, LoRA) did not reach the KL-regularised optimum the formula
+assumes, so the λ that best matches an adapter trained at another β can differ (see the README's DeRa check)."""
 
 
 def _knobs(adapter, kl, mode, temperature, top_p, max_new_tokens, seed) -> dict:
@@ -51,7 +46,7 @@ def build_chat_tab(pg) -> None:
                          ("Weight scaling: LoRA × λ (cheaper approximation)", "weights")],
                         value="logits", label="How λ is applied")
     with gr.Row():
-        kl = Slider(beta0 / LIMITS.max_lambda, 20 * beta0, value=DEFAULT_BETA_FACTOR * beta0, step=beta0 / 40, label="KL strength β", elem_id="kl-strength",
+        kl = Slider(beta0 / LIMITS.max_lambda, CHAT.beta_max_factor * beta0, value=DEFAULT_BETA_FACTOR * beta0, step=beta0 / 40, label="KL strength β", elem_id="kl-strength",
                        info="Higher β = closer to the base model; lower β = more aligned, less diverse")
         temperature = Slider(0.0, LIMITS.max_temperature, value=DEFAULT_DECODE.temperature, step=0.05, label="Temperature",
                                 info="Higher = more random and diverse; 0 = greedy")
@@ -71,7 +66,7 @@ def build_chat_tab(pg) -> None:
     with gr.Row():
         regen = gr.Button("Regenerate (next seed)", size="sm")
         clear = gr.Button("Clear", size="sm")
-    gr.Examples(EXAMPLES, inputs=prompt)
+    gr.Examples(list(CHAT.examples), inputs=prompt)
     with gr.Accordion("Limits", open=False):
         gr.Markdown(f"```json\n{json.dumps(LIMITS.__dict__, indent=1)}\n```")
 
@@ -100,7 +95,7 @@ def build_chat_tab(pg) -> None:
         if name not in pg.adapters:
             raise gr.Error(f"unknown adapter {name!r}; available: {', '.join(names)}")
         b = pg.adapters[name].beta_train
-        return (Slider(minimum=b / LIMITS.max_lambda, maximum=20 * b, value=DEFAULT_BETA_FACTOR * b, step=b / 40),
+        return (Slider(minimum=b / LIMITS.max_lambda, maximum=CHAT.beta_max_factor * b, value=DEFAULT_BETA_FACTOR * b, step=b / 40),
                 Dropdown(info=pg.adapters[name].description), lambda_label(1 / DEFAULT_BETA_FACTOR, DEFAULT_BETA_FACTOR * b))
 
     def on_kl(name, beta):

@@ -11,7 +11,9 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from playground.diffusion.settings import SCHEDULERS, GuidanceSettings
+from playground.settings import DEFAULT_GUIDANCE, GUIDANCE_PROGRESS, GUIDANCE_SCALES, LIMITS, SCHEDULERS, SERVE
+from playground.validation import InputError, guidance_settings
+from ui.components import Dropdown, Radio, Slider
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -27,17 +29,18 @@ FORMULAS = r"""
 Same move in both: start from the model without the condition, step along the difference the condition
 makes, and scale the step. **w ↔ λ.** Classifier-free guidance: Ho & Salimans (2022).
 """
-DEFAULT = GuidanceSettings()
-SHOWN_PROGRESS_SAMPLES = 8
-PROGRESS_FRAMES = 6
-EVENT = {"concurrency_id": "diffusion", "concurrency_limit": 1}
+DEFAULT = DEFAULT_GUIDANCE
+SHOWN_PROGRESS_SAMPLES, PROGRESS_FRAMES = GUIDANCE_PROGRESS
+EVENT = {"concurrency_id": "diffusion", "concurrency_limit": SERVE.diffusion_concurrency}
 
 
-def _settings(digit: int, w: float, samples: int, steps: int, scheduler: str, seed: int) -> GuidanceSettings:
+def _settings(digit, w, samples, steps, scheduler, seed):
+    """The knobs checked once (InputError names the field), shown as a toast."""
     try:
-        return GuidanceSettings(digit, w, samples, steps, scheduler, seed)
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
+        return guidance_settings(digit=digit, guidance_scale=w, num_samples=samples, steps=steps, scheduler=scheduler,
+                                 seed=seed)
+    except InputError as exc:
+        raise gr.Error(str(exc)) from None
 
 
 def generate(
@@ -67,11 +70,11 @@ def run_sweep(
     """Sweep w over `scales` with the same x_T → (plot, table)."""
     from playground.diffusion import guidance as G
 
-    _settings(digit, 0.0, samples, steps, scheduler, seed)
+    base = _settings(digit, 0.0, samples, steps, scheduler, seed)
     try:
-        rows = G.sweep(digit, scales, samples, steps, seed, scheduler)
-    except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
+        rows = G.sweep(base, G.parse_scales(scales))
+    except InputError as exc:
+        raise gr.Error(str(exc)) from None
     return G.plot_sweep(rows), pd.DataFrame(rows).round(3)
 
 
@@ -80,14 +83,14 @@ def build_guidance_tab() -> None:
     gr.Markdown("Sample digits from a tiny class-conditional DDPM with classifier-free guidance.")
     with gr.Row():
         with gr.Column(scale=1):
-            digit = gr.Radio(list(range(10)), value=DEFAULT.digit, label="Digit y")
-            w = gr.Slider(0, 10, value=DEFAULT.guidance_scale, step=0.1, label="Guidance scale w",
+            digit = Radio(list(range(10)), value=DEFAULT.digit, label="Digit y")
+            w = Slider(0, LIMITS.max_guidance, value=DEFAULT.guidance_scale, step=0.1, label="Guidance scale w",
                           info="Higher w = more typical of the digit, less diverse; 0 = ignores the digit")
-            samples = gr.Slider(1, 64, value=DEFAULT.num_samples, step=1, label="Samples",
+            samples = Slider(1, LIMITS.max_diffusion_images, value=DEFAULT.num_samples, step=1, label="Samples",
                                 info="More = steadier metrics, slower")
-            steps = gr.Slider(1, 200, value=30, step=1, label="Denoising steps",
+            steps = Slider(1, LIMITS.max_diffusion_steps, value=DEFAULT.steps, step=1, label="Denoising steps",
                               info="More = cleaner samples, slower")
-            scheduler = gr.Dropdown(list(SCHEDULERS), value=DEFAULT.scheduler, label="Scheduler",
+            scheduler = Dropdown(list(SCHEDULERS), value=DEFAULT.scheduler, label="Scheduler",
                                     info="ddim: deterministic; ddpm: stochastic, wants more steps; euler: ODE")
             seed = gr.Number(value=DEFAULT.seed, precision=0, label="Seed",
                              info="Same seed + settings = same images")
@@ -98,11 +101,13 @@ def build_guidance_tab() -> None:
             progress = gr.Image(label="Denoising progress: predicted x̂₀, noisy → clean (first 8 samples)",
                                 type="numpy", image_mode="L", interactive=False)
     with gr.Row():
-        scales = gr.Textbox("0,1,2,4,8", label="Scales w to sweep", info="Comma-separated, each in [0, 20]")
+        scales = gr.Textbox(",".join(f"{w:g}" for w in GUIDANCE_SCALES), label="Scales w to sweep",
+                            info=f"Comma-separated, each in [0, {LIMITS.max_guidance:g}], at most {LIMITS.max_guidance_scales}")
         sweep_btn = gr.Button("Sweep w")
     with gr.Row():
         plot = gr.Plot(label="Alignment vs diversity")
-        table = gr.Dataframe(label="Sweep rows", interactive=False)
+        table = gr.Dataframe(label="Sweep rows", interactive=False,
+                             headers=["scale", "class_accuracy", "class_prob_mean", "diversity", "feature_spread", "seconds"])
     gr.Markdown(FORMULAS)
     knobs = [digit, w, samples, steps, scheduler, seed]
     go.click(generate, inputs=knobs, outputs=[grid, progress, readout], api_name="diffusion_generate", **EVENT)

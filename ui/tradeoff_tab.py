@@ -14,20 +14,17 @@ import gradio as gr
 import pandas as pd
 
 from playground.judges.judges import available_judges
-from playground.settings import LIMITS, ServeSettings
-from playground.tradeoff.sweep import (DEFAULT_LAMBDAS, DEFAULT_TEMPERATURES, ROW_KEYS, SweepCancelled, SweepSettings,
-                              parse_floats, run_sweep)
-from playground.cli.sweep import default_prompts, split_prompts, write_outputs
-from playground.tradeoff.token_view import token_view
+from playground.settings import LIMITS, SERVE, SWEEP
+from playground.tradeoff.outputs import COLUMNS, default_prompts, read_prompt_file, readable, split_prompts, write_outputs
 from playground.tradeoff.plots import all_figures, overoptimisation_warning
-from playground.validation import InputError
+from playground.tradeoff.sweep import SweepCancelled, run_sweep
+from playground.tradeoff.token_view import token_view
+from playground.validation import InputError, check_prompt, decode_settings, sweep_settings
 
 # A sweep decodes prompts × settings × samples answers and can take minutes on a CPU, so it gets a larger
 # limit than a chat turn. Gradio applies `time_limit` only to streaming events, so the limit is also enforced
 # here: `should_stop` turns true past it and the sweep ends, freeing its "lm" slot.
-SWEEP_TIME_LIMIT_S = 900
-MAX_UPLOAD_BYTES = 256_000
-SWEEP_EVENT = {"concurrency_id": "lm", "concurrency_limit": ServeSettings().lm_concurrency, "time_limit": SWEEP_TIME_LIMIT_S}
+SWEEP_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.sweep_timeout_s}
 TOKEN_EVENT = SWEEP_EVENT | {"time_limit": LIMITS.request_timeout_s}
 SOURCES = ["Examples", "Typed (one per line)", "Uploaded .txt"]
 SAMPLE_COLUMNS = ["prompt", "lambda", "temperature", "sample", "text", "reward", "heldout_reward", "kl_mean", "tokens"]
@@ -49,19 +46,16 @@ def _prompts(source: str, typed: str, upload: str | None) -> list[str]:
     if source == SOURCES[2]:
         if not upload:
             raise InputError("prompts file: upload a .txt file with one prompt per line")
-        path = Path(upload)
-        if path.stat().st_size > MAX_UPLOAD_BYTES:
-            raise InputError(f"prompts file: {path.stat().st_size} bytes; the limit is {MAX_UPLOAD_BYTES}")
-        return split_prompts(path.read_text(encoding="utf-8", errors="replace"))
+        return read_prompt_file(upload, "prompts file")
     return default_prompts()
 
 
-def _settings(adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed) -> SweepSettings:
-    values = parse_floats("kl_strengths" if grid_kind == "β" else "lambdas", grid or "")
-    return SweepSettings(adapter=adapter, prompts=_prompts(source, typed, upload),
-                         lambdas=None if grid_kind == "β" else values, kl_strengths=values if grid_kind == "β" else None,
-                         temperatures=parse_floats("temperatures", temps or ""), samples=samples, max_new_tokens=max_new,
-                         seed=seed, judge=judge or None, heldout_judge=heldout or None)
+def _settings(pg, adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed):
+    """Every sweep knob checked once, into a SweepSettings."""
+    kind = "kl_strengths" if grid_kind == "β" else "lambdas"
+    return sweep_settings(pg.adapters, available_judges(), adapter=adapter, prompts=_prompts(source, typed, upload),
+                          **{kind: grid or ""}, temperatures=temps or "", samples=samples, max_new_tokens=max_new,
+                          seed=seed, judge=judge or None, heldout_judge=heldout or None)
 
 
 def _outputs(result, out_dir: str) -> list:
@@ -71,11 +65,13 @@ def _outputs(result, out_dir: str) -> list:
     warning = overoptimisation_warning(result.rows, s["judge"], s["heldout_judge"])
     summary = (f"{len(result.samples)} answers ({len(s['prompts'])} prompts × {len(result.rows)} settings × {s['samples']} "
                f"samples) in {result.wall_s:.0f} s · judge **{s['judge']}**, held-out **{s['heldout_judge']}** · "
-               f"β_train = {s['beta_train']:g} · ringed = Pareto-optimal (reward vs semantic diversity)")
+               f"β_train = {s['beta_train']:g} (β = β_train/λ is nominal) · intervals: 95% bootstrap over prompts · "
+               f"ringed = Pareto-optimal (reward vs meaning diversity)")
     samples = pd.DataFrame(result.samples)[SAMPLE_COLUMNS].round(4)
-    message = f"⚠️ {warning}" if warning else "No sign of over-optimisation in this sweep."
+    message = f"⚠️ {warning}" if warning else ("No reward hacking detected: no setting raises the proxy reward while the "
+                                               "held-out judge falls beyond noise.")
     plots = [figures[k] for k in ("frontier", "diversity", "metrics", "overopt")]
-    return [pd.DataFrame(result.rows).round(4), *plots, message, [str(p) for p in paths], samples, summary]
+    return [pd.DataFrame(readable(result.rows)), *plots, message, [str(p) for p in paths], samples, summary]
 
 
 def _highlights(view: dict) -> tuple[list, list, str]:
@@ -98,7 +94,7 @@ def build_tradeoff_tab(pg) -> None:
     with gr.Row():
         adapter = gr.Dropdown(names, value=default_adapter, label="Adapter")
         judge = gr.Dropdown(["", *judges], value="", label="Training judge (reward)", info="Empty = the adapter's own judge")
-        heldout = gr.Dropdown(["", *judges], value="", label="Held-out judge", info="Empty = the other built-in judge")
+        heldout = gr.Dropdown(["", *judges], value="", label="Held-out judge", info="Empty = on_topic: does the answer address the prompt?")
     with gr.Row():
         source = gr.Radio(SOURCES, value=SOURCES[0], label="Prompts")
         typed = gr.Textbox("\n".join(default_prompts()), lines=4, label="Typed prompts, one per line",
@@ -106,21 +102,21 @@ def build_tradeoff_tab(pg) -> None:
         upload = gr.File(file_types=[".txt"], type="filepath", label="Prompts file (.txt, one per line)")
     with gr.Row():
         grid_kind = gr.Radio(["λ", "β"], value="λ", label="Sweep", info="λ = β_train/β; β = KL strength (inf = base)")
-        grid = gr.Textbox(",".join(f"{v:g}" for v in DEFAULT_LAMBDAS), label="Values (comma-separated)",
+        grid = gr.Textbox(",".join(f"{v:g}" for v in SWEEP.lambdas), label="Values (comma-separated)",
                           info=f"λ in [0, {LIMITS.max_lambda:g}]: higher = more aligned, further from the base model")
-        temps = gr.Textbox(",".join(f"{v:g}" for v in DEFAULT_TEMPERATURES), label="Temperatures",
+        temps = gr.Textbox(",".join(f"{v:g}" for v in SWEEP.temperatures), label="Temperatures",
                            info="Higher = more diverse; 0 = greedy")
     with gr.Row():
-        samples = gr.Slider(1, LIMITS.max_samples_per_setting, value=4, step=1, label="Samples per prompt per setting",
+        samples = gr.Slider(1, LIMITS.max_samples_per_setting, value=SWEEP.samples, step=1, label="Samples per prompt per setting",
                             info="More = steadier diversity estimates, slower")
-        max_new = gr.Slider(1, LIMITS.max_new_tokens, value=64, step=1, label="Max new tokens", info="Longer = slower")
+        max_new = gr.Slider(1, LIMITS.max_new_tokens, value=SWEEP.max_new_tokens, step=1, label="Max new tokens", info="Longer = slower")
         seed = gr.Number(0, precision=0, label="Seed", info="Sample k uses seed + k")
     with gr.Row():
         run_btn = gr.Button("Run sweep", variant="primary")
         cancel_btn = gr.Button("Cancel", variant="stop")
     summary = gr.Markdown()
     warning = gr.Markdown()
-    table = gr.Dataframe(label="One row per (λ, T)", headers=list(ROW_KEYS), interactive=False)
+    table = gr.Dataframe(label="One row per (λ, T)", headers=[title for _, title, _ in COLUMNS], interactive=False)
     with gr.Row():
         frontier, diversity = gr.Plot(label="Reward vs KL"), gr.Plot(label="Diversity vs reward")
     with gr.Row():
@@ -143,9 +139,9 @@ def build_tradeoff_tab(pg) -> None:
               request: gr.Request, progress=gr.Progress()):
         key, stop = _session(request), threading.Event()
         _STOPS[key] = stop
-        deadline = time.monotonic() + SWEEP_TIME_LIMIT_S
+        deadline = time.monotonic() + LIMITS.sweep_timeout_s
         try:
-            settings = _settings(adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed)
+            settings = _settings(pg, adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed)
             result = run_sweep(pg, settings, progress=lambda f, m: progress(f, desc=m),
                                should_stop=lambda: stop.is_set() or time.monotonic() > deadline)
             return _outputs(result, tempfile.mkdtemp(prefix="tradeoff-"))  # a fresh directory per request
@@ -165,8 +161,11 @@ def build_tradeoff_tab(pg) -> None:
     def tokens(adapter, prompt, lam, temperature, seed, max_new):
         deadline = time.monotonic() + LIMITS.request_timeout_s
         try:
-            view = token_view(pg, prompt, adapter, lam, temperature, seed, max_new,
-                              should_stop=lambda: time.monotonic() > deadline)
+            prompt = check_prompt(prompt)
+            beta_train = pg.beta_train(adapter)
+            d = decode_settings(lam=lam, beta_train=beta_train, temperature=temperature, top_p=1.0, max_new_tokens=max_new,
+                                seed=seed)
+            view = token_view(pg, prompt, adapter, d, should_stop=lambda: time.monotonic() > deadline)
         except InputError as err:
             raise gr.Error(str(err)) from None
         return _highlights(view)

@@ -132,7 +132,7 @@ def write_card(card: dict, out_dir: Path = OUT_DIR) -> None:
     md += _sweep_lines(card.get("guidance_sweep"))
     md += [
         "",
-        "Sampling: `playground/guidance.py` with DDIM, DDPM or Euler schedulers built from `scheduler/`.",
+        "Sampling: `playground/diffusion/guidance.py` with DDIM, DDPM or Euler schedulers built from `scheduler/`.",
         "DDIM recomputes ε̂ from the clipped x̂_0 (`use_clipped_model_output=True`); without it, w > 1 speckles.",
         "Classifier accuracy is the playground's MLP digit classifier on the held-out real digits;",
         "it is the judge of \"alignment\" for generated samples. Licence of the data: BSD-3 (scikit-learn).",

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
-from matplotlib.image import imsave
 
-from playground.diffusion.guidance import MAX_GUIDANCE, SCHEDULERS, grid_image, plot_sweep, sweep_with_images
+from playground.settings import DEFAULT_GUIDANCE, GUIDANCE_SCALES, LIMITS, SCHEDULERS
+from playground.validation import InputError, guidance_settings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -21,15 +20,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p = subparsers.add_parser(
         "guidance",
         help="sweep the diffusion guidance scale w (class accuracy vs diversity)",
-        description=f"Classifier-free guidance sweep on the digit DDPM. w in [0, {MAX_GUIDANCE:g}]: "
+        description=f"Classifier-free guidance sweep on the digit DDPM. w in [0, {LIMITS.max_guidance:g}]: "
         "0 = unconditional, 1 = conditional, higher = more typical digits, less diverse.",
     )
-    p.add_argument("--digit", type=int, default=3, help="digit to condition on (0-9)")
-    p.add_argument("--scales", default="0,1,2,4,8", help="comma-separated guidance scales w")
-    p.add_argument("--samples", type=int, default=16, help="samples per scale (1-64)")
-    p.add_argument("--steps", type=int, default=50, help="denoising steps (1-200)")
-    p.add_argument("--seed", type=int, default=0, help="seed; the same x_T is used at every w")
-    p.add_argument("--scheduler", default="ddim", help=f"one of {', '.join(SCHEDULERS)}")
+    p.add_argument("--digit", default=DEFAULT_GUIDANCE.digit, help="digit to condition on (0-9)")
+    p.add_argument("--scales", default=",".join(f"{w:g}" for w in GUIDANCE_SCALES), help="comma-separated guidance scales w")
+    p.add_argument("--samples", default=DEFAULT_GUIDANCE.num_samples, help=f"samples per scale (1-{LIMITS.max_diffusion_images})")
+    p.add_argument("--steps", default=DEFAULT_GUIDANCE.steps, help=f"denoising steps (1-{LIMITS.max_diffusion_steps})")
+    p.add_argument("--seed", default=DEFAULT_GUIDANCE.seed, help="seed; the same x_T is used at every w")
+    p.add_argument("--scheduler", default=DEFAULT_GUIDANCE.scheduler, help=f"one of {', '.join(SCHEDULERS)}")
     p.add_argument("--out", default="guidance.json", help="JSON output; .png grid and _plot.png beside it")
     p.set_defaults(func=run)
     return p
@@ -44,6 +43,10 @@ def _table(rows: list[dict]) -> str:
 
 def write_outputs(out: Path, rows: list[dict], batches: list[np.ndarray], samples: int) -> list[Path]:
     """JSON rows, the per-scale grid PNG and the sweep plot PNG; returns the paths written."""
+    from matplotlib.image import imsave
+
+    from playground.diffusion.guidance import grid_image, plot_sweep
+
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2) + "\n")
     grid_path, plot_path = out.with_suffix(".png"), out.with_name(out.stem + "_plot.png")
@@ -54,19 +57,17 @@ def write_outputs(out: Path, rows: list[dict], batches: list[np.ndarray], sample
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the sweep described by `args`; 0 on success, 2 on bad input."""
-    try:
-        out = Path(args.out)
-        if out.suffix.lower() != ".json":
-            raise ValueError(f"out must end in .json, got {args.out!r}")
-        rows, batches = sweep_with_images(
-            args.digit, args.scales, args.samples, args.steps, args.seed, args.scheduler
-        )
-        paths = write_outputs(out, rows, batches, args.samples)
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"digit {args.digit}, {args.samples} samples x {args.steps} {args.scheduler} steps, seed {args.seed}")
+    """Check everything once, run the sweep and write; 0 on success (errors: see cli.errors)."""
+    from playground.diffusion.guidance import parse_scales, sweep_with_images
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".json":
+        raise InputError(f"out must end in .json; got {args.out!r}")
+    base = guidance_settings(digit=args.digit, num_samples=args.samples, steps=args.steps, scheduler=args.scheduler,
+                             seed=args.seed)
+    rows, batches = sweep_with_images(base, parse_scales(args.scales))
+    paths = write_outputs(out, rows, batches, base.num_samples)
+    print(f"digit {base.digit}, {base.num_samples} samples x {base.steps} {base.scheduler} steps, seed {base.seed}")
     print(_table(rows))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0

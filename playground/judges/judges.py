@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from playground.lm.loading import check_safetensors_dir
+from playground.sources import is_local
 
 if TYPE_CHECKING:
     import torch
@@ -96,6 +97,32 @@ class ConciseJudge:
         return out
 
 
+class OnTopicJudge:
+    """Does the answer address the question? score = cos(e(prompt), e(response)), no length term.
+
+    The held-out judge of the over-optimisation view: an adapter that games tone or length while it stops
+    answering shows a falling on-topic score. e = all-MiniLM-L6-v2; an empty response scores −1.
+    """
+
+    name = "on_topic"
+    description = "on_topic: does the answer address the prompt (MiniLM cosine similarity, −1..1; no length term)"
+
+    def __init__(self, embedder_path: str | None = None) -> None:
+        from playground.judges.embeddings import get_embedder
+
+        self._embedder = get_embedder(embedder_path)
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        _check_pairs(prompts, responses)
+        out = np.full(len(responses), -1.0, dtype=np.float64)
+        keep = [i for i, r in enumerate(responses) if r.strip()]
+        if keep:
+            p = self._embedder.encode([prompts[i] for i in keep]).astype(np.float64)
+            r = self._embedder.encode([responses[i] for i in keep]).astype(np.float64)
+            out[keep] = np.sum(p * r, axis=1)  # unit-norm embeddings: dot = cosine
+        return out
+
+
 def check_local_weights(path: Path) -> None:
     """Refuse a local reward-model directory without config.json or *.safetensors (pickle can run code)."""
     if not (path / "config.json").is_file():
@@ -104,7 +131,7 @@ def check_local_weights(path: Path) -> None:
 
 
 def _is_local(source: str) -> bool:
-    return source.startswith((".", "/", "~")) or source.count("/") > 1 or Path(source).expanduser().exists()
+    return is_local(source)
 
 
 class RewardModelJudge:
@@ -171,6 +198,7 @@ class RewardModelJudge:
 JUDGES: dict[str, Callable[[], Judge]] = {
     UpbeatJudge.name: UpbeatJudge,
     ConciseJudge.name: ConciseJudge,
+    OnTopicJudge.name: OnTopicJudge,
 }
 
 

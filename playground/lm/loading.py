@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from playground.settings import REPO_ROOT, cache_dir
+from playground.sources import is_local
 
 if TYPE_CHECKING:  # torch and transformers are imported when a model is loaded, not with this module
     import torch
@@ -142,13 +143,13 @@ def resolve_source(source: str) -> Path | str:
         if not (out_dir / "model.safetensors").is_file():
             convert_gguf(gguf_path, out_dir)
         return out_dir
-    path = Path(source).expanduser()
-    if path.exists() or source.startswith((".", "/", "~")):
+    if is_local(source):
+        path = Path(source).expanduser()
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is not a model directory: expected config.json and *.safetensors weights")
         check_safetensors_dir(path)
         return path
-    if source.count("/") != 1:
+    if source.count("/") != 1:  # a bare "name" is a Hub id to local_or_hub, but base models need "owner/name"
         raise ModelLoadError(f"{source!r} is neither an existing directory nor a Hub id of the form 'owner/name'")
     check_hub_repo_safetensors(source)
     return source

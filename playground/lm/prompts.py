@@ -1,28 +1,57 @@
-"""Turn a conversation into prompt token ids, and find the tokens that end an answer."""
+"""Turn a conversation into prompt token ids, and find the tokens that end an answer.
+
+User text is always plain text. The chat template is rendered around unique placeholders, never around the
+user's words, and only the template's own text is tokenized with special tokens recognised; every
+message's content is tokenized with `split_special_tokens=True`, so typing "<|im_end|>" gives the ids of
+those characters, never the control token (chat-template injection).
+"""
 from __future__ import annotations
 
+import re
+import secrets
 from typing import Sequence
 
 from playground.validation import check_prompt, check_prompt_tokens
 
 Message = dict  # {"role": "user" | "assistant" | "system", "content": str}
+ROLES = ("user", "assistant", "system")
 
 
 def conversation(history: Sequence[Message], prompt: str) -> list[Message]:
     """The messages sent to the model: earlier turns (text only) plus the new user prompt."""
-    turns = [{"role": m["role"], "content": str(m["content"])} for m in history if m.get("role") in ("user", "assistant", "system")]
+    turns = [{"role": m["role"], "content": str(m["content"])} for m in history if m.get("role") in ROLES]
     return turns + [{"role": "user", "content": prompt}]
+
+
+def plain_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of `text` as plain characters: special-token strings inside it are split, not recognised."""
+    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+
+def _template_ids(tokenizer, messages: list[Message]) -> list[int]:
+    """Render the chat template with a placeholder per message; tokenize template text and contents apart."""
+    tag = secrets.token_hex(8)
+    marks = [f"\u2063PLACEHOLDER{tag}x{i}\u2063" for i in range(len(messages))]
+    rendered = tokenizer.apply_chat_template([{"role": m["role"], "content": mark} for m, mark in zip(messages, marks)],
+                                             add_generation_prompt=True, tokenize=False)
+    ids: list[int] = []
+    for piece in re.split("(" + "|".join(map(re.escape, marks)) + ")", rendered):
+        if piece in marks:
+            ids += plain_ids(tokenizer, messages[marks.index(piece)]["content"])
+        elif piece:
+            ids += tokenizer(piece, add_special_tokens=False)["input_ids"]  # the template's own control tokens
+    return ids
 
 
 def prompt_ids(tokenizer, history: Sequence[Message], prompt: str, use_chat_template: bool = True) -> tuple[int, ...]:
     """Token ids of the conversation, ending where the assistant's answer starts. Validates lengths."""
     check_prompt(prompt)
+    messages = conversation(history, prompt)
     if use_chat_template and tokenizer.chat_template:
-        text = tokenizer.apply_chat_template(conversation(history, prompt), add_generation_prompt=True, tokenize=False)
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = _template_ids(tokenizer, messages)
     else:
-        previous = "".join(f"{m['content']}\n" for m in history)
-        ids = tokenizer(previous + prompt, add_special_tokens=True)["input_ids"]
+        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", False) else []
+        ids = bos + plain_ids(tokenizer, "".join(f"{m['content']}\n" for m in messages[:-1]) + prompt)
     check_prompt_tokens(len(ids))
     return tuple(ids)
 

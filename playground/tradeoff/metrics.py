@@ -200,3 +200,23 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
         if not dominated:
             front.append(int(i))
     return front
+
+
+# Stock phrases of an answer that flatters instead of answering (seen in the upbeat adapter's extrapolated
+# answers: "I'm thrilled to help!"). Matched case-insensitively as whole phrases.
+BOILERPLATE_PHRASES = (
+    "happy to help", "glad to help", "thrilled", "delighted", "great question", "what a wonderful",
+    "what a great", "i'm so excited", "i am so excited", "i hope this helps", "glad you asked", "absolutely!",
+    "i'd be happy", "i would be happy", "i'd love to", "i would love to", "so glad",
+)
+_BOILERPLATE_RE = re.compile("|".join(re.escape(p) for p in BOILERPLATE_PHRASES), re.IGNORECASE)
+
+
+def is_boilerplate(text: str) -> bool:
+    """True when the answer contains one of `BOILERPLATE_PHRASES` (case-insensitive)."""
+    return bool(_BOILERPLATE_RE.search(text))
+
+
+def boilerplate_share(texts: Sequence[str]) -> float:
+    """Share of answers that contain a stock phrase (`is_boilerplate`); 0.0 for no answers."""
+    return float(np.mean([is_boilerplate(t) for t in texts])) if texts else 0.0

@@ -16,10 +16,11 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 CMAP = "plasma"
-METRICS = (("reward_mean", "reward (training judge)"), ("heldout_reward_mean", "reward (held-out judge)"),
-           ("kl_to_base", "KL to base (nats/token)"), ("entropy", "entropy (nats/token)"),
-           ("length_mean", "length (tokens)"), ("distinct_2", "distinct-2 (tokens)"), ("ead", "EAD (bigrams)"),
-           ("self_bleu", "self-BLEU (lower = diverse)"), ("semantic_diversity", "semantic diversity"))
+METRICS = (("reward_mean", "reward (training judge)"), ("heldout_reward_mean", "held-out: does it answer?"),
+           ("kl_to_base", "KL to base (nats/token)"), ("semantic_diversity", "meaning diversity"),
+           ("boilerplate", "boilerplate share"), ("length_mean", "length (tokens)"))
+BANDS = {"reward_mean": ("reward_lo", "reward_hi"), "heldout_reward_mean": ("heldout_reward_lo", "heldout_reward_hi"),
+         "semantic_diversity": ("semantic_diversity_lo", "semantic_diversity_hi")}  # 95% intervals over prompts
 
 
 def by_temperature(rows: Sequence[dict]) -> dict[float, list[dict]]:
@@ -47,6 +48,16 @@ def _label_lambdas(ax, xs: Sequence[float], ys: Sequence[float], lams: Sequence[
             ax.annotate(f"λ={lam:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, alpha=0.8)
 
 
+def _yerr(group: Sequence[dict], key: str) -> list[list[float]] | None:
+    """Asymmetric error bars [[below], [above]] from the row's 95% interval columns, or None."""
+    if key not in BANDS:
+        return None
+    lo, hi = BANDS[key]
+    below = [max(0.0, _num(r.get(key)) - _num(r.get(lo))) for r in group]
+    above = [max(0.0, _num(r.get(hi)) - _num(r.get(key))) for r in group]
+    return [[0.0 if math.isnan(v) else v for v in below], [0.0 if math.isnan(v) else v for v in above]]
+
+
 def frontier_figure(rows: Sequence[dict], judge: str = "training judge") -> Figure:
     """Reward vs mean per-token KL(π_λ‖π_base), one line per temperature, 95% CI bars, points labelled by λ."""
     fig = Figure(figsize=(6.4, 4.4), layout="constrained")
@@ -54,7 +65,7 @@ def frontier_figure(rows: Sequence[dict], judge: str = "training judge") -> Figu
     color = _color(rows)
     for t, group in by_temperature(rows).items():
         xs, ys = [_num(r["kl_to_base"]) for r in group], [_num(r["reward_mean"]) for r in group]
-        ax.errorbar(xs, ys, yerr=[_num(r.get("reward_ci95", 0.0)) for r in group], marker="o", capsize=3,
+        ax.errorbar(xs, ys, yerr=_yerr(group, "reward_mean"), marker="o", capsize=3,
                     color=color(t), label=f"T = {t:g}")
         _label_lambdas(ax, xs, ys, [r["lambda"] for r in group])
     ax.set(xlabel="KL to base model (nats per token)", ylabel=f"reward ({judge})",
@@ -87,20 +98,20 @@ def diversity_figure(rows: Sequence[dict], judge: str = "training judge") -> Fig
 
 def metrics_figure(rows: Sequence[dict]) -> Figure:
     """Small multiples: each metric vs λ, one line per temperature."""
-    fig = Figure(figsize=(11, 8.5), layout="constrained")
-    axes = fig.subplots(3, 3, sharex=True).ravel()
+    fig = Figure(figsize=(10, 6), layout="constrained")
+    axes = fig.subplots(2, 3, sharex=True).ravel()
     color = _color(rows)
     groups = by_temperature(rows)
     for ax, (key, title) in zip(axes, METRICS):
         for t, group in groups.items():
-            ax.plot([r["lambda"] for r in group], [_num(r.get(key)) for r in group], "o-", ms=4, color=color(t),
-                    label=f"T = {t:g}")
-        ax.set_title(title, fontsize=9)
+            ax.errorbar([r["lambda"] for r in group], [_num(r.get(key)) for r in group], yerr=_yerr(group, key),
+                        fmt="o-", ms=4, capsize=2, color=color(t), label=f"T = {t:g}")
+        ax.set_title(title, fontsize=11)
         ax.grid(alpha=0.3)
     for ax in axes[-3:]:
         ax.set_xlabel("λ  (0 = base, 1 = tuned)")
     axes[0].legend(fontsize=7)
-    fig.suptitle("Every metric vs λ")
+    fig.suptitle("Key metrics vs λ (bars: 95% interval over prompts)")
     return fig
 
 
@@ -126,43 +137,27 @@ def overopt_figure(rows: Sequence[dict], judge: str = "training judge", heldout:
     return fig
 
 
-def _noise(a: dict, b: dict, key: str) -> float:
-    """Half-width of the 95% interval of the difference of two means (independent samples)."""
-    return math.hypot(_num(a.get(key, 0.0) or 0.0), _num(b.get(key, 0.0) or 0.0))
-
-
 def _group_warning(t: float, group: Sequence[dict], judge: str, heldout: str) -> str | None:
-    """Past the held-out judge's peak (in KL), does the proxy still rise beyond noise?"""
-    group = sorted(group, key=lambda r: _num(r["kl_to_base"]))
-    held = [_num(r["heldout_reward_mean"]) for r in group]
-    if len(group) < 3 or not all(math.isfinite(h) for h in held):
-        return None
-    k = max(range(len(held)), key=lambda i: (held[i], -i))  # the held-out judge's best setting (earliest on ties)
-    peak, last = group[k], group[-1]
-    gain = _num(last["reward_mean"]) - _num(peak["reward_mean"])
-    if k == len(group) - 1 or not gain > max(_noise(peak, last, "reward_ci95"), 1e-9):
-        return None
-    drop = held[k] - held[-1]
-    verb = f"falls ({-drop:+.3g})" if drop > _noise(peak, last, "heldout_reward_ci95") else f"stalls ({-drop:+.3g})"
-    return (f"T = {t:g}: from λ = {peak['lambda']:g} (KL ≈ {_num(peak['kl_to_base']):.3g} nats/token) on, the training "
-            f"judge '{judge}' keeps rising ({gain:+.3g}) while the held-out judge '{heldout}' {verb}.")
+    """Reward hacking, not a trade-off: the first λ where the held-out judge falls significantly below λ = 0
+    ("down": its paired 95% interval excludes zero) while the proxy is significantly above it ("up")."""
+    for r in sorted(group, key=lambda r: r["lambda"]):
+        if r.get("heldout_vs_base") == "down" and r.get("reward_vs_base") == "up":
+            return (f"T = {t:g}: from λ = {r['lambda']:g} (KL ≈ {_num(r['kl_to_base']):.3g} nats/token) the training judge "
+                    f"'{judge}' is up ({_num(r['reward_mean']):+.3g}) while the held-out judge '{heldout}' has fallen "
+                    f"({_num(r['heldout_reward_mean']):+.3g}), both beyond noise.")
+    return None
 
 
 def overoptimisation_warning(rows: Sequence[dict], judge: str = "training judge",
                              heldout: str = "held-out judge") -> str | None:
-    """A warning in words when, at some temperature, the proxy (training judge) keeps rising with KL past
-    the point where the held-out judge peaks, while the held-out judge stalls or falls there; else None.
-
-    Per temperature (≥ 3 settings, ordered by KL): k = the held-out judge's best setting. Warn when k is not
-    the last setting and the proxy's gain from k to the last setting exceeds the 95% noise of that
-    difference (√(ci_k² + ci_last²)); "falls" when the held-out drop exceeds its own noise, else "stalls".
-    """
+    """A warning in words when, at some temperature, the proxy reward rises significantly against λ = 0 while the
+    held-out "does it answer?" judge falls significantly (Gao et al. 2022: gold reward peaks and falls while the
+    proxy keeps rising); None when every change is a plain trade-off or within noise."""
     found = [w for t, g in by_temperature(rows).items() if (w := _group_warning(t, g, judge, heldout))]
     if not found:
         return None
-    return ("Over-optimisation: " + " ".join(found) + " Beyond that point the adapter is fitting its proxy reward, "
-            "not the goal behind it (Gao et al. 2022, reward-model over-optimisation): prefer a larger KL strength β "
-            "(smaller λ).")
+    return ("Reward hacking: " + " ".join(found) + " There the adapter pleases its proxy judge instead of answering "
+            "(see the example answers): prefer a larger KL strength β (smaller λ).")
 
 
 def all_figures(rows: Sequence[dict], judge: str = "training judge", heldout: str = "held-out judge") -> dict[str, Figure]:

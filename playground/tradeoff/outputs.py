@@ -1,0 +1,124 @@
+"""What a sweep writes and reads: JSON/CSV rows, per-sample JSON, PNG plots, prompt files, a text table.
+
+Shared by the CLI (`python -m playground sweep`) and the Trade-off tab, so neither imports the other.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from playground.settings import EVAL_PROMPTS, FALLBACK_PROMPTS, LIMITS, SWEEP
+from playground.validation import InputError
+
+PLOTS = ("frontier", "diversity", "metrics", "overopt")
+# (row key, readable header with unit, format): the order key columns are shown in.
+COLUMNS = (("lambda", "λ", "{:.3g}"), ("kl_strength", "β (nominal)", "{:.3g}"), ("temperature", "T", "{:.3g}"),
+           ("reward_mean", "reward", "{:+.3f}"), ("reward_lo", "reward low", "{:+.3f}"), ("reward_hi", "reward high", "{:+.3f}"),
+           ("reward_vs_base", "reward vs λ=0", "{}"), ("heldout_reward_mean", "held-out", "{:+.3f}"),
+           ("heldout_vs_base", "held-out vs λ=0", "{}"), ("kl_to_base", "KL (nats/token)", "{:.4f}"),
+           ("semantic_diversity", "meaning diversity", "{:.3f}"), ("diversity_vs_base", "diversity vs λ=0", "{}"),
+           ("boilerplate", "boilerplate share", "{:.0%}"), ("length_mean", "length (tokens)", "{:.1f}"),
+           ("pareto", "Pareto-optimal", "{}"), ("kl_seq", "KL (nats/answer)", "{:.2f}"), ("entropy", "entropy (nats)", "{:.3f}"),
+           ("distinct_2", "distinct-2", "{:.3f}"), ("self_bleu", "self-BLEU", "{:.3f}"))
+
+
+def split_prompts(text: str) -> list[str]:
+    """One prompt per line; blank lines and lines starting with # are skipped."""
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+
+
+def default_prompts() -> list[str]:
+    """The first prompts of models/prompts/eval.txt when it exists, else the built-in examples."""
+    if EVAL_PROMPTS.is_file():
+        prompts = split_prompts(EVAL_PROMPTS.read_text(encoding="utf-8"))[:SWEEP.prompt_count]
+        if prompts:
+            return prompts
+    return list(FALLBACK_PROMPTS)
+
+
+def read_prompt_file(path: str | Path, name: str = "prompts-file") -> list[str]:
+    """Prompts from a UTF-8 text file (one per line), size-capped; InputError naming `name` otherwise."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > LIMITS.max_upload_bytes:
+            raise InputError(f"{name}: {size} bytes; the limit is {LIMITS.max_upload_bytes}")
+        prompts = split_prompts(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{name}: {path.name} is not UTF-8 text") from None
+    except OSError as err:
+        raise InputError(f"{name}: cannot read {path}: {err.strerror or err}") from None
+    if not prompts:
+        raise InputError(f"{name}: {path.name} holds no prompts (one per line)")
+    return prompts
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return _json_safe(value.item())
+    return value
+
+
+def to_json(rows: Sequence[dict]) -> str:
+    """The rows as a JSON list; non-finite numbers (and λ = 0's kl_strength) become null."""
+    return json.dumps([{k: _json_safe(v) for k, v in r.items()} for r in rows], indent=2, ensure_ascii=False) + "\n"
+
+
+def to_csv(rows: Sequence[dict]) -> str:
+    """The rows as CSV with a header; null values are empty cells."""
+    from playground.tradeoff.sweep import ROW_KEYS
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else list(ROW_KEYS), lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: "" if _json_safe(v) is None else _json_safe(v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def readable(rows: Sequence[dict]) -> list[dict]:
+    """Rows with readable headers and units, key columns first; β shown as ∞ at λ = 0."""
+    out = []
+    for r in rows:
+        shown = {}
+        for key, title, fmt in COLUMNS:
+            v = r.get(key)
+            shown[title] = "∞ (base)" if key == "kl_strength" and v is None else ("–" if v is None else
+                                                                                   fmt.format(v) if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) else str(v))
+        out.append(shown)
+    return out
+
+
+def table(rows: Sequence[dict], columns: int = 13) -> str:
+    """A fixed-width text table of the first `columns` readable columns."""
+    shown = readable(rows)
+    titles = [title for _, title, _ in COLUMNS[:columns]]
+    widths = [max(len(t), *(len(r[t]) for r in shown)) if shown else len(t) for t in titles]
+    lines = ["  ".join(t.rjust(w) for t, w in zip(titles, widths))]
+    lines += ["  ".join(r[t].rjust(w) for t, w in zip(titles, widths)) for r in shown]
+    return "\n".join(lines)
+
+
+def write_outputs(out: Path, result, figures: dict | None = None) -> list[Path]:
+    """JSON rows, CSV rows, per-sample JSON and the PNG plots (`figures`, else built here); the paths written."""
+    from playground.tradeoff.plots import all_figures
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out, out.with_suffix(".csv"), out.with_name(f"{out.stem}_samples.json")]
+    paths[0].write_text(to_json(result.rows), encoding="utf-8")
+    paths[1].write_text(to_csv(result.rows), encoding="utf-8")
+    meta = {"settings": result.settings, "wall_s": result.wall_s, "samples": result.samples}
+    paths[2].write_text(json.dumps(meta, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    figures = figures or all_figures(result.rows, result.settings["judge"], result.settings["heldout_judge"])
+    for name in PLOTS:
+        paths.append(out.with_name(f"{out.stem}_{name}.png"))
+        figures[name].savefig(paths[-1], dpi=110)
+    return paths
