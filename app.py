@@ -1,6 +1,6 @@
 """Controllability Playground: the Gradio app. Builds the UI and wires events; logic lives in playground/.
 
-Run: `python app.py` (binds 0.0.0.0 and GRADIO_SERVER_PORT, as on Hugging Face Spaces).
+Run: `python app.py` (binds 127.0.0.1, or 0.0.0.0 on a Hugging Face Space or with PLAYGROUND_LISTEN=1; port GRADIO_SERVER_PORT).
 """
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import time
 
 import gradio as gr
 
-from playground.settings import SERVE
+from playground.settings import SERVE, server_name
 from playground.startup import LazyPlayground
 from ui.chat_tab import build_chat_tab
+from ui.feedback_tab import build_feedback_tab
 from ui.guidance_tab import build_guidance_tab
 from ui.tradeoff_tab import build_tradeoff_tab
 
@@ -30,12 +31,25 @@ def build_demo(pg) -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Tab("Side by side"):
             build_chat_tab(pg)
+        with gr.Tab("Feedback"):
+            build_feedback_tab(pg)
         with gr.Tab("Trade-off"):
             build_tradeoff_tab(pg)
         with gr.Tab("Diffusion guidance"):
             build_guidance_tab()
-    demo.queue(max_size=SERVE.queue_max_size, default_concurrency_limit=SERVE.lm_concurrency)
+    # api_open=False: no route skips the bounded queue and its concurrency groups (POST /gradio_api/run/... is off).
+    demo.queue(max_size=SERVE.queue_max_size, default_concurrency_limit=SERVE.lm_concurrency, api_open=False)
     return demo
+
+
+def launch_kwargs() -> dict:
+    """Upload and body caps, security headers, no extra served paths (tests launch with the same)."""
+    from starlette.middleware import Middleware
+
+    from playground.http_guard import HttpGuard
+
+    return dict(css=CSS, allowed_paths=[], max_file_size=SERVE.max_file_size,
+                app_kwargs={"middleware": [Middleware(HttpGuard, max_body_bytes=SERVE.max_body_bytes)]})
 
 
 def main() -> None:
@@ -43,8 +57,8 @@ def main() -> None:
     start = time.perf_counter()
     pg = LazyPlayground.from_registry()
     demo = build_demo(pg)
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), prevent_thread_lock=True,
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), css=CSS, allowed_paths=[])
+    demo.launch(server_name=server_name(), prevent_thread_lock=True, **launch_kwargs(),
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     print(f"UI served in {time.perf_counter() - start:.2f} s; loading the model", flush=True)
     try:
         from playground.service import Playground

@@ -11,7 +11,8 @@ from playground.cli.errors import Parser, run_command
 
 # verb -> module that registers it (`add_parser(sub)` or `add_parsers(sub)`); heavy ones import on use.
 VERBS = {"generate": "playground.cli.generate", "adapters": "playground.cli.generate",
-         "sweep": "playground.cli.sweep", "guidance": "playground.cli.guidance"}
+         "sweep": "playground.cli.sweep", "guidance": "playground.cli.guidance",
+         "votes": "playground.cli.votes"}
 
 
 def build_parser() -> Parser:

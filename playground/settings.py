@@ -211,6 +211,22 @@ class ServeSettings:
     diffusion_concurrency: int = 1  # diffusion events have their own pool so neither starves the other
     load_wait_s: float = 300.0  # a request waits this long for the model (a cold start converts the GGUF: ~30 s)
     delete_cache_s: int = 3600  # files handed to users (exports, images) leave Gradio's cache after this
+    max_file_size: str = "1mb"  # uploads (a prompts file is at most Limits.max_upload_bytes anyway)
+    max_body_bytes: int = 2_000_000  # any HTTP request body; larger ones get 413 before they are read
+    # Bind address: 127.0.0.1 unless on a Space (SPACE_ID set: 0.0.0.0 is required there), GRADIO_SERVER_NAME
+    # is set, or PLAYGROUND_LISTEN=1 opens it to the network.
+    local_host: str = "127.0.0.1"
+    public_host: str = "0.0.0.0"
 
 
 SERVE = ServeSettings()
+
+
+def server_name(env: dict | None = None) -> str:
+    """Where the app binds: loopback by default; all interfaces on a Space or when asked (see ServeSettings)."""
+    env = dict(os.environ) if env is None else env
+    if env.get("GRADIO_SERVER_NAME"):
+        return env["GRADIO_SERVER_NAME"]
+    if env.get("SPACE_ID") or env.get("PLAYGROUND_LISTEN") == "1":
+        return SERVE.public_host
+    return SERVE.local_host

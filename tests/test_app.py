@@ -14,11 +14,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_url(tiny_playground):
-    from app import build_demo
+    from app import build_demo, launch_kwargs
 
     demo = build_demo(tiny_playground)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs())
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 

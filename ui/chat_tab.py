@@ -11,7 +11,7 @@ import gradio as gr
 from playground.conversation import TITLES, Conversation, lambda_label, run_turn
 from playground.settings import CHAT, COLUMNS, DEFAULT_DECODE, LIMITS, SERVE
 from playground.validation import InputError
-from ui.components import Dropdown, Radio, Slider
+from ui.components import Dropdown, Number, Radio, Slider
 
 DEFAULT_BETA_FACTOR = CHAT.beta_factor
 LM_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
@@ -57,7 +57,7 @@ def build_chat_tab(pg) -> None:
                               info="Lower = only the most likely tokens; 1 = no truncation")
             max_new = Slider(1, LIMITS.max_new_tokens, value=DEFAULT_DECODE.max_new_tokens, step=1,
                                 label="Max new tokens", info="Longer answers take longer")
-            seed = gr.Number(DEFAULT_DECODE.seed, precision=0, label="Seed", info="Same seed + settings = same text")
+            seed = Number(DEFAULT_DECODE.seed, precision=0, label="Seed", info="Same seed + settings = same text")
     with gr.Row(equal_height=True):
         chats = [gr.Chatbot(label=TITLES[c], height=380, elem_id=f"chat-{c}") for c in COLUMNS]
     with gr.Row():

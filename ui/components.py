@@ -16,6 +16,9 @@ class _NamedErrors:
             return super().preprocess(payload)  # type: ignore[misc]
         except gr.Error as err:
             raise gr.Error(f"{self.label}: {err.message}") from None
+        except Exception:  # Gradio's own TypeError/ValueError would reach the client without a message
+            shown = repr(payload) if len(repr(payload)) <= 40 else repr(payload)[:37] + "..."
+            raise gr.Error(f"{self.label}: invalid value {shown}") from None
 
 
 class Slider(_NamedErrors, gr.Slider):
@@ -27,4 +30,12 @@ class Dropdown(_NamedErrors, gr.Dropdown):
 
 
 class Radio(_NamedErrors, gr.Radio):
+    pass
+
+
+class Number(_NamedErrors, gr.Number):
+    pass
+
+
+class Textbox(_NamedErrors, gr.Textbox):
     pass

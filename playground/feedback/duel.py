@@ -1,0 +1,210 @@
+"""Blind duels: two answers to one prompt at two different λ, shown as A and B, and the human's vote on them.
+
+`DuelService.start` draws two different λ from `FeedbackSettings.duel_lambdas` (in random order, seeded),
+decodes both answers in one batch through the `Playground` facade, scores both with every built-in judge and
+keeps the pending duel in memory (bounded, expiring after `duel_expiry_s`), keyed by a random duel id and
+bound to the browser session that asked for it. `DuelService.vote` turns the human's choice into a `Vote`
+(idempotency key = duel id; both answers' settings, seed included, so each answer can be regenerated
+exactly) and stores it. The vote store opens lazily, on the first vote: when the database is unavailable,
+voting raises `FeedbackUnavailable` while generating (and the rest of the app) keeps working.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from playground.feedback.config import FeedbackSettings
+from playground.feedback.vote import OUTCOMES, FeedbackError, FeedbackUnavailable, Vote, hash_session
+from playground.settings import DEFAULT_DECODE, LIMITS
+from playground.validation import check_choice, check_prompt, check_prompt_tokens, decode_settings
+
+DUEL_JUDGES = ("upbeat", "concise", "on_topic")  # every built-in judge scores both answers
+MAX_PENDING = 2000  # duels waiting for a vote, across all sessions; the oldest is dropped beyond this
+_LIMITS = FeedbackSettings(database_url="", data_dir=Path("."), salt="")  # default duel λ and expiry
+
+
+@dataclass
+class Duel:
+    """One pending duel. `answer_a` / `answer_b` are what the user sees; the rest is revealed after the vote."""
+
+    duel_id: str
+    prompt: str
+    adapter: str
+    answer_a: str
+    answer_b: str
+    tokens_a: int
+    tokens_b: int
+    settings_a: dict[str, Any]  # lambda, mode, temperature, top_p, max_new_tokens, seed
+    settings_b: dict[str, Any]
+    judge_scores: dict[str, list[float]]  # {judge: [score_a, score_b]}
+    session_id: str = field(repr=False, default="")  # kept in memory only; the store gets its salted hash
+    created: float = 0.0  # monotonic seconds
+    outcome: str | None = None  # set once voted
+    vote_id: int | None = None
+
+    def reveal(self) -> dict[str, Any]:
+        """The settings behind A and B and the judges' scores (shown only after the vote)."""
+        return {"a": {**self.settings_a, "tokens": self.tokens_a}, "b": {**self.settings_b, "tokens": self.tokens_b},
+                "judge_scores": {k: list(v) for k, v in self.judge_scores.items()}, "outcome": self.outcome,
+                "vote_id": self.vote_id}
+
+
+def _answer_settings(d: Any) -> dict[str, Any]:
+    return {"lambda": float(d.lam), "mode": d.mode, "temperature": float(d.temperature), "top_p": float(d.top_p),
+            "max_new_tokens": int(d.max_new_tokens), "seed": int(d.seed)}
+
+
+def adapter_hash(path: Path | str | None) -> str:
+    """sha256 over an adapter folder's file names and bytes (identifies the exact weights voted on)."""
+    if path is None or not Path(path).is_dir():
+        return "unknown"
+    h = hashlib.sha256()
+    for f in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+class DuelService:
+    """Start duels and record votes on them for one `Playground` (or a `LazyPlayground` still loading).
+
+    `store_factory()` returns a `VoteStore` (default `VoteStore.open`, configured by the environment); it is
+    called on the first vote, and again after a failure.
+    """
+
+    def __init__(self, pg: Any, store_factory: Callable[[], Any] | None = None, limits: FeedbackSettings | None = None,
+                 judges: Sequence[str] = DUEL_JUDGES, max_new_tokens: int = DEFAULT_DECODE.max_new_tokens,
+                 max_pending: int = MAX_PENDING, clock: Callable[[], float] = time.monotonic) -> None:
+        if store_factory is None:
+            from playground.feedback.store import VoteStore
+
+            store_factory = VoteStore.open
+        self.pg, self.limits, self.judges = pg, limits or _LIMITS, tuple(judges)
+        self.max_new_tokens, self.max_pending, self.clock = max_new_tokens, max_pending, clock
+        self._store_factory = store_factory
+        self._store: Any = None
+        self._pending: OrderedDict[str, Duel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._store_lock = threading.Lock()
+        self._hashes: dict[str, str] = {}
+
+    # --- the store, opened on first use -------------------------------------------------------------
+    def store(self) -> Any:
+        """The vote store, opened now if needed; FeedbackUnavailable with a clear message when it cannot be."""
+        with self._store_lock:
+            if self._store is None:
+                try:
+                    self._store = self._store_factory()
+                except (FeedbackUnavailable, FeedbackError):
+                    raise
+                except Exception as e:  # noqa: BLE001 — any failure to open means "votes cannot be stored now"
+                    raise FeedbackUnavailable(f"Votes cannot be stored right now: the vote database cannot be "
+                                              f"opened ({type(e).__name__}: {e}). Chat keeps working.") from e
+            return self._store
+
+    def close(self) -> None:
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    # --- duels --------------------------------------------------------------------------------------
+    def start(self, prompt: object, adapter: object, temperature: object, session_id: str, seed: int | None = None,
+              should_stop: Callable[[], bool] = lambda: False) -> Duel:
+        """Decode two answers at two different λ (order random) in one batch and keep the duel for a vote.
+        `seed` fixes the draw (λ pair, order, sampling seed); None draws a fresh one."""
+        if not session_id:
+            raise FeedbackError("session_id: must not be empty")
+        prompt = check_prompt(prompt)
+        name = check_choice("adapter", adapter, sorted(self.pg.adapters))
+        lambdas = sorted(set(float(x) for x in self.limits.duel_lambdas))
+        if len(lambdas) < 2:
+            raise FeedbackError("duel_lambdas: needs at least two different values")
+        rng = random.Random(seed if seed is not None else secrets.randbits(64))
+        lam_a, lam_b = rng.sample(lambdas, 2)  # two different λ, in random order
+        sample_seed = rng.randrange(LIMITS.max_seed + 1)
+        knobs = dict(mode="logits", temperature=temperature, top_p=DEFAULT_DECODE.top_p,
+                     max_new_tokens=self.max_new_tokens, seed=sample_seed)
+        d_a, d_b = decode_settings(lam=lam_a, **knobs), decode_settings(lam=lam_b, **knobs)
+        ids = self.pg.encode(prompt)
+        check_prompt_tokens(len(ids))
+        streams: list[Any] = []
+        for streams in self.pg.stream([self.pg.request(ids, name, d_a), self.pg.request(ids, name, d_b)],
+                                      should_stop=should_stop):
+            pass
+        if len(streams) != 2 or not all(s.done for s in streams):
+            raise FeedbackError("the answers were not finished (stopped or timed out); generate again")
+        texts = [self.pg.text(s.tokens) for s in streams]
+        tokens = [len(self.pg.answer_ids(s.tokens)) for s in streams]
+        scores = {}
+        for j in self.judges:
+            a, b = self.pg.judge(j).score([prompt, prompt], texts)
+            scores[j] = [float(a), float(b)]
+        duel = Duel(duel_id=secrets.token_urlsafe(16), prompt=prompt, adapter=name, answer_a=texts[0],
+                    answer_b=texts[1], tokens_a=tokens[0], tokens_b=tokens[1], settings_a=_answer_settings(d_a),
+                    settings_b=_answer_settings(d_b), judge_scores=scores, session_id=session_id, created=self.clock())
+        with self._lock:
+            self._purge()
+            self._pending[duel.duel_id] = duel
+            while len(self._pending) > self.max_pending:
+                self._pending.popitem(last=False)
+        return duel
+
+    def _purge(self) -> None:
+        now = self.clock()
+        for key in [k for k, d in self._pending.items() if now - d.created > self.limits.duel_expiry_s]:
+            del self._pending[key]
+
+    def pending(self, duel_id: str) -> Duel | None:
+        with self._lock:
+            return self._pending.get(duel_id)
+
+    def _adapter_hash(self, adapter: str) -> str:
+        if adapter not in self._hashes:
+            self._hashes[adapter] = adapter_hash(getattr(self.pg.adapters.get(adapter), "path", None))
+        return self._hashes[adapter]
+
+    def vote(self, duel_id: object, outcome: object, session_id: str) -> tuple[int, dict[str, Any]]:
+        """Store the vote on a pending duel: (vote id, reveal). The same vote again returns the same id."""
+        if outcome not in OUTCOMES:
+            raise FeedbackError(f"outcome: must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+        if not isinstance(duel_id, str) or not duel_id:
+            raise FeedbackError("no duel to vote on: generate two answers first")
+        with self._lock:
+            duel = self._pending.get(duel_id)
+            if duel is not None and self.clock() - duel.created > self.limits.duel_expiry_s:
+                del self._pending[duel_id]
+                raise FeedbackError(f"this duel expired (after {self.limits.duel_expiry_s / 60:g} minutes); "
+                                    "generate two new answers")
+        if duel is None:
+            raise FeedbackError("unknown or expired duel: generate two new answers")
+        if not session_id or session_id != duel.session_id:
+            raise FeedbackError("this duel belongs to another session; generate your own answers to vote")
+        if duel.outcome is not None and duel.outcome != outcome:
+            raise FeedbackError(f"this duel was already voted on ({duel.outcome!r}); a vote cannot be changed")
+        store = self.store()
+        salt = store.settings.salt if getattr(store, "settings", None) is not None else FeedbackSettings.from_env().salt
+        vote = Vote(idempotency_key=duel.duel_id, session_hash=hash_session(session_id, salt),
+                    base_model=self._base_model(), adapter=duel.adapter, adapter_hash=self._adapter_hash(duel.adapter),
+                    prompt=duel.prompt, answer_a=duel.answer_a, answer_b=duel.answer_b, outcome=str(outcome),
+                    source="duel", tokens_a=duel.tokens_a, tokens_b=duel.tokens_b, settings_a=duel.settings_a,
+                    settings_b=duel.settings_b, judge_scores=duel.judge_scores)
+        vote_id, _created = store.record(vote)
+        with self._lock:
+            duel.outcome, duel.vote_id = str(outcome), vote_id
+        return vote_id, duel.reveal()
+
+    def _base_model(self) -> str:
+        source = str(getattr(getattr(self.pg, "base", None), "source", "") or "unknown")
+        limit = self.limits.max_name_chars
+        return source if len(source) <= limit else Path(source).name[-limit:]
