@@ -90,6 +90,11 @@ class Limits:
     request_timeout_s: float = 120.0  # wall-clock limit per chat request; frees the slot
     sweep_timeout_s: float = 900.0  # wall-clock limit of a sweep (Gradio applies time_limit to streaming events only)
     max_upload_bytes: int = 256_000  # an uploaded prompts file
+    # A sweep (or probe) must finish on this hardware: its cost rows × tokens is estimated from the measured
+    # batched speed and refused above the budget, with the estimate shown (one visitor cannot hold the server).
+    max_job_seconds: float = 600.0
+    # KV cache of one job: rows × (prompt + answer tokens) × bytes per token-row, refused above this budget.
+    max_job_kv_bytes: int = 3_000_000_000
 
 
 LIMITS = Limits()
@@ -164,6 +169,26 @@ class SweepSettings:
         return len(self.prompts) * len(self.lambdas) * len(self.temperatures) * self.samples
 
 
+@dataclass(frozen=True)
+class Throughput:
+    """Measured on the 2-core reference CPU (bfloat16, benchmarks/results.json): used for estimates, not limits."""
+
+    sweep_row_tokens_per_s: float = 200.0  # batched realigned decoding, 16–64 rows (2 forward rows each)
+    kv_bytes_per_token_row: int = 19_500  # peak RSS per prompt row and context token (30 layers, 3 KV heads)
+    chars_per_token: float = 3.0  # a prompt's tokens ≈ characters / 3 (English), for the estimate before tokenizing
+
+
+THROUGHPUT = Throughput()
+
+
+def job_estimate(rows: int, prompt_chars: int, max_new_tokens: int) -> tuple[float, int]:
+    """(seconds, KV bytes) a batched job of `rows` answers needs on the reference CPU."""
+    seconds = rows * max_new_tokens / THROUGHPUT.sweep_row_tokens_per_s
+    context = prompt_chars / THROUGHPUT.chars_per_token + max_new_tokens
+    kv = int(2 * min(rows, Limits().max_sweep_rows) * context * THROUGHPUT.kv_bytes_per_token_row)
+    return seconds, kv
+
+
 CHAT = ChatDefaults()
 SWEEP = SweepDefaults()
 EVAL_PROMPTS = REPO_ROOT / "models" / "prompts" / "eval.txt"
@@ -207,7 +232,11 @@ class ServeSettings:
     """Queue, concurrency and exposure of the Gradio app."""
 
     queue_max_size: int = 16  # requests waiting beyond this get "busy, try again" at once
-    lm_concurrency: int = 4  # LM events running together (they share one model)
+    lm_concurrency: int = 4  # interactive LM events (chat turns, token view) running together
+    # Long LM jobs (sweeps, probes) have their own pool, so chat keeps its 4 slots whatever the jobs do,
+    # and one browser session runs at most `jobs_per_session` of them at a time.
+    job_concurrency: int = 1
+    jobs_per_session: int = 1
     diffusion_concurrency: int = 1  # diffusion events have their own pool so neither starves the other
     load_wait_s: float = 300.0  # a request waits this long for the model (a cold start converts the GGUF: ~30 s)
     delete_cache_s: int = 3600  # files handed to users (exports, images) leave Gradio's cache after this

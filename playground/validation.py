@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from playground.settings import LIMITS, MODES, SCHEDULERS, SWEEP, DecodeSettings, GuidanceSettings, Limits, SweepSettings
+from playground.settings import (LIMITS, MODES, SCHEDULERS, SWEEP, THROUGHPUT, DecodeSettings, GuidanceSettings, Limits,
+                                 SweepSettings, job_estimate)
 
 _INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060\u00ad"  # BOM, zero-width spaces and joiners, soft hyphen
 
@@ -216,7 +217,22 @@ def sweep_settings(adapters: dict, judges: Sequence[str], *, adapter: object, pr
     decode = decode_settings(lam=0.0, mode=mode, temperature=0.0, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
                              limits=limits)
     check_int("seed", decode.seed, 0, limits.max_seed - k)
+    checked = check_prompts(prompts, limits)
+    check_job_cost(len(checked) * per_prompt, max(map(len, checked)), decode.max_new_tokens, limits)
     proxy = check_judge("judge", judge, judges) if judge else check_judge("judge", adapters[name].judge, judges)
     others = sorted((j for j in judges if j != proxy), key=lambda j: j != "on_topic")  # "does it answer?" first
     held = check_judge("heldout_judge", heldout_judge, judges) if heldout_judge else (others[0] if others else proxy)
-    return SweepSettings(name, beta_train, check_prompts(prompts, limits), tuple(lams), tuple(temps), k, decode, proxy, held)
+    return SweepSettings(name, beta_train, checked, tuple(lams), tuple(temps), k, decode, proxy, held)
+
+
+def check_job_cost(rows: int, prompt_chars: int, max_new_tokens: int, limits: Limits = LIMITS) -> float:
+    """Refuse a batched job this hardware cannot finish in time or memory; returns the estimated seconds."""
+    seconds, kv = job_estimate(rows, prompt_chars, max_new_tokens)
+    if seconds > limits.max_job_seconds:
+        raise InputError(f"this job would take about {seconds / 60:.0f} min here ({rows} answers × {max_new_tokens} tokens at "
+                         f"≈ {THROUGHPUT.sweep_row_tokens_per_s:.0f} tokens/s); the limit is {limits.max_job_seconds / 60:.0f} "
+                         f"min: use fewer prompts, settings, samples or tokens")
+    if kv > limits.max_job_kv_bytes:
+        raise InputError(f"this job would need about {kv / 1e9:.1f} GB of KV cache (long prompts × many rows); the limit is "
+                         f"{limits.max_job_kv_bytes / 1e9:.1f} GB: use shorter prompts or fewer samples")
+    return seconds

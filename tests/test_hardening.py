@@ -84,3 +84,15 @@ def test_bad_values_get_one_message_naming_the_parameter(client, over, name):
 def test_validation_messages(call, name):
     with pytest.raises(InputError, match=name):
         call()
+
+
+def test_jobs_this_hardware_cannot_finish_are_refused_with_the_estimate(tiny_playground):
+    from playground.judges.judges import available_judges
+    from playground.validation import sweep_settings
+
+    with pytest.raises(InputError, match=r"would take about \d+ min here"):
+        sweep_settings(tiny_playground.adapters, available_judges(), adapter="a", prompts=["p"] * 64,
+                       lambdas="0,1,2,4", temperatures="0.7,1", samples=16, max_new_tokens=256)
+    with pytest.raises(InputError, match="GB of KV cache"):
+        sweep_settings(tiny_playground.adapters, available_judges(), adapter="a", prompts=["x" * 3999] * 2,
+                       lambdas="0,1,2,4", temperatures="0.7,1", samples=16, max_new_tokens=32)

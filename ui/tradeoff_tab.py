@@ -14,7 +14,7 @@ import gradio as gr
 import pandas as pd
 
 from playground.judges.judges import available_judges
-from playground.settings import LIMITS, SERVE, SWEEP
+from playground.settings import LIMITS, SERVE, SWEEP, job_estimate
 from playground.tradeoff.outputs import COLUMNS, default_prompts, read_prompt_file, readable, split_prompts, write_outputs
 from playground.tradeoff.plots import all_figures, overoptimisation_warning
 from playground.tradeoff.sweep import SweepCancelled, run_sweep
@@ -24,8 +24,8 @@ from playground.validation import InputError, check_prompt, decode_settings, swe
 # A sweep decodes prompts × settings × samples answers and can take minutes on a CPU, so it gets a larger
 # limit than a chat turn. Gradio applies `time_limit` only to streaming events, so the limit is also enforced
 # here: `should_stop` turns true past it and the sweep ends, freeing its "lm" slot.
-SWEEP_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.sweep_timeout_s}
-TOKEN_EVENT = SWEEP_EVENT | {"time_limit": LIMITS.request_timeout_s}
+SWEEP_EVENT = {"concurrency_id": "lm_jobs", "concurrency_limit": SERVE.job_concurrency, "time_limit": LIMITS.sweep_timeout_s}
+TOKEN_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
 SOURCES = ["Examples", "Typed (one per line)", "Uploaded .txt"]
 SAMPLE_COLUMNS = ["prompt", "lambda", "temperature", "sample", "text", "reward", "heldout_reward", "kl_mean", "tokens"]
 EXPLAIN = """**Trade-off explorer.** Each setting realigns the adapter at `λ = β_train/β` and samples every prompt
@@ -114,6 +114,7 @@ def build_tradeoff_tab(pg) -> None:
     with gr.Row():
         run_btn = gr.Button("Run sweep", variant="primary")
         cancel_btn = gr.Button("Cancel", variant="stop")
+    estimate = gr.Markdown(elem_id="sweep-estimate")
     summary = gr.Markdown()
     warning = gr.Markdown()
     table = gr.Dataframe(label="One row per (λ, T)", headers=[title for _, title, _ in COLUMNS], interactive=False)
@@ -138,6 +139,8 @@ def build_tradeoff_tab(pg) -> None:
     def sweep(adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed,
               request: gr.Request, progress=gr.Progress()):
         key, stop = _session(request), threading.Event()
+        if key in _STOPS:  # jobs_per_session = 1: one visitor cannot queue several long jobs
+            raise gr.Error("you already have a sweep running; wait for it or press Cancel")
         _STOPS[key] = stop
         deadline = time.monotonic() + LIMITS.sweep_timeout_s
         try:
@@ -170,7 +173,19 @@ def build_tradeoff_tab(pg) -> None:
             raise gr.Error(str(err)) from None
         return _highlights(view)
 
+    def estimate_text(*values):
+        """Before it runs: how many answers and how long, from the measured batched speed (or why it is refused)."""
+        try:
+            s = _settings(pg, *values)
+        except InputError as err:
+            return f"⚠️ {err}"
+        seconds, _ = job_estimate(s.rows, max(map(len, s.prompts)), s.decode.max_new_tokens)
+        return (f"**Estimate:** {s.rows} answers × up to {s.decode.max_new_tokens} tokens ≈ {max(seconds, 1):.0f} s on a "
+                f"2-core CPU (limit {LIMITS.max_job_seconds / 60:.0f} min)")
+
     inputs = [adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed]
+    for box in inputs:
+        box.change(estimate_text, inputs, estimate, api_visibility="private", show_progress="hidden")
     outputs = [table, frontier, diversity, metrics, overopt, warning, files, samples_df, summary]
     run_event = run_btn.click(sweep, inputs, outputs, api_name="tradeoff_sweep", **SWEEP_EVENT)
     cancel_btn.click(cancel, None, None, cancels=[run_event], api_name="tradeoff_cancel", queue=False)
