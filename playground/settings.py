@@ -240,6 +240,10 @@ class ServeSettings:
     diffusion_concurrency: int = 1  # diffusion events have their own pool so neither starves the other
     load_wait_s: float = 300.0  # a request waits this long for the model (a cold start converts the GGUF: ~30 s)
     delete_cache_s: int = 3600  # files handed to users (exports, images) leave Gradio's cache after this
+    # A long job runs in a worker thread while its event handler beats every `job_heartbeat_s`; when Gradio
+    # stops pulling the handler (the client cancelled or disconnected) for `job_stale_s`, the job stops.
+    job_heartbeat_s: float = 0.2
+    job_stale_s: float = 1.5
     max_file_size: str = "1mb"  # uploads (a prompts file is at most Limits.max_upload_bytes anyway)
     max_body_bytes: int = 2_000_000  # any HTTP request body; larger ones get 413 before they are read
     # Bind address: 127.0.0.1 unless on a Space (SPACE_ID set: 0.0.0.0 is required there), GRADIO_SERVER_NAME

@@ -14,6 +14,7 @@ import pandas as pd
 from playground.settings import DEFAULT_GUIDANCE, GUIDANCE_PROGRESS, GUIDANCE_SCALES, LIMITS, SCHEDULERS, SERVE
 from playground.validation import InputError, guidance_settings
 from ui.components import Dropdown, Radio, Slider
+from ui.jobs import run_job
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -43,14 +44,11 @@ def _settings(digit, w, samples, steps, scheduler, seed):
         raise gr.Error(str(exc)) from None
 
 
-def generate(
-    digit: int, w: float, samples: int, steps: int, scheduler: str, seed: int
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """Sample one batch → (sample grid, x̂_0 progress grid, readout markdown)."""
+def _generate(s, should_stop) -> list:
+    """Sample one batch → [sample grid, x̂_0 progress grid, readout markdown]."""
     from playground.diffusion import guidance as G  # torch + the UNet load on first use, not at app start-up
 
-    s = _settings(digit, w, samples, steps, scheduler, seed)
-    res = G.sample(s, progress_frames=PROGRESS_FRAMES)
+    res = G.sample(s, progress_frames=PROGRESS_FRAMES, should_stop=should_stop)
     grid = G.grid_image(res.images, nrow=min(8, s.num_samples), scale=4)
     frames = [f[:SHOWN_PROGRESS_SAMPLES] for f in res.progress]  # rows: samples, columns: noisy → clean
     per_sample = np.stack(frames, axis=1).reshape(-1, *frames[0].shape[1:])
@@ -61,21 +59,34 @@ def generate(
         f"**mean p(digit)** {m['class_prob_mean']:.2f} · **diversity** {m['diversity']:.2f} "
         f"(pixel L2) · **feature spread** {m['feature_spread']:.2f} · {res.seconds:.1f} s"
     )
-    return grid, progress, readout
+    return [grid, progress, readout]
 
 
-def run_sweep(
-    digit: int, scales: str, samples: int, steps: int, scheduler: str, seed: int
-) -> tuple[Figure, pd.DataFrame]:
+async def generate(digit, w, samples, steps, scheduler, seed):
+    """Checked settings, then sampling in a worker that stops when the client cancels or leaves."""
+    s = _settings(digit, w, samples, steps, scheduler, seed)
+    async for update in run_job(lambda should_stop: _generate(s, should_stop), 3):
+        yield update
+
+
+def _sweep(base, scales, should_stop) -> list:
+    from playground.diffusion import guidance as G
+
+    rows = G.sweep(base, scales, should_stop=should_stop)
+    return [G.plot_sweep(rows), pd.DataFrame(rows).round(3)]
+
+
+async def run_sweep(digit, scales, samples, steps, scheduler, seed):
     """Sweep w over `scales` with the same x_T → (plot, table)."""
     from playground.diffusion import guidance as G
 
     base = _settings(digit, 0.0, samples, steps, scheduler, seed)
     try:
-        rows = G.sweep(base, G.parse_scales(scales))
+        checked = G.parse_scales(scales)
     except InputError as exc:
         raise gr.Error(str(exc)) from None
-    return G.plot_sweep(rows), pd.DataFrame(rows).round(3)
+    async for update in run_job(lambda should_stop: _sweep(base, checked, should_stop), 2):
+        yield update
 
 
 def build_guidance_tab() -> None:

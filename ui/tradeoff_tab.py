@@ -6,7 +6,6 @@ the sweep, metrics and figures come from `playground.tradeoff.sweep` and `playgr
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from playground.tradeoff.plots import all_figures, overoptimisation_warning
 from playground.tradeoff.sweep import SweepCancelled, run_sweep
 from playground.tradeoff.token_view import token_view
 from playground.validation import InputError, check_prompt, decode_settings, sweep_settings
+from ui.jobs import JobControl, run_job
 
 # A sweep decodes prompts × settings × samples answers and can take minutes on a CPU, so it gets a larger
 # limit than a chat turn. Gradio applies `time_limit` only to streaming events, so the limit is also enforced
@@ -33,7 +33,8 @@ several times. Per setting: reward under the adapter's own (training) judge and 
 model, and diversity across the samples of each prompt. **Higher λ (lower β) → more aligned, further from the
 base model, usually less diverse; higher temperature → more diverse, usually lower reward.**"""
 
-_STOPS: dict[str, threading.Event] = {}  # session → its running sweep's stop flag (set by Cancel)
+_STOPS: dict[str, JobControl] = {}  # session → its running sweep's stop control (set by Cancel)
+SWEEP_OUTPUTS = ("table", "frontier", "diversity", "metrics", "overopt", "warning", "files", "samples", "summary")
 
 
 def _session(request: gr.Request | None) -> str:
@@ -136,42 +137,47 @@ def build_tradeoff_tab(pg) -> None:
         tv_shift = gr.HighlightedText(label="Shifted positions", color_map={"shifted": "orange"}, show_legend=True)
         tv_readout = gr.Markdown()
 
-    def sweep(adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed,
-              request: gr.Request, progress=gr.Progress()):
-        key, stop = _session(request), threading.Event()
+    async def sweep(adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed,
+                    request: gr.Request, progress=gr.Progress()):
+        key, control = _session(request), JobControl()
         if key in _STOPS:  # jobs_per_session = 1: one visitor cannot queue several long jobs
             raise gr.Error("you already have a sweep running; wait for it or press Cancel")
-        _STOPS[key] = stop
+        _STOPS[key] = control
         deadline = time.monotonic() + LIMITS.sweep_timeout_s
-        try:
+
+        def work(should_stop):
             settings = _settings(pg, adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed)
-            result = run_sweep(pg, settings, progress=lambda f, m: progress(f, desc=m),
-                               should_stop=lambda: stop.is_set() or time.monotonic() > deadline)
+            try:
+                result = run_sweep(pg, settings, progress=lambda f, m: progress(f, desc=m),
+                                   should_stop=lambda: should_stop() or time.monotonic() > deadline)
+            except SweepCancelled as err:
+                why = "over the time limit" if time.monotonic() > deadline else "cancelled"
+                raise InputError(f"{err} ({why}): nothing was computed; the results shown are from before") from None
             return _outputs(result, tempfile.mkdtemp(prefix="tradeoff-"))  # a fresh directory per request
-        except InputError as err:
-            raise gr.Error(str(err)) from None
-        except SweepCancelled as err:
-            why = "over the time limit" if time.monotonic() > deadline else "cancelled"
-            raise gr.Error(f"{err} ({why}); no results") from None
+
+        try:
+            async for update in run_job(work, len(SWEEP_OUTPUTS), control):
+                yield update
         finally:
-            if _STOPS.get(key) is stop:
+            if _STOPS.get(key) is control:
                 del _STOPS[key]
 
     def cancel(request: gr.Request):
-        if (stop := _STOPS.get(_session(request))) is not None:
-            stop.set()  # the worker thread sees it at its next token and frees the model
+        if (control := _STOPS.get(_session(request))) is not None:
+            control.stopped.set()  # the worker thread sees it at its next token and frees the model
 
-    def tokens(adapter, prompt, lam, temperature, seed, max_new):
+    async def tokens(adapter, prompt, lam, temperature, seed, max_new):
         deadline = time.monotonic() + LIMITS.request_timeout_s
-        try:
-            prompt = check_prompt(prompt)
-            beta_train = pg.beta_train(adapter)
-            d = decode_settings(lam=lam, beta_train=beta_train, temperature=temperature, top_p=1.0, max_new_tokens=max_new,
-                                seed=seed)
-            view = token_view(pg, prompt, adapter, d, should_stop=lambda: time.monotonic() > deadline)
-        except InputError as err:
-            raise gr.Error(str(err)) from None
-        return _highlights(view)
+
+        def work(should_stop):
+            checked = check_prompt(prompt)
+            d = decode_settings(lam=lam, beta_train=pg.beta_train(adapter), temperature=temperature, top_p=1.0,
+                                max_new_tokens=max_new, seed=seed)
+            view = token_view(pg, checked, adapter, d, should_stop=lambda: should_stop() or time.monotonic() > deadline)
+            return _highlights(view)
+
+        async for update in run_job(work, 3):
+            yield update
 
     def estimate_text(*values):
         """Before it runs: how many answers and how long, from the measured batched speed (or why it is refused)."""
@@ -187,7 +193,8 @@ def build_tradeoff_tab(pg) -> None:
     for box in inputs:
         box.change(estimate_text, inputs, estimate, api_visibility="private", show_progress="hidden")
     outputs = [table, frontier, diversity, metrics, overopt, warning, files, samples_df, summary]
-    run_event = run_btn.click(sweep, inputs, outputs, api_name="tradeoff_sweep", **SWEEP_EVENT)
-    cancel_btn.click(cancel, None, None, cancels=[run_event], api_name="tradeoff_cancel", queue=False)
+    assert len(outputs) == len(SWEEP_OUTPUTS)
+    run_event = run_btn.click(sweep, inputs, outputs, api_name="tradeoff_sweep", show_progress_on=[summary], **SWEEP_EVENT)
+    cancel_btn.click(cancel, None, None, cancels=[run_event], api_name="tradeoff_cancel")
     tv_btn.click(tokens, [adapter, tv_prompt, tv_lam, tv_temp, tv_seed, max_new], [tv_kl, tv_shift, tv_readout],
                  api_name="token_view", **TOKEN_EVENT)
