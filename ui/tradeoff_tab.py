@@ -19,6 +19,7 @@ from playground.tradeoff.plots import all_figures, overoptimisation_warning
 from playground.tradeoff.sweep import SweepCancelled, run_sweep
 from playground.tradeoff.token_view import token_view
 from playground.validation import InputError, check_prompt, decode_settings, sweep_settings
+from ui.components import Dropdown, Number, Radio, Slider
 from ui.jobs import JobControl, run_job
 
 # A sweep decodes prompts × settings × samples answers and can take minutes on a CPU, so it gets a larger
@@ -26,7 +27,7 @@ from ui.jobs import JobControl, run_job
 # here: `should_stop` turns true past it and the sweep ends, freeing its "lm" slot.
 SWEEP_EVENT = {"concurrency_id": "lm_jobs", "concurrency_limit": SERVE.job_concurrency, "time_limit": LIMITS.sweep_timeout_s}
 TOKEN_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
-SOURCES = ["Examples", "Typed (one per line)", "Uploaded .txt"]
+SOURCES = ["Built-in held-out prompts", "Typed (one per line)", "Uploaded .txt"]
 SAMPLE_COLUMNS = ["prompt", "lambda", "temperature", "sample", "text", "reward", "heldout_reward", "kl_mean", "tokens"]
 EXPLAIN = """**Trade-off explorer.** Each setting realigns the adapter at `λ = β_train/β` and samples every prompt
 several times. Per setting: reward under the adapter's own (training) judge and a held-out judge, KL to the base
@@ -92,40 +93,47 @@ def build_tradeoff_tab(pg) -> None:
     default_adapter = "upbeat-b0.1" if "upbeat-b0.1" in names else (names[0] if names else None)
     judges = available_judges()
     gr.Markdown(EXPLAIN)
+    with gr.Accordion("1 · Adapter and prompts", open=True):
+        with gr.Row():
+            adapter = Dropdown(names, value=default_adapter, label="Adapter")
+            judge = Dropdown(["", *judges], value="", label="Training judge (reward)", info="Empty = the adapter's own judge")
+            heldout = Dropdown(["", *judges], value="", label="Held-out judge",
+                               info="Empty = on_topic: does the answer address the prompt?")
+        with gr.Row():
+            source = Radio(SOURCES, value=SOURCES[0], label="Prompts")
+            typed = gr.Textbox("\n".join(default_prompts()), lines=4, label="Typed prompts, one per line",
+                               info=f"At most {LIMITS.max_sweep_prompts}; more prompts = steadier averages, slower")
+            upload = gr.File(file_types=[".txt"], type="filepath", label="Prompts file (.txt, one per line)")
+    with gr.Accordion("2 · Grid", open=True):
+        with gr.Row():
+            grid_kind = Radio(["λ", "β"], value="λ", label="Sweep", info="λ = β_train/β; β = nominal KL strength (inf = base)")
+            grid = gr.Textbox(",".join(f"{v:g}" for v in SWEEP.lambdas), label="Values (comma-separated)",
+                              info=f"λ in [0, {LIMITS.max_lambda:g}]: higher = further from the base model")
+            temps = gr.Textbox(",".join(f"{v:g}" for v in SWEEP.temperatures), label="Temperatures",
+                               info="Higher = more diverse; 0 = greedy")
+        with gr.Row():
+            samples = Slider(1, LIMITS.max_samples_per_setting, value=SWEEP.samples, step=1, label="Samples per prompt per setting",
+                             info="More = steadier diversity estimates, slower")
+            max_new = Slider(1, LIMITS.max_new_tokens, value=SWEEP.max_new_tokens, step=1, label="Max new tokens",
+                             info="Longer = slower")
+            seed = Number(0, precision=0, label="Seed", info="Sample k uses seed + k")
     with gr.Row():
-        adapter = gr.Dropdown(names, value=default_adapter, label="Adapter")
-        judge = gr.Dropdown(["", *judges], value="", label="Training judge (reward)", info="Empty = the adapter's own judge")
-        heldout = gr.Dropdown(["", *judges], value="", label="Held-out judge", info="Empty = on_topic: does the answer address the prompt?")
-    with gr.Row():
-        source = gr.Radio(SOURCES, value=SOURCES[0], label="Prompts")
-        typed = gr.Textbox("\n".join(default_prompts()), lines=4, label="Typed prompts, one per line",
-                           info=f"At most {LIMITS.max_sweep_prompts}; more prompts = steadier averages, slower")
-        upload = gr.File(file_types=[".txt"], type="filepath", label="Prompts file (.txt, one per line)")
-    with gr.Row():
-        grid_kind = gr.Radio(["λ", "β"], value="λ", label="Sweep", info="λ = β_train/β; β = KL strength (inf = base)")
-        grid = gr.Textbox(",".join(f"{v:g}" for v in SWEEP.lambdas), label="Values (comma-separated)",
-                          info=f"λ in [0, {LIMITS.max_lambda:g}]: higher = more aligned, further from the base model")
-        temps = gr.Textbox(",".join(f"{v:g}" for v in SWEEP.temperatures), label="Temperatures",
-                           info="Higher = more diverse; 0 = greedy")
-    with gr.Row():
-        samples = gr.Slider(1, LIMITS.max_samples_per_setting, value=SWEEP.samples, step=1, label="Samples per prompt per setting",
-                            info="More = steadier diversity estimates, slower")
-        max_new = gr.Slider(1, LIMITS.max_new_tokens, value=SWEEP.max_new_tokens, step=1, label="Max new tokens", info="Longer = slower")
-        seed = gr.Number(0, precision=0, label="Seed", info="Sample k uses seed + k")
-    with gr.Row():
-        run_btn = gr.Button("Run sweep", variant="primary")
+        run_btn = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
         cancel_btn = gr.Button("Cancel", variant="stop")
     estimate = gr.Markdown(elem_id="sweep-estimate")
     summary = gr.Markdown()
     warning = gr.Markdown()
-    table = gr.Dataframe(label="One row per (λ, T)", headers=[title for _, title, _ in COLUMNS], interactive=False)
-    with gr.Row():
-        frontier, diversity = gr.Plot(label="Reward vs KL"), gr.Plot(label="Diversity vs reward")
-    with gr.Row():
-        metrics, overopt = gr.Plot(label="Metrics vs λ"), gr.Plot(label="Over-optimisation")
-    files = gr.File(label="Downloads (JSON, CSV, samples, PNG)", file_count="multiple", interactive=False)
-    with gr.Accordion("Every sample", open=False):
-        samples_df = gr.Dataframe(headers=list(SAMPLE_COLUMNS), interactive=False, wrap=True)
+    with gr.Accordion("3 · Results", open=True):
+        table = gr.Dataframe(label="One row per (λ, T) — 95% intervals bootstrapped over prompts; 'vs λ=0' paired by prompt",
+                             headers=[title for _, title, _ in COLUMNS], interactive=False, wrap=True)
+        with gr.Row():
+            frontier, diversity = gr.Plot(show_label=False), gr.Plot(show_label=False)
+        with gr.Row():
+            metrics, overopt = gr.Plot(show_label=False), gr.Plot(show_label=False)
+        files = gr.File(label="Downloads (JSON, CSV, samples, PNG)", file_count="multiple", interactive=False)
+    with gr.Accordion("Every sample (full answers)", open=False):
+        samples_df = gr.Dataframe(headers=list(SAMPLE_COLUMNS), interactive=False, wrap=True, column_widths=[
+            "18%", "6%", "6%", "5%", "45%", "5%", "5%", "5%", "5%"])
     with gr.Accordion("Token-level view: where does the realigned model depart from the base?", open=True):
         with gr.Row():
             tv_prompt = gr.Textbox(default_prompts()[0], label="Prompt", scale=3)
