@@ -96,3 +96,20 @@ def test_jobs_this_hardware_cannot_finish_are_refused_with_the_estimate(tiny_pla
     with pytest.raises(InputError, match="GB of KV cache"):
         sweep_settings(tiny_playground.adapters, available_judges(), adapter="a", prompts=["x" * 3999] * 2,
                        lambdas="0,1,2,4", temperatures="0.7,1", samples=16, max_new_tokens=32)
+
+
+def test_memory_is_given_back_after_a_large_allocation():
+    import numpy as np
+
+    from playground.memory import release_memory
+
+    def rss_mb() -> float:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+    before = rss_mb()
+    chunks = [np.ones(1_000_000) for _ in range(200)]  # ≈ 1.6 GB in many small malloc'd blocks
+    peak = rss_mb()
+    del chunks
+    release_memory()
+    assert peak - before > 1000 and rss_mb() - before < 300

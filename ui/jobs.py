@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator, Callable
 
 import gradio as gr
 
+from playground.memory import release_memory
 from playground.settings import SERVE
 from playground.validation import InputError
 
@@ -35,6 +36,7 @@ async def run_job(work: Callable[[Callable[[], bool]], Any], n_outputs: int,
     """Yield no-op updates while `work(should_stop)` runs in a thread, then its result (a list of n outputs)."""
     control = control or JobControl()
     future = asyncio.get_running_loop().run_in_executor(None, work, control)
+    future.add_done_callback(lambda _: release_memory())  # the job's KV cache goes back to the OS, also after a cancel
     skip = [gr.skip()] * n_outputs if n_outputs > 1 else gr.skip()
     try:
         while True:
