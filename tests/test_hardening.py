@@ -108,7 +108,7 @@ def test_memory_is_given_back_after_a_large_allocation():
             return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
 
     before = rss_mb()
-    chunks = [np.ones(1_000_000) for _ in range(200)]  # ≈ 1.6 GB in many small malloc'd blocks
+    chunks = [np.ones(8000) for _ in range(25000)]  # ≈ 1.6 GB in 64 kB blocks: glibc keeps them after free
     peak = rss_mb()
     del chunks
     release_memory()
