@@ -27,6 +27,7 @@ from playground.validation import InputError, check_choice, check_int, check_num
 CANCELLED = "probe cancelled; nothing was computed"
 DECODE_SHARE = 0.9  # of the progress bar; measuring (embeddings, judges) takes the rest
 DEFAULT_LAMBDAS = (0.0, 0.5, 1.0, 2.0, 4.0)
+QUICK = {"samples": 1, "max_new_tokens": 48, "limit": 8}  # the tab's defaults: a run of a few minutes on a CPU
 Progress = Callable[[float, str], None]
 
 
@@ -89,7 +90,8 @@ def make_generate(pg, adapter: str, settings: ProbeSettings, should_stop: Callab
             if stop():
                 raise InputError(CANCELLED)
             last: list = []
-            for step, last in enumerate(pg.stream([reqs[i] for i in idx], should_stop=stop), 1):
+            for step, streams in enumerate(pg.stream([reqs[i] for i in idx], should_stop=stop), 1):
+                last = streams
                 done = (stage + (c + step / steps) / len(chunks)) / max(n_stages, stage + 1)
                 where = f"stage {stage + 1}/{max(n_stages, stage + 1)}, " if max(n_stages, stage + 1) > 1 else ""
                 report(DECODE_SHARE * min(done, 1.0),
@@ -133,7 +135,7 @@ def probe_settings(adapters: dict, *, probe: object, adapter: object, lambdas: o
     temp = check_number("temperature", temperature, 0.0, LIMITS.max_temperature)
     tokens = check_int("max_new_tokens", max_new_tokens, 1, LIMITS.max_new_tokens)
     first = check_int("seed", seed, 0, LIMITS.max_seed - k)
-    cap = None if limit in (None, "", 0) else check_int("limit", limit, 1, 10_000)
+    cap = None if limit in (None, "") else check_int("limit", limit, 1, 10_000)
     return name, ProbeSettings(lams, k, temp, tokens, first, chosen, cap)
 
 

@@ -97,7 +97,7 @@ def figure(result: ProbeResult) -> Figure:
     """Each metric vs λ (one panel per metric, one line per group) with 95% CI bars; per-judge bars when there is no λ."""
     panels = _panels(result)
     n = max(1, len(panels))
-    ncols = min(3, n)
+    ncols = 2 if n in (2, 4) else min(3, n)
     nrows = math.ceil(n / ncols)
     fig = Figure(figsize=(4.6 * ncols, 3.4 * nrows + 0.5), layout="constrained")
     fig.suptitle(result.title)
@@ -133,6 +133,8 @@ def _lines(ax, rows: list[MetricRow], groups: list[str], result: ProbeResult) ->
     if result.reference_lambda is not None:
         ax.axvline(result.reference_lambda, color="grey", lw=0.8, ls=":")
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")  # λ = 1: the adapter as trained
+    if lams:
+        ax.set_xlim(min(lams) - 0.05 * span, max(lams) + 0.05 * span)  # every panel spans the whole grid
     ax.set_xlabel("λ  (0 = base, 1 = tuned, >1 = weaker KL)")
     if any(groups):
         ax.legend(fontsize=7, ncol=2)
