@@ -11,9 +11,12 @@ import gradio as gr
 
 from playground.settings import SERVE, server_name
 from playground.startup import LazyPlayground
+from ui.calibrate_tab import build_calibrate_tab
 from ui.chat_tab import build_chat_tab
 from ui.feedback_tab import build_feedback_tab
 from ui.guidance_tab import build_guidance_tab
+from ui.probes_tab import build_probes_tab
+from ui.style import CSS, JS
 from ui.tradeoff_tab import build_tradeoff_tab
 
 TITLE = "Controllability Playground"
@@ -21,7 +24,6 @@ INTRO = f"""# {TITLE}
 Turn two knobs — **KL strength** and **temperature** — and watch a base language model and its
 preference-tuned (DPO) adapter answer side by side. The diffusion tab shows the same extrapolation as
 classifier-free guidance."""
-CSS = ".gradio-container {max-width: 1400px !important}"
 
 
 def build_demo(pg) -> gr.Blocks:
@@ -35,6 +37,10 @@ def build_demo(pg) -> gr.Blocks:
             build_feedback_tab(pg)
         with gr.Tab("Trade-off"):
             build_tradeoff_tab(pg)
+        with gr.Tab("DeRa check"):
+            build_calibrate_tab(pg)
+        with gr.Tab("Probes"):
+            build_probes_tab(pg)
         with gr.Tab("Diffusion guidance"):
             build_guidance_tab()
     # api_open=False: no route skips the bounded queue and its concurrency groups (POST /gradio_api/run/... is off).
@@ -48,7 +54,7 @@ def launch_kwargs() -> dict:
 
     from playground.http_guard import HttpGuard
 
-    return dict(css=CSS, allowed_paths=[], max_file_size=SERVE.max_file_size,
+    return dict(css=CSS, js=JS, allowed_paths=[], max_file_size=SERVE.max_file_size,
                 app_kwargs={"middleware": [Middleware(HttpGuard, max_body_bytes=SERVE.max_body_bytes)]})
 
 

@@ -42,6 +42,8 @@ from models.train_config import DEFAULTS, add_config_arguments
 from playground.registry import ADAPTER_DIR, BASE_MODELS
 
 STEPS = ("sample", "pairs", "train", "evaluate", "export")
+VOTES = "votes"  # --judge votes: the pairs are human (or simulated) votes from the feedback database
+VOTES_EVAL_JUDGES = ("on_topic", "concise")  # a votes run is evaluated by these (no judge made its labels)
 OTHER_JUDGE = {"upbeat": "concise", "concise": "upbeat"}
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # run.json keys each step may record, with their defaults: see models/train_config.py (TrainConfig).
@@ -110,7 +112,13 @@ class Run:
         return self.judge
 
     def other_judge_name(self) -> str | None:
+        if self.judge_name() == VOTES:
+            return self.other_judge or VOTES_EVAL_JUDGES[1]
         return self.other_judge or OTHER_JUDGE.get(self.judge_name())
+
+    def eval_judge_name(self) -> str:
+        """The judge whose reward the evaluation reports first: the run's judge, or on_topic for --judge votes."""
+        return VOTES_EVAL_JUDGES[0] if self.judge_name() == VOTES else self.judge_name()
 
     def export_dir(self) -> Path:
         return Path(self.out) if self.out else ADAPTER_DIR / self.name
@@ -142,6 +150,9 @@ def progress_printer(what: str):
 # ------------------------------------------------------------------------------------------------ steps
 def step_sample(run: Run) -> None:
     out = run.path("responses.jsonl")
+    if run.judge == VOTES:
+        log("sample: --judge votes takes both answers of each pair from the vote database, nothing to sample")
+        return
     if run.pairs_from:
         log(f"sample: pairs come from {run.pairs_from}, nothing to sample")
         return
@@ -222,6 +233,9 @@ def step_pairs(run: Run) -> None:
         run.save()
         log(f"pairs: copied {len(read_jsonl(out))} pairs from {src}")
         return
+    if run.judge == VOTES:
+        pairs_from_votes(run, out)
+        return
     from models.preferences import make_pairs
 
     rows = read_jsonl(run.path("responses.jsonl"))
@@ -235,6 +249,44 @@ def step_pairs(run: Run) -> None:
     log(f"pairs: {len(pairs)} of {len(rows)} prompts kept (margin ≥ {run.min_margin}), wrote {out}")
 
 
+def votes_url(run: Run) -> str:
+    """--votes-url, else the app's own vote database (PLAYGROUND_DATABASE_URL / PLAYGROUND_DATA_DIR)."""
+    if run.votes_url:
+        return run.votes_url
+    from playground.feedback.config import FeedbackSettings
+
+    return FeedbackSettings.from_env().database_url
+
+
+def pairs_from_votes(run: Run, out: Path) -> None:
+    """pairs.jsonl from the decisive votes of the feedback database: prompt (+ earlier turns), chosen and
+    rejected answer of each vote. Ties, both_bad and identical answers are dropped; the counts go to run.json
+    (pairs_stats) and the card."""
+    from playground.feedback.export import vote_pairs
+    from playground.feedback.store import VoteStore
+    from playground.feedback.vote import FeedbackError, FeedbackUnavailable
+
+    start = time.perf_counter()
+    try:
+        with VoteStore(votes_url(run)) as store:
+            where, votes = store.where, store.votes()
+    except (FeedbackError, FeedbackUnavailable) as e:
+        raise SystemExit(f"pairs: cannot read the votes: {e}") from None
+    pairs, counts = vote_pairs(votes)
+    if run.limit:
+        pairs = pairs[: run.limit]
+        counts["pairs"] = len(pairs)
+        counts["limit"] = run.limit
+    write_jsonl(out, pairs)
+    run.state["pairs_stats"] = counts
+    run.state["pairs_source"] = f"votes: {where}"
+    run.save()
+    run.timed("pairs", time.perf_counter() - start, pairs=len(pairs))
+    log(f"pairs: {counts['pairs']} pairs from {counts['votes']} votes in {where} ({counts['decisive']} decisive; "
+        f"dropped: tie {counts['tie']}, both_bad {counts['both_bad']}, identical answers {counts['identical_answers']}); "
+        f"wrote {out}")
+
+
 def pair_dataset(pairs: list[dict], tokenizer):
     """TRL preference rows: conversational when the tokenizer has a chat template, else plain text."""
     from datasets import Dataset
@@ -242,7 +294,7 @@ def pair_dataset(pairs: list[dict], tokenizer):
     from models.preferences import chat_prompt
 
     if getattr(tokenizer, "chat_template", None):
-        rows = [{"prompt": [{"role": "user", "content": p["prompt"]}],
+        rows = [{"prompt": [*p.get("conversation", []), {"role": "user", "content": p["prompt"]}],
                  "chosen": [{"role": "assistant", "content": p["chosen"]}],
                  "rejected": [{"role": "assistant", "content": p["rejected"]}]} for p in pairs]
     else:
@@ -348,7 +400,7 @@ def step_evaluate(run: Run) -> None:
     base, tuned, tokenizer = load_tuned(run, run.path("adapter"))
     other = run.other_judge_name()
     log(f"evaluate: {len(prompts)} held-out prompts × {run.eval_samples} samples, base and tuned")
-    result = evaluate(base, tuned, tokenizer, prompts, get_judge(run.judge_name()), get_judge(other) if other else None,
+    result = evaluate(base, tuned, tokenizer, prompts, get_judge(run.eval_judge_name()), get_judge(other) if other else None,
                       samples=run.eval_samples, seed=run.seed, batch_size=run.gen_batch_size,
                       max_new_tokens=run.eval_max_new_tokens,
                       progress=lambda label, d, n, s: progress_printer(f"evaluate {label}")(d, n, s))
@@ -368,13 +420,24 @@ def wall_time_line(wall: dict) -> str:
             f"{wall.get('device', '')}, a CPU shared with other jobs")
 
 
+def _data_phrase(card: dict) -> str:
+    """Where the pairs came from, in words (votes: with what was dropped)."""
+    votes = card.get("votes")
+    if card.get("trained_on") != VOTES or not votes:
+        return (f"labelled by the `{card['judge']}` judge (RLAIF: best vs worst of {card['k']} sampled answers "
+                "per prompt).")
+    sources = ", ".join(f"{k} {v}" for k, v in votes.get("sources", {}).items())
+    return (f"from stored votes (the two answers of each decisive vote; sources: {sources}): {votes['votes']} votes, "
+            f"{votes['decisive']} decisive; dropped tie {votes['tie']}, both_bad {votes['both_bad']}, identical "
+            f"answers {votes['identical_answers']}.")
+
+
 def adapter_readme(card: dict) -> str:
     ev = card.get("evaluation") or {}
     lines = [f"# {card['name']}", "", card["description"], "",
              f"LoRA adapter (r={card['rank']}, α={card['lora_alpha']}) for base `{card['base_model']}`, trained with DPO "
-             f"(β = {card['beta']}) on {card['pairs']} preference pairs labelled by the `{card['judge']}` judge "
-             f"(RLAIF: best vs worst of {card['k']} sampled answers per prompt). Made by `models/train_adapter.py`; "
-             "see models/TRAINING.md.", "",
+             f"(β = {card['beta']}) on {card['pairs']} preference pairs " + _data_phrase(card)
+             + " Made by `models/train_adapter.py`; see models/TRAINING.md.", "",
              f"- DPO: {card['steps']} steps ({card['epochs']} epochs), lr {card['lr']}, batch {card['batch_size']}, seed {card['seed']}",
              wall_time_line(card["wall_time"])]
     if ev:
@@ -418,16 +481,23 @@ def step_export(run: Run) -> None:
     os.chmod(tmp / "adapter_model.safetensors", 0o644)
     timings = run.state.get("timings", {})
     sample_t = timings.get("sample") or timings.get("pairs_source_timings", {}).get("sample", {})
-    shared = "sample" not in timings
+    shared = "sample" not in timings and run.judge != VOTES  # votes: nothing was sampled
     total = sum(timings.get(s, {}).get("seconds", 0.0) for s in ("train", "evaluate")) + sample_t.get("seconds", 0.0)
     judge = run.judge_name()
     descriptions = {"upbeat": "DPO towards a warm, positive tone (VADER sentiment judge)",
-                    "concise": "DPO towards short, on-topic answers (MiniLM similarity − length judge)"}
+                    "concise": "DPO towards short, on-topic answers (MiniLM similarity − length judge)",
+                    VOTES: "DPO on votes from the feedback database (human preference, no AI judge)"}
     card = {
-        "name": run.name, "base_model": run.base, "beta": run.beta, "judge": judge, "other_judge": run.other_judge_name(),
+        # "judge" is what the app scores this adapter's answers with; a votes run has no labelling judge, so it
+        # names the held-out stand-in (on_topic) and "trained_on" says the labels were votes
+        "name": run.name, "base_model": run.base, "beta": run.beta, "judge": run.eval_judge_name(),
+        "trained_on": VOTES if judge == VOTES else "judge", "other_judge": run.other_judge_name(),
         "description": f"{descriptions.get(judge, f'DPO towards the {judge} judge')}, β = {run.beta}",
-        "method": "RLAIF + DPO (TRL DPOTrainer, sigmoid loss) with a peft LoRA adapter",
-        "prompts": sample_t.get("prompts"), "k": run.k, "pairs": train["pairs"], "min_margin": run.min_margin,
+        "method": ("RLHF-style DPO on stored votes" if judge == VOTES else "RLAIF + DPO")
+                  + " (TRL DPOTrainer, sigmoid loss) with a peft LoRA adapter",
+        "votes": run.state.get("pairs_stats") if judge == VOTES else None,
+        "prompts": sample_t.get("prompts"), "k": None if judge == VOTES else run.k, "pairs": train["pairs"],
+        "min_margin": None if judge == VOTES else run.min_margin,
         "pairs_source": run.state.get("pairs_source"), "responses_source": run.state.get("responses_source"),
         "steps": train["steps"], "epochs": train["epochs"], "lr": run.lr, "batch_size": run.batch_size * run.grad_accum,
         "max_length": run.max_length, "precision": "bf16 autocast, fp32 weights" if run.bf16 else "fp32",
@@ -436,7 +506,8 @@ def step_export(run: Run) -> None:
         "sampling_for_pairs": {"temperature": run.temperature, "top_p": run.top_p, "max_new_tokens": run.max_new_tokens},
         "wall_time": {
             "sample_s": sample_t.get("seconds"),
-            "sample_shared_with": run.state.get("pairs_source") if shared else run.state.get("responses_source"),
+            "sample_shared_with": (run.state.get("pairs_source") if shared else run.state.get("responses_source"))
+            if run.judge != VOTES else None,
             "train_s": train["train_seconds"], "train_s_per_step": train["seconds_per_step"],
             "evaluate_s": timings.get("evaluate", {}).get("seconds"), "total_s": round(total, 1),
             "device": f"{platform.machine()} CPU ({torch.get_num_threads()} threads), torch {torch.__version__}",
@@ -444,6 +515,11 @@ def step_export(run: Run) -> None:
         "train_loss": train["train_loss"],
         "evaluation": None if evaluation is None else {k: v for k, v in evaluation.items() if k != "eval_seconds"},
     }
+    previous = dest / "card.json"
+    if previous.is_file():  # a re-export keeps what `python -m playground calibrate --record` measured
+        calibration = json.loads(previous.read_text()).get("calibration")
+        if calibration:
+            card["calibration"] = calibration
     write_json(tmp / "card.json", card)
     (tmp / "README.md").write_text(adapter_readme(card), encoding="utf-8")
     shutil.rmtree(dest, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Command line: `python -m playground {generate,adapters,sweep,guidance} ...` — dispatch only.
+"""Command line: `python -m playground {generate,adapters,sweep,guidance,probe} ...` — dispatch only.
 
 Each verb lives in `playground/cli/`; bad input prints one line `error: ...` on stderr and exits with code 2.
 """
@@ -12,7 +12,8 @@ from playground.cli.errors import Parser, run_command
 # verb -> module that registers it (`add_parser(sub)` or `add_parsers(sub)`); heavy ones import on use.
 VERBS = {"generate": "playground.cli.generate", "adapters": "playground.cli.generate",
          "sweep": "playground.cli.sweep", "guidance": "playground.cli.guidance",
-         "votes": "playground.cli.votes"}
+         "votes": "playground.cli.votes", "probe": "playground.cli.probe",
+         "calibrate": "playground.cli.calibrate"}
 
 
 def build_parser() -> Parser:

@@ -1,111 +1,237 @@
-"""One user's side-by-side conversation: per-column histories, turns, regenerate, and readouts.
+"""One user's side-by-side conversation as turn rows: each row is one prompt and its three answers.
 
-Plain data and functions, no gradio: app.py keeps a `Conversation` in `gr.State` (per browser session,
-never global) and renders what `run_turn` yields.
+Plain data and functions, no gradio: the app keeps a `Conversation` in `gr.State` (per browser session,
+never global) and renders what the generators here yield. A turn is checked up front (`check_turn`, no
+model needed), then streamed (`stream_turn`); a cut or stopped answer can be continued in place
+(`continue_last`); Regenerate draws the next seed for that turn only (`regenerate_last`).
 """
 from __future__ import annotations
 
 import copy
-import math
+import threading
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
+from playground.readouts import answer_warning, lambda_label, readout_parts, readout_text  # noqa: F401  (re-exported)
 from playground.settings import COLUMNS, LIMITS
-from playground.validation import InputError
+from playground.validation import InputError, check_choice, check_prompt, check_prompt_tokens, decode_settings
 
 if TYPE_CHECKING:  # the model (torch) loads after the UI is served; this module is needed to build the UI
     from playground.service import Answer, ChatTurn, Playground
 
-TITLES = {"base": "Base model (λ = 0)", "realigned": "Realigned (λ = β_train/β from the slider)",
-          "tuned": "Tuned as trained (λ = 1)"}
+TITLES = {"base": "Base model (λ = 0)", "realigned": "Realigned (λ from the KL slider)", "tuned": "Tuned as trained (λ = 1)"}
+# The chat's default answer length: long enough that most answers of the small model end on their own.
+CHAT_MAX_NEW_TOKENS = LIMITS.max_new_tokens
+# Past this a prompt is refused in the chat: the 135M model returns (almost) nothing for such prompts and the
+# three columns spend many seconds reading it first.
+USEFUL_PROMPT_CHARS = 2000
+Knobs = Mapping[str, object]  # adapter, kl_strength (or lam), mode, temperature, top_p, max_new_tokens, seed
+
+
+@dataclass
+class Cell:
+    """One column's answer in one turn."""
+
+    text: str = ""
+    tokens: list[int] = field(default_factory=list)
+    shifted: list[bool] = field(default_factory=list)  # per token: the base model's top token differs
+    answer: Answer | None = None
+    marks: list[tuple[str, bool]] = field(default_factory=list)  # (token text, shifted), once done
+    parts: list[tuple[str, str]] = field(default_factory=list)  # readout (text, explanation), once done
+    warning: str = ""
+    done: bool = False
+    truncated: bool = False  # ended at the token limit
+    stopped: bool = False  # Stop (or the time limit) ended it early
+
+    @property
+    def can_continue(self) -> bool:
+        return self.done and (self.truncated or self.stopped)
+
+    @property
+    def readout(self) -> str:
+        return readout_text(self.parts, self.warning, self.truncated) if self.parts else ("" if self.done else "…")
+
+
+@dataclass
+class Row:
+    turn: ChatTurn
+    cells: dict[str, Cell] = field(default_factory=lambda: {c: Cell() for c in COLUMNS})
+    kl_strength: float | None = None  # the β the user set (None when λ was given directly)
+
+    @property
+    def streaming(self) -> bool:
+        return not all(c.done for c in self.cells.values())
 
 
 @dataclass
 class Conversation:
-    """Each column continues its own dialogue (the model sees its own earlier answers)."""
+    """Turn rows; each column continues its own dialogue (the model sees its own earlier answers)."""
 
-    histories: dict[str, list[dict]] = field(default_factory=lambda: {c: [] for c in COLUMNS})
-    readouts: dict[str, list[str]] = field(default_factory=lambda: {c: [] for c in COLUMNS})
-    last: ChatTurn | None = None
+    rows: list[Row] = field(default_factory=list)
 
     @property
     def turns(self) -> int:
-        return sum(1 for m in self.histories["base"] if m["role"] == "user")
+        return len(self.rows)
+
+    @property
+    def last(self) -> ChatTurn | None:
+        return self.rows[-1].turn if self.rows else None
+
+    @property
+    def histories(self) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {c: [] for c in COLUMNS}
+        for row in self.rows:
+            for c in COLUMNS:
+                out[c] += [{"role": "user", "content": row.turn.prompt}, {"role": "assistant", "content": row.cells[c].text}]
+        return out
+
+    @property
+    def readouts(self) -> dict[str, list[str]]:
+        return {c: [row.cells[c].readout for row in self.rows] for c in COLUMNS}
 
     def display(self, column: str) -> list[dict]:
-        """Chat messages for the UI: each answer followed by its readout line."""
-        out, answer_i = [], 0
-        for m in self.histories[column]:
-            content = m["content"]
-            if m["role"] == "assistant":
-                readout = self.readouts[column][answer_i] if answer_i < len(self.readouts[column]) else ""
-                content = f"{content}\n\n<sub>{readout}</sub>" if readout else content
-                answer_i += 1
-            out.append({"role": m["role"], "content": content})
+        """Chat messages of one column (the API's form): each answer followed by its readout line."""
+        out = []
+        for row in self.rows:
+            cell = row.cells[column]
+            out.append({"role": "user", "content": row.turn.prompt})
+            content = f"{cell.text}\n\n<sub>{cell.readout}</sub>" if cell.readout else cell.text
+            out.append({"role": "assistant", "content": content})
         return out
 
     def without_last_turn(self) -> "Conversation":
-        new = copy.deepcopy(self)
-        for c in COLUMNS:
-            h = new.histories[c]
-            while h and h[-1]["role"] != "user":
-                h.pop()
-            if h:
-                h.pop()
-            if new.readouts[c]:
-                new.readouts[c].pop()
-        return new
+        return Conversation(copy.deepcopy(self.rows[:-1]))
 
 
-def lambda_label(lam: float, beta: float) -> str:
-    beta_text = "∞" if math.isinf(beta) else f"{beta:.3g}"
-    return f"λ = β_train/β = {lam:.3g} (β = {beta_text})"
+def check_turn(adapters: Mapping, conv: Conversation, prompt: object, knobs: Knobs) -> ChatTurn:
+    """Every check that needs no model (prompt, knobs, conversation length); `adapters` may be the registry's."""
+    from playground.service import ChatTurn
 
-
-JUDGE_MEANS = {"upbeat": "positive tone (VADER), not quality", "concise": "short and on-topic (MiniLM)",
-               "on_topic": "on-topic (MiniLM similarity)"}
-FAR_KL = 0.5  # nats/token: past this the answer is far from the base model
-
-
-def readout(answer: Answer, column: str, judge: str = "") -> str:
-    """Plain words: how far the answer moved from the base model, how random it was, what the judge says."""
-    st = answer.settings
-    means = JUDGE_MEANS.get(judge, judge)
-    reward = "" if answer.reward is None else f" · {judge or 'judge'} score {answer.reward:+.2f} ({means})"
-    policy = "base model" if column == "base" else f"λ {st['lambda']:.3g} ({st['mode']})" if column == "realigned" else "tuned, λ 1"
-    far = " · ⚠️ far from the base model: expect repetitive or odd text" if answer.kl_to_base > FAR_KL else ""
-    cut = " · ✂️ cut at the token limit (Continue to go on)" if answer.truncated else ""
-    return (f"{policy} · drift from base {answer.kl_to_base:.2f} nats/token (KL) · randomness {answer.entropy:.2f} nats "
-            f"(entropy){reward} · {answer.tokens} tokens, {answer.tokens_per_s:.0f} tok/s · T {st['temperature']:g}, "
-            f"top-p {st['top_p']:g}, seed {st['seed']}{far}{cut}")
-
-
-def run_turn(pg: Playground, conv: Conversation, prompt: str, knobs: dict,
-             should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[Conversation, dict[str, Answer]]]:
-    """Validate, then stream one turn into a copy of `conv`; the caller's state is never half-updated.
-
-    knobs: adapter, kl_strength, mode, temperature, top_p, max_new_tokens, seed.
-    """
     if conv.turns >= LIMITS.max_history_turns:
-        raise InputError(f"the conversation has {conv.turns} turns; the limit is {LIMITS.max_history_turns}. Press Clear to start over")
-    s = pg.turn(prompt, **knobs)
-    histories = {c: list(conv.histories[c]) for c in COLUMNS}
-    pg.requests(s, histories)  # validates prompt length for every column before anything streams
-    judge = pg.adapters[s.adapter].judge
+        raise InputError(f"the conversation has {conv.turns} turns; the limit is {LIMITS.max_history_turns}. "
+                         "Press Clear to start over")
+    text = check_prompt(prompt)
+    if len(text) > USEFUL_PROMPT_CHARS:
+        raise InputError(f"prompt has {len(text)} characters; this small model gives no useful answer past about "
+                         f"{USEFUL_PROMPT_CHARS} (it stops at once after a long wait): shorten it")
+    knobs = dict(knobs)
+    name = check_choice("adapter", knobs.pop("adapter", None), sorted(adapters))
+    beta_train = float(adapters[name].beta_train)
+    return ChatTurn(text, name, decode_settings(beta_train=beta_train, **knobs), beta_train)
+
+
+class StopFlags:
+    """Stop requests per browser session: the Stop button sets one, the decoding loop polls it."""
+
+    def __init__(self) -> None:
+        self._set: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._set.pop(key, None)
+
+    def request(self, key: str) -> None:
+        with self._lock:
+            if len(self._set) > 10_000:  # forgotten flags of sessions long gone
+                self._set.clear()
+            self._set[key] = time.monotonic()
+
+    def checker(self, key: str) -> Callable[[], bool]:
+        return lambda: key in self._set
+
+
+def run_turn(pg: Playground, conv: Conversation, prompt: str, knobs: Knobs,
+             should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[Conversation, dict[str, Answer]]]:
+    """Check, then stream one turn into a copy of `conv`; the caller's state is never half-updated."""
+    s = check_turn(pg.adapters, conv, prompt, knobs)
+    yield from stream_turn(pg, conv, s, should_stop, kl_strength=knobs.get("kl_strength"))
+
+
+def stream_turn(pg: Playground, conv: Conversation, s: ChatTurn, should_stop: Callable[[], bool] = lambda: False,
+                kl_strength: object = None) -> Iterator[tuple[Conversation, dict[str, Answer]]]:
+    reqs = pg.requests(s, conv.histories)  # checks every column's prompt tokens before anything streams
     new = copy.deepcopy(conv)
-    new.last = s
-    for c in COLUMNS:
-        new.histories[c].append({"role": "user", "content": s.prompt})
-        new.histories[c].append({"role": "assistant", "content": ""})
-        new.readouts[c].append("")
+    new.rows.append(Row(s, kl_strength=float(kl_strength) if kl_strength is not None else None))  # type: ignore[arg-type]
+    yield from _decode(pg, new, reqs, should_stop)
+
+
+def continue_last(pg: Playground, conv: Conversation,
+                  should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[Conversation, dict[str, Answer]]]:
+    """Decode further the last turn's answers that were cut at the token limit or stopped."""
+    row = conv.rows[-1] if conv.rows else None
+    if row is None or not any(c.can_continue for c in row.cells.values()):
+        raise InputError("nothing to continue: the last answers ended on their own")
+    before = conv.without_last_turn().histories
+    reqs = {}
+    for c, cell in row.cells.items():
+        if cell.can_continue:
+            ids = list(pg.encode(row.turn.prompt, before[c])) + pg.answer_ids(cell.tokens)
+            check_prompt_tokens(len(ids))
+            d = row.turn.column(c)  # fresh random draws for the new part: the seed moves on by the tokens so far
+            d = replace(d, seed=(d.seed + len(cell.tokens)) % (LIMITS.max_seed + 1))
+            reqs[c] = pg.request(ids, row.turn.adapter if c != "base" else None, d)
+    yield from _decode(pg, copy.deepcopy(conv), reqs, should_stop)
+
+
+def regenerate_last(pg: Playground, conv: Conversation,
+                    should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[Conversation, dict[str, Answer]]]:
+    """The last turn again with the next seed (for this turn only; the seed box is not changed)."""
+    if not conv.rows:
+        raise InputError("nothing to regenerate yet; send a message first")
+    row = conv.rows[-1]
+    seed = row.turn.decode.seed + 1
+    if seed > LIMITS.max_seed:
+        raise InputError(f"seed {seed} is past the limit {LIMITS.max_seed}")
+    s = replace(row.turn, decode=replace(row.turn.decode, seed=seed))
+    yield from stream_turn(pg, conv.without_last_turn(), s, should_stop, kl_strength=row.kl_strength)
+
+
+def _merged(pg: Playground, prev: Cell, a: Answer, tokens: list[int]) -> Answer:
+    """A continued answer: the earlier part and the new tokens as one answer."""
+    if prev.answer is None or not prev.tokens:
+        return a
+    old, n = prev.answer, prev.answer.tokens + a.tokens
+    return replace(a, text=pg.text(tokens), tokens=n, kl_to_base_sum=old.kl_to_base_sum + a.kl_to_base_sum,
+                   kl_to_base=(old.kl_to_base_sum + a.kl_to_base_sum) / n if n else 0.0,
+                   entropy=(old.entropy * old.tokens + a.entropy * a.tokens) / n if n else 0.0,
+                   shifted_share=(old.shifted_share * old.tokens + a.shifted_share * a.tokens) / n if n else 0.0,
+                   first_token_s=old.first_token_s)
+
+
+def _decode(pg: Playground, new: Conversation, reqs: dict,
+            should_stop: Callable[[], bool]) -> Iterator[tuple[Conversation, dict[str, Answer]]]:
+    """Stream `reqs` (column -> engine request) into the last row of `new`, then judge and finish the cells."""
+    row = new.rows[-1]
+    s, cols = row.turn, list(reqs)
+    prev = {c: copy.deepcopy(row.cells[c]) for c in cols}
+    for c in cols:
+        row.cells[c] = replace(prev[c], done=False, truncated=False, stopped=False, parts=[], marks=[], warning="")
     deadline = time.monotonic() + LIMITS.request_timeout_s  # frees the model even if nobody cancels
+    ended: dict[str, bool] = {"early": False}
 
     def stop() -> bool:
-        return should_stop() or time.monotonic() > deadline
+        ended["early"] = should_stop() or time.monotonic() > deadline
+        return ended["early"]
 
-    for answers in pg.stream_side_by_side(s, histories, should_stop=stop):
-        for c, a in answers.items():
-            new.histories[c][-1]["content"] = a.text
-            new.readouts[c][-1] = readout(a, c, judge) if a.done or a.reward is not None else "…"
+    answers: dict[str, Answer] = {}
+    for streams in pg.stream([reqs[c] for c in cols], should_stop=stop):
+        for c, st in zip(cols, streams):
+            cell = row.cells[c]
+            cell.tokens = prev[c].tokens + list(st.tokens)
+            cell.shifted = prev[c].shifted + list(st.shifted)
+            answers[c] = _merged(pg, prev[c], pg.answer(st, c, s), cell.tokens)
+            cell.text, cell.answer = answers[c].text, answers[c]
         yield new, answers
+    pg.add_rewards(s, answers)
+    judge = pg.adapters[s.adapter].judge
+    for c in cols:
+        cell, a = row.cells[c], answers[c]
+        cell.done, cell.truncated = True, a.truncated
+        cell.stopped = ended["early"] and not a.done
+        keep = [f for t, f in zip(cell.tokens, cell.shifted) if not pg.is_stop(t)]
+        cell.marks = list(zip(pg.pieces(cell.tokens), keep))
+        cell.parts = readout_parts(a, c, judge)
+        cell.warning = answer_warning(a, cell.stopped)
+    yield new, answers

@@ -87,6 +87,17 @@ ADAPTERS: dict[str, AdapterEntry] = {
         AdapterEntry("upbeat-b0.1", ADAPTER_DIR / "upbeat-b0.1", "smollm2-135m-instruct", "DPO towards a warm, positive tone (VADER judge), β = 0.1"),
         AdapterEntry("upbeat-b0.5", ADAPTER_DIR / "upbeat-b0.5", "smollm2-135m-instruct", "DPO towards a warm, positive tone (VADER judge), β = 0.5"),
         AdapterEntry("concise-b0.1", ADAPTER_DIR / "concise-b0.1", "smollm2-135m-instruct", "DPO towards short, on-topic answers (MiniLM judge), β = 0.1"),
+        AdapterEntry("upbeat-b0.1-3ep", ADAPTER_DIR / "upbeat-b0.1-3ep", "smollm2-135m-instruct",
+                     "Reward-hacking example (labelled): 3 DPO epochs towards the VADER 'upbeat' judge, β = 0.1; "
+                     "pair of upbeat-b0.5-3ep (same pairs) for the DeRa check"),
+        AdapterEntry("upbeat-b0.5-3ep", ADAPTER_DIR / "upbeat-b0.5-3ep", "smollm2-135m-instruct",
+                     "Reward-hacking example (labelled): 3 DPO epochs towards the VADER 'upbeat' judge, β = 0.5; "
+                     "pair of upbeat-b0.1-3ep (same pairs) for the DeRa check"),
+        AdapterEntry("on-topic-b0.1", ADAPTER_DIR / "on-topic-b0.1", "smollm2-135m-instruct",
+                     "Helpful: DPO towards answers that address the prompt (MiniLM prompt–answer similarity judge), β = 0.1"),
+        AdapterEntry("sim-votes-b0.1", ADAPTER_DIR / "sim-votes-b0.1", "smollm2-135m-instruct",
+                     "Trained on simulated votes: DPO on 200 duel votes of a scripted voter that prefers on-topic answers "
+                     "(15% noise; models/simulate_votes.py), β = 0.1"),
     ]
 }
 

@@ -138,6 +138,22 @@ class Playground:
         """Decode requests together; yields every request's stream after each step."""
         return self.engine.stream(requests, should_stop=should_stop)
 
+    def teacher_force(self, prompt_ids: Sequence[int], adapter: "str | None | Sequence[str | None]",
+                      d: "DecodeSettings | Sequence[DecodeSettings]", continuation: Sequence[int]) -> list["torch.Tensor"]:
+        """Logits of the policy `d` describes (ℓ_λ of `adapter`; the base model for None) along a fixed continuation.
+
+        Returns len(continuation) + 1 float32 tensors: item i is the next-token logits after the prompt and the
+        first i continuation tokens (item 0 predicts continuation[0]); temperature and top-p are not applied.
+        One policy: tensors [V]. Several (`adapter` and `d` as equal-length lists): one teacher-forced pass
+        for all of them, tensors [policies, V] in their order.
+        """
+        several = not isinstance(adapter, str) and adapter is not None
+        adapters, settings = (list(adapter), list(d)) if several else ([adapter], [d])  # type: ignore[arg-type]
+        if len(adapters) != len(settings):
+            raise ValueError(f"teacher_force: {len(adapters)} adapters but {len(settings)} decode settings")
+        out = self.engine.step_logits([self.request(prompt_ids, a, s) for a, s in zip(adapters, settings)], list(continuation))
+        return [x.float() if several else x[0].float() for x in out]
+
     def text(self, tokens: Sequence[int]) -> str:
         """An answer's text, without its stop token."""
         from playground.lm.prompts import decode

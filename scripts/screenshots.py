@@ -1,6 +1,8 @@
 """Launch the real app (embedded default + shipped adapters) and save browser screenshots to docs/.
 
-    .venv/bin/python scripts/screenshots.py
+    .venv/bin/python -m scripts.screenshots      # from the repository root (imports tests/browser.py)
+
+Chat at 1400 px and 390 px (mid-stream and done), an error toast, a share link opened and replayed, and the tabs.
 """
 from __future__ import annotations
 

@@ -1,58 +1,140 @@
 """Drive the app in a real headless Chromium (Debian's, through Playwright) and take screenshots.
 
-Used by tests/test_browser.py (tiny model) and scripts/screenshots.py (the shipped model, for docs/).
+Used by tests/test_browser.py and tests/test_chat_ux.py (tiny model) and scripts/screenshots.py (the shipped
+model, for docs/).
 """
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+COLUMNS = ("base", "realigned", "tuned")
+DESKTOP = {"width": 1400, "height": 1100}
+PHONE = {"width": 390, "height": 844}
 
 
 def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def answers_done(page, column: str) -> bool:
-    text = page.locator(f"#chat-{column}").inner_text()
-    return "tokens/s" in text and "tok/s" in text
+def launch(p):
+    return p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
 
 
-def drive(url: str, out_dir: Path, prompt: str = "Give me a tip for a rainy day.", timeout_ms: int = 240_000) -> dict:
-    """Type a prompt, wait for all three columns, move the KL slider, visit every tab; screenshot each."""
+def open_page(browser, url: str, viewport: dict = DESKTOP, **context_args):
+    context = browser.new_context(viewport=viewport, **context_args)
+    page = context.new_page()
+    page.goto(url, wait_until="load")
+    page.locator("#prompt textarea").wait_for(timeout=60_000)
+    return page
+
+
+def send(page, text: str) -> None:
+    box = page.locator("#prompt textarea")
+    box.fill(text)
+    box.press("Enter")
+
+
+def streaming(page) -> bool:
+    return page.locator("#stop").is_visible()
+
+
+def wait_streaming(page, timeout_ms: int = 60_000) -> None:
+    """Until the first tokens are on screen."""
+    page.locator("#transcript .cursor").first.wait_for(timeout=timeout_ms)
+
+
+def wait_done(page, timeout_ms: int = 240_000, turns: int | None = None) -> None:
+    """Until Send is back and every answer of the last turn (of `turns` turns, if given) has its readout."""
+    if turns:
+        page.locator("#transcript section.turn").nth(turns - 1).wait_for(timeout=timeout_ms)
+    page.locator("#send").wait_for(state="visible", timeout=timeout_ms)
+    deadline = time.time() + timeout_ms / 1000
+    while time.time() < deadline:
+        last = page.locator("#transcript section.turn").last
+        if last.count() and last.locator(".ro").count() == 3 and not page.locator("#transcript .cursor").count():
+            return
+        time.sleep(0.1)
+    raise TimeoutError("answers did not finish")
+
+
+def answers(page) -> dict[str, str]:
+    """The last turn's three answer texts (without readouts)."""
+    last = page.locator("#transcript section.turn").last
+    return {c: last.locator(f".col-{c} .a-text").inner_text() for c in COLUMNS}
+
+
+def overlays(page) -> int:
+    """Red "Error" status overlays on the conversation or the input (the toast alone should say it)."""
+    return sum(page.locator(f"{sel} .error").count() for sel in ("#transcript", "#prompt", "#input-row"))
+
+
+def shot(page, path: Path, seen: dict, full_page: bool = False) -> None:
+    page.screenshot(path=str(path), full_page=full_page)
+    seen["shots"].append(path)
+
+
+def drive(url: str, out_dir: Path, prompt: str = "Give me a tip for a rainy day.", timeout_ms: int = 240_000,
+          tabs: bool = True) -> dict:
+    """Chat at 1400 px and 390 px (mid-stream and done), an error, a share link opened; screenshot each."""
     from playwright.sync_api import sync_playwright
 
     out_dir.mkdir(parents=True, exist_ok=True)
     seen: dict = {"shots": []}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(url, wait_until="load")
-        page.locator("#prompt textarea").wait_for(timeout=60_000)
-        page.locator("#prompt textarea").fill(prompt)
-        page.locator("#prompt textarea").press("Enter")
-        for column in ("base", "realigned", "tuned"):
-            page.locator(f"#chat-{column}").get_by_text("tok/s").first.wait_for(timeout=timeout_ms)
-        seen["first_answers"] = {c: page.locator(f"#chat-{c}").inner_text() for c in ("base", "realigned", "tuned")}
-        page.screenshot(path=str(out_dir / "side_by_side.png"), full_page=True)
-        seen["shots"].append(out_dir / "side_by_side.png")
+        browser = launch(p)
+        page = open_page(browser, url, permissions=["clipboard-read", "clipboard-write"])
+        send(page, prompt)
+        wait_streaming(page, timeout_ms)
+        page.wait_for_timeout(1500)
+        page.locator("#prompt textarea").fill("And what if it snows?")  # typed while the answers stream
+        shot(page, out_dir / "chat_streaming.png", seen)
+        wait_done(page, timeout_ms)
+        seen["first_answers"] = answers(page)
+        seen["kept_text"] = page.locator("#prompt textarea").input_value()
+        shot(page, out_dir / "chat_done.png", seen)
+        page.locator("#prompt textarea").fill("   ")
+        page.locator("#send").click()
+        page.locator(".toast-body").first.wait_for(timeout=10_000)
+        seen["error_overlays"] = overlays(page)
+        shot(page, out_dir / "chat_error.png", seen)
+        page.locator("#copy-link").click()
+        page.locator("#share-link textarea").wait_for(timeout=10_000)
+        page.wait_for_function("document.querySelector('#share-link textarea').value.startsWith('http')", timeout=10_000)
+        link = seen["link"] = page.locator("#share-link textarea").input_value()
         kl_box = page.locator("#kl-strength input[type=number]")
         kl_box.fill(str(float(kl_box.input_value()) / 2))
         kl_box.press("Enter")
         page.get_by_text("λ = β_train/β = 1 ").first.wait_for(timeout=10_000)  # from λ = 0.5 to 1
         seen["lambda_label"] = page.get_by_text("λ = β_train/β = 1 ").first.inner_text()
-        for tab in ("Trade-off", "Diffusion guidance"):
-            button = page.get_by_role("tab", name=tab)
-            if button.count():
-                button.click()
-                page.wait_for_timeout(800)
-                if tab == "Diffusion guidance":
-                    page.get_by_role("button", name="Generate", exact=True).click()
-                    page.locator("#guidance-samples img").first.wait_for(timeout=timeout_ms)
-                path = out_dir / f"tab_{tab.lower().replace(' ', '_').replace('-', '_')}.png"
-                page.screenshot(path=str(path), full_page=True)
-                seen["shots"].append(path)
+        if tabs:
+            for tab in ("Trade-off", "Diffusion guidance"):
+                button = page.get_by_role("tab", name=tab)
+                if button.count():
+                    button.click()
+                    page.wait_for_timeout(800)
+                    if tab == "Diffusion guidance":
+                        page.get_by_role("button", name="Generate", exact=True).click()
+                        page.locator("#guidance-samples img").first.wait_for(timeout=timeout_ms)
+                    shot(page, out_dir / f"tab_{tab.lower().replace(' ', '_').replace('-', '_')}.png", seen, full_page=True)
+        shared = open_page(browser, link)  # a fresh context: no cookies, no session
+        shared.locator("#replay").wait_for(timeout=10_000)
+        shared.locator("#replay").click()
+        wait_streaming(shared, timeout_ms)
+        wait_done(shared, timeout_ms)
+        seen["replayed_answers"] = answers(shared)
+        shot(shared, out_dir / "chat_shared.png", seen)
+        phone = open_page(browser, url, viewport=PHONE, is_mobile=True, has_touch=True)
+        box = phone.locator("#prompt").bounding_box()
+        seen["phone_input_bottom"] = box["y"] + box["height"]
+        send(phone, prompt)
+        wait_streaming(phone, timeout_ms)
+        phone.wait_for_timeout(1500)
+        shot(phone, out_dir / "chat_phone_streaming.png", seen)
+        wait_done(phone, timeout_ms)
+        shot(phone, out_dir / "chat_phone_done.png", seen)
         browser.close()
     return seen

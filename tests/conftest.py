@@ -93,3 +93,12 @@ def tiny_playground(tiny_model_dir, tiny_adapters):
     infos = [AdapterInfo(n, p, json.loads((p / "card.json").read_text())["beta"], json.loads((p / "card.json").read_text())["judge"])
              for n, p in tiny_adapters.items()]
     return Playground(base, infos)
+
+
+def engine_idle(pg) -> bool:
+    """No decoding holds the engine's lock (a Lock or an RLock)."""
+    lock = pg.engine.lock
+    if lock.acquire(blocking=False):
+        lock.release()
+        return True
+    return False

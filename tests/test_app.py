@@ -33,6 +33,23 @@ def client(app_url):
 GOOD = dict(message="Tell me about cats.", adapter="a", kl=0.05, mode="logits", temperature=0.7, top_p=0.95, max_new=8, seed=0)
 
 
+def slow_engine(engine, monkeypatch, delay: float = 0.02) -> dict:
+    """Slows every forward pass of `engine` by `delay` seconds and counts them (count["n"])."""
+    import time
+
+    count = {"n": 0}
+    name = "forward" if hasattr(engine, "forward") else "_run"  # the engine's one entry for a forward pass
+    real = getattr(engine, name)
+
+    def slow_counting(*args, **kwargs):
+        count["n"] += 1
+        time.sleep(delay)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, name, slow_counting)
+    return count
+
+
 def chat(client, **over):
     args = {**GOOD, **over}
     return client.predict(*args.values(), api_name="/chat")
@@ -43,7 +60,7 @@ def test_chat_answers_in_three_columns(client):
     base, realigned, tuned = out[0], out[1], out[2]
     for column in (base, realigned, tuned):
         assert [m["role"] for m in column] == ["user", "assistant"]
-        assert "tokens" in column[1]["content"][0]["text"] or "tokens" in str(column[1]["content"])
+        assert "tokens" in column[1]["content"]  # each answer ends with its readout line
     assert "λ 2" in str(realigned[1]["content"])  # β_train 0.1 / β 0.05
 
 
@@ -92,15 +109,7 @@ def test_disconnect_and_cancel_stop_generation(app_url, tiny_playground, monkeyp
     import httpx
     from gradio_client import Client
 
-    steps = {"n": 0}
-    real_run = tiny_playground.engine._run
-
-    def slow_counting_run(layout, call):
-        steps["n"] += 1
-        time.sleep(0.02)
-        return real_run(layout, call)
-
-    monkeypatch.setattr(tiny_playground.engine, "_run", slow_counting_run)
+    steps = slow_engine(tiny_playground.engine, monkeypatch)
     job = Client(app_url, verbose=False).submit(*{**GOOD, "max_new": 256, "temperature": 0.0}.values(), api_name="/chat")
     time.sleep(1.5)
     job.cancel()

@@ -1,4 +1,4 @@
-"""A real headless Chromium drives the app: type, see three columns answer, move the KL slider, open tabs."""
+"""A real headless Chromium drives the app as scripts/screenshots.py does: chat, error, share link, phone, tabs."""
 from __future__ import annotations
 
 import os
@@ -15,18 +15,21 @@ pytestmark = pytest.mark.browser
 @pytest.mark.skipif(chromium_path() is None, reason="Debian chromium is not installed")
 def test_browser_side_by_side(tiny_playground, tmp_path):
     pytest.importorskip("playwright")
-    from app import build_demo
+    from app import build_demo, launch_kwargs
 
     demo = build_demo(tiny_playground)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs())
     try:
         out = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
         seen = drive(f"http://127.0.0.1:{port}/", out, prompt="Tell me about cats.")
     finally:
         demo.close()
-    for column, text in seen["first_answers"].items():
-        assert "Tell me about cats." in text and "tok/s" in text, column
+    assert seen["kept_text"] == "And what if it snows?"
+    assert all(text.strip() for text in seen["first_answers"].values())
+    assert seen["replayed_answers"] == seen["first_answers"]
+    assert seen["error_overlays"] == 0
+    assert seen["phone_input_bottom"] <= 844
     assert "λ = β_train/β = 1 " in seen["lambda_label"]
     for shot in seen["shots"]:
         assert shot.stat().st_size > 10_000

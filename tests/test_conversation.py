@@ -43,3 +43,55 @@ def test_deadline_stops_a_long_answer(tiny_playground, monkeypatch):
     monkeypatch.setattr(conversation, "LIMITS", dataclasses.replace(LIMITS, request_timeout_s=0.0))
     _, answers = last(run_turn(tiny_playground, Conversation(), "Hello", {**KNOBS, "max_new_tokens": 200}))
     assert all(a.tokens == 1 for a in answers.values())
+
+
+def test_continue_extends_a_cut_answer_in_place(tiny_playground):
+    from playground.conversation import continue_last
+
+    conv, answers = last(run_turn(tiny_playground, Conversation(), "Hello", {**KNOBS, "max_new_tokens": 4}))
+    cut = [c for c, a in answers.items() if a.truncated]
+    assert cut and all(conv.rows[-1].cells[c].can_continue for c in cut)
+    more, _ = last(continue_last(tiny_playground, conv))
+    assert more.turns == 1
+    for c in cut:
+        before, after = conv.rows[-1].cells[c], more.rows[-1].cells[c]
+        assert after.tokens[:4] == before.tokens and len(after.tokens) > 4
+        assert after.text.startswith(before.text) and after.answer.tokens == len(after.tokens)
+    with pytest.raises(InputError, match="nothing to continue"):
+        last(continue_last(tiny_playground, Conversation()))
+
+
+def test_regenerate_uses_the_next_seed_for_that_turn_only(tiny_playground):
+    from playground.conversation import regenerate_last
+
+    conv, _ = last(run_turn(tiny_playground, Conversation(), "Hello", {**KNOBS, "temperature": 1.0}))
+    again, _ = last(regenerate_last(tiny_playground, conv))
+    assert again.turns == 1 and again.last.decode.seed == 1 and again.last.prompt == "Hello"
+    assert again.histories != conv.histories
+
+
+def test_stop_ends_decoding_and_marks_the_answers(tiny_playground):
+    calls = {"n": 0}
+
+    def stop_after_three() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    conv, answers = last(run_turn(tiny_playground, Conversation(), "Hello", {**KNOBS, "max_new_tokens": 200}, stop_after_three))
+    assert all(a.tokens < 10 for a in answers.values())
+    assert all(cell.stopped and cell.can_continue for cell in conv.rows[-1].cells.values())
+    assert all("stopped" in r[-1] for r in conv.readouts.values())
+
+
+def test_a_prompt_too_long_to_be_useful_is_refused_before_the_model(tiny_playground):
+    from playground.conversation import USEFUL_PROMPT_CHARS, check_turn
+
+    with pytest.raises(InputError, match="shorten it"):
+        check_turn(tiny_playground.adapters, Conversation(), "x" * (USEFUL_PROMPT_CHARS + 1), KNOBS)
+
+
+def test_highlight_marks_line_up_with_the_answer(tiny_playground):
+    conv, _ = last(run_turn(tiny_playground, Conversation(), "Hello", {**KNOBS, "kl_strength": 0.0125}))
+    for c, cell in conv.rows[-1].cells.items():
+        assert "".join(t for t, _ in cell.marks) == cell.text
+        assert c != "base" or not any(s for _, s in cell.marks)  # the base model never departs from itself

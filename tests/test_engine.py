@@ -112,5 +112,5 @@ def test_greedy_matches_hf_generate(tiny_playground, ids, reference):
     x = torch.tensor([list(ids)])
     for model, stream in zip((base, tuned), streams):
         want = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, do_sample=False,
-                              eos_token_id=tiny_playground.stop_ids, pad_token_id=2)[0, x.shape[1]:].tolist()
+                              eos_token_id=tiny_playground.engine.stop_ids.tolist(), pad_token_id=2)[0, x.shape[1]:].tolist()
         assert stream.tokens == want[: len(stream.tokens)]

@@ -95,9 +95,9 @@ def test_fp32_matches_hf(tiny_llama):
 
 
 def test_cache_grows_past_capacity(tiny_llama):
-    fast = FastLlamaDecoder(tiny_llama, PAD, capacity=4)  # prompt width 7 -> 8 columns, then 16, 32
+    fast = FastLlamaDecoder(tiny_llama, PAD, capacity=4)  # longest prompt 7 -> 8 columns, then 16, 32
     hf, got = decode([HFDecoder(tiny_llama, PAD), fast], steps=20)
-    assert fast.capacity == 32 and fast.length == 27
+    assert fast.cache.capacity[1] == 32 and fast.cache.lengths.tolist() == [27, 22, 24, 21]
     assert max_diff(hf, got) < 1e-4
 
 

@@ -10,6 +10,8 @@ import math
 import pandas as pd
 import pytest
 
+from tests.conftest import engine_idle
+
 from playground.cli import sweep as sweep_cli
 from playground.cli.errors import run_command
 from playground.judges.judges import available_judges
@@ -92,7 +94,7 @@ def test_should_stop_cancels_and_progress_is_reported(tiny_playground):
     with pytest.raises(SweepCancelled):
         run_sweep(tiny_playground, s, progress=lambda f, m: calls.append(f), should_stop=lambda: len(calls) >= 3)
     assert len(calls) == 3 and calls == sorted(calls) and calls[-1] < 0.9
-    assert not tiny_playground.engine.lock.locked()
+    assert engine_idle(tiny_playground)
 
 
 def test_chunked_batches_match_one_batch(tiny_playground, monkeypatch):

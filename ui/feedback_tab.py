@@ -74,9 +74,10 @@ def report_tables(rep: dict, votes: list) -> tuple:
 def build_feedback_tab(pg, service=None) -> None:
     """`pg`: a Playground or a LazyPlayground still loading (only `pg.adapters` is read here).
     `service`: a DuelService (default: one on `pg` with the store configured by the environment)."""
+    from playground.feedback.config import duel_max_new_tokens
     from playground.feedback.duel import DuelService
 
-    service = service or DuelService(pg)
+    service = service or DuelService(pg, max_new_tokens=duel_max_new_tokens())
     names = sorted(pg.adapters)
     default_adapter = "upbeat-b0.1" if "upbeat-b0.1" in names else (names[0] if names else None)
     gr.Markdown(EXPLAIN)
@@ -104,8 +105,11 @@ def build_feedback_tab(pg, service=None) -> None:
         summary = gr.Markdown()
         gr.Markdown("**AI judges vs humans**: how often each judge prefers the answer a human chose (decisive votes).")
         judges_df = gr.Dataframe(headers=JUDGE_COLS, interactive=False)
-        gr.Markdown("**Bradley–Terry strength of each setting** (θ; 0 = reference; higher = preferred).")
-        bt_df = gr.Dataframe(headers=BT_COLS, interactive=False)
+        gr.Markdown("**Bradley–Terry strength of each setting** (θ; 0 = reference; higher = preferred; "
+                    "P(A beats B) = σ(θ_A − θ_B); 95% bootstrap intervals over votes).")
+        with gr.Row(equal_height=True):
+            bt_df = gr.Dataframe(headers=BT_COLS, interactive=False, scale=1)
+            bt_plot = gr.Plot(label="θ per (λ, T) with 95% CI", scale=1, elem_id="bt-plot")
         gr.Markdown("**Length effect**: does the longer answer win?")
         len_df = gr.Dataframe(headers=LEN_COLS, interactive=False)
         gr.Markdown(f"**Recent votes** (newest {RECENT})")
@@ -131,6 +135,7 @@ def build_feedback_tab(pg, service=None) -> None:
     def votes_report():
         from playground.feedback.analysis import report
         from playground.feedback.export import write_csv, write_trl_jsonl
+        from playground.feedback.plots import bradley_terry_figure
 
         try:
             votes = service.store().votes()
@@ -140,15 +145,16 @@ def build_feedback_tab(pg, service=None) -> None:
         folder = Path(tempfile.mkdtemp(prefix="votes-"))
         write_csv(votes, folder / "votes.csv")
         write_trl_jsonl(votes, folder / "votes_trl.jsonl")
-        return (*report_tables(rep, votes), str(folder / "votes.csv"), str(folder / "votes_trl.jsonl"))
+        return (*report_tables(rep, votes), str(folder / "votes.csv"), str(folder / "votes_trl.jsonl"),
+                bradley_terry_figure(rep["bradley_terry"]))
 
     duel_outs = [answer_a, answer_b, duel_state, vote_row, reveal]
     prompt.submit(generate, [prompt, adapter, temperature], duel_outs, api_visibility="private", **LM_EVENT)
     go.click(generate, [prompt, adapter, temperature], duel_outs, api_name="duel", **LM_EVENT)
-    for button, (_label, outcome) in zip(buttons, BUTTONS):
+    for button, (_label, outcome) in zip(buttons, BUTTONS, strict=True):
         button.click(_bind(cast, outcome), [duel_state], [reveal, vote_row], api_visibility="private")
     vote_api.click(cast, [outcome_api, duel_state], [reveal, vote_row], api_name="vote")
-    refresh.click(votes_report, None, [summary, judges_df, bt_df, len_df, recent_df, csv_file, trl_file],
+    refresh.click(votes_report, None, [summary, judges_df, bt_df, len_df, recent_df, csv_file, trl_file, bt_plot],
                   api_name="votes_report")
 
 

@@ -49,6 +49,17 @@ def open_store():
     return VoteStore.open()
 
 
+def load_votes() -> list:
+    """Every stored vote; an unavailable database becomes one `error:` line (exit 2), not a traceback."""
+    from playground.feedback.vote import FeedbackUnavailable
+
+    try:
+        with open_store() as store:
+            return store.votes()
+    except FeedbackUnavailable as err:
+        raise InputError(str(err)) from None
+
+
 def _pct(x: Any) -> str:
     return "—" if x is None else f"{100 * x:.0f}%"
 
@@ -95,8 +106,7 @@ def run_report(args: argparse.Namespace) -> int:
             raise InputError(f"unknown source {bad[0]!r}; available: {', '.join(SOURCES)}")
     if not 0 <= args.boot <= 100_000:
         raise InputError(f"boot must be in [0, 100000]; got {args.boot}")
-    with open_store() as store:
-        votes = store.votes()
+    votes = load_votes()
     rep = report(votes, sources=args.source, n_boot=args.boot)
     print(json.dumps(rep, indent=1, ensure_ascii=False) if args.json else format_report(rep))
     return 0
@@ -110,8 +120,7 @@ def run_export(args: argparse.Namespace) -> int:
         raise InputError(f"out must end in {' or '.join(SUFFIXES[args.format])} for --format {args.format}; got {args.out!r}")
     if not out.parent.is_dir():
         raise InputError(f"out: folder {str(out.parent)!r} does not exist")
-    with open_store() as store:
-        votes = store.votes()
+    votes = load_votes()
     if args.format == "csv":
         n = write_csv(votes, out)
         print(f"wrote {n} votes to {out}")

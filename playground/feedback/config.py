@@ -7,6 +7,8 @@ Resolved from the environment at call time (never at import), so tests and the a
 - `PLAYGROUND_DATA_DIR`: the data directory. Unset: `/data` when it exists and is writable (a Hugging Face
   Space with persistent storage mounts it there), else `$XDG_DATA_HOME/controllability-playground`
   (`~/.local/share/controllability-playground`).
+- `PLAYGROUND_DUEL_MAX_NEW_TOKENS`: answer length cap of a duel's two answers (default 160, at most 256):
+  shorter duels are cheaper to serve and quicker to read.
 - `PLAYGROUND_VOTE_SALT`: the secret that session ids are hashed with. Unset: a random salt created once and
   kept in `<data dir>/vote_salt` (mode 0600), so a restart keeps hashing the same session to the same value.
 """
@@ -61,6 +63,23 @@ class FeedbackSettings:
             url = sqlite_url(data_dir / DB_FILE_NAME)
         salt = env.get("PLAYGROUND_VOTE_SALT", "").strip() or load_or_create_salt(data_dir)
         return cls(database_url=url, data_dir=data_dir, salt=salt)
+
+
+def duel_max_new_tokens(env: Mapping[str, str] | None = None) -> int:
+    """PLAYGROUND_DUEL_MAX_NEW_TOKENS (1…LIMITS.max_new_tokens), else the chat default; ValueError names a bad value."""
+    from playground.settings import DEFAULT_DECODE, LIMITS
+
+    env = os.environ if env is None else env
+    raw = env.get("PLAYGROUND_DUEL_MAX_NEW_TOKENS", "").strip()
+    if not raw:
+        return DEFAULT_DECODE.max_new_tokens
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= LIMITS.max_new_tokens:
+        raise ValueError(f"PLAYGROUND_DUEL_MAX_NEW_TOKENS must be an integer in [1, {LIMITS.max_new_tokens}]; got {raw!r}")
+    return value
 
 
 def sqlite_url(path: Path) -> str:

@@ -15,7 +15,7 @@ import random
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +112,15 @@ class DuelService:
                                               f"opened ({type(e).__name__}: {e}). Chat keeps working.") from e
             return self._store
 
+    def _drop_store(self, store: Any) -> None:
+        with self._store_lock:
+            if self._store is store:
+                self._store = None
+        try:
+            store.close()
+        except Exception:  # noqa: BLE001 — closing a broken store must not hide the original error
+            pass
+
     def close(self) -> None:
         with self._store_lock:
             if self._store is not None:
@@ -123,42 +132,58 @@ class DuelService:
               should_stop: Callable[[], bool] = lambda: False) -> Duel:
         """Decode two answers at two different λ (order random) in one batch and keep the duel for a vote.
         `seed` fixes the draw (λ pair, order, sampling seed); None draws a fresh one."""
+        return self.start_many([prompt], adapter, temperature, session_id, [seed], should_stop)[0]
+
+    def start_many(self, prompts: Sequence[object], adapter: object, temperature: object, session_id: str,
+                   seeds: Sequence[int | None] | None = None, should_stop: Callable[[], bool] = lambda: False
+                   ) -> list[Duel]:
+        """`start` for several prompts at once: every duel's two answers decode in ONE batch (a duel's result
+        does not depend on what else is in the batch), then each is judged and kept. Used by
+        `models/simulate_votes.py`; the app starts one duel per request."""
         if not session_id:
             raise FeedbackError("session_id: must not be empty")
-        prompt = check_prompt(prompt)
+        seeds = list(seeds) if seeds is not None else [None] * len(prompts)
+        if len(seeds) != len(prompts) or not prompts:
+            raise FeedbackError("start_many: one seed (or None) per prompt, at least one prompt")
+        prompts = [check_prompt(p) for p in prompts]
         name = check_choice("adapter", adapter, sorted(self.pg.adapters))
         lambdas = sorted(set(float(x) for x in self.limits.duel_lambdas))
         if len(lambdas) < 2:
             raise FeedbackError("duel_lambdas: needs at least two different values")
-        rng = random.Random(seed if seed is not None else secrets.randbits(64))
-        lam_a, lam_b = rng.sample(lambdas, 2)  # two different λ, in random order
-        sample_seed = rng.randrange(LIMITS.max_seed + 1)
-        knobs = dict(mode="logits", temperature=temperature, top_p=DEFAULT_DECODE.top_p,
-                     max_new_tokens=self.max_new_tokens, seed=sample_seed)
-        d_a, d_b = decode_settings(lam=lam_a, **knobs), decode_settings(lam=lam_b, **knobs)
-        ids = self.pg.encode(prompt)
-        check_prompt_tokens(len(ids))
-        streams: list[Any] = []
-        for streams in self.pg.stream([self.pg.request(ids, name, d_a), self.pg.request(ids, name, d_b)],
-                                      should_stop=should_stop):
-            pass
-        if len(streams) != 2 or not all(s.done for s in streams):
+        drawn, requests = [], []
+        for prompt, seed in zip(prompts, seeds, strict=True):
+            rng = random.Random(seed if seed is not None else secrets.randbits(64))
+            lam_a, lam_b = rng.sample(lambdas, 2)  # two different λ, in random order
+            knobs = dict(mode="logits", temperature=temperature, top_p=DEFAULT_DECODE.top_p,
+                         max_new_tokens=self.max_new_tokens, seed=rng.randrange(LIMITS.max_seed + 1))
+            d_a, d_b = decode_settings(lam=lam_a, **knobs), decode_settings(lam=lam_b, **knobs)
+            ids = self.pg.encode(prompt)
+            check_prompt_tokens(len(ids))
+            drawn.append((d_a, d_b))
+            requests += [self.pg.request(ids, name, d_a), self.pg.request(ids, name, d_b)]
+        steps = self.pg.stream(requests, should_stop=should_stop)
+        streams: list[Any] = (deque(steps, maxlen=1) or [[]])[0]  # the last step: every answer finished
+        if len(streams) != len(requests) or not all(s.done for s in streams):
             raise FeedbackError("the answers were not finished (stopped or timed out); generate again")
         texts = [self.pg.text(s.tokens) for s in streams]
         tokens = [len(self.pg.answer_ids(s.tokens)) for s in streams]
-        scores = {}
-        for j in self.judges:
-            a, b = self.pg.judge(j).score([prompt, prompt], texts)
-            scores[j] = [float(a), float(b)]
-        duel = Duel(duel_id=secrets.token_urlsafe(16), prompt=prompt, adapter=name, answer_a=texts[0],
-                    answer_b=texts[1], tokens_a=tokens[0], tokens_b=tokens[1], settings_a=_answer_settings(d_a),
-                    settings_b=_answer_settings(d_b), judge_scores=scores, session_id=session_id, created=self.clock())
+        flat_prompts = [p for p in prompts for _ in range(2)]
+        scores = {j: [float(x) for x in self.pg.judge(j).score(flat_prompts, texts)] for j in self.judges}
+        duels = []
+        for k, (prompt, (d_a, d_b)) in enumerate(zip(prompts, drawn, strict=True)):
+            a, b = 2 * k, 2 * k + 1
+            duels.append(Duel(duel_id=secrets.token_urlsafe(16), prompt=prompt, adapter=name, answer_a=texts[a],
+                              answer_b=texts[b], tokens_a=tokens[a], tokens_b=tokens[b],
+                              settings_a=_answer_settings(d_a), settings_b=_answer_settings(d_b),
+                              judge_scores={j: [s[a], s[b]] for j, s in scores.items()}, session_id=session_id,
+                              created=self.clock()))
         with self._lock:
             self._purge()
-            self._pending[duel.duel_id] = duel
+            for duel in duels:
+                self._pending[duel.duel_id] = duel
             while len(self._pending) > self.max_pending:
                 self._pending.popitem(last=False)
-        return duel
+        return duels
 
     def _purge(self) -> None:
         now = self.clock()
@@ -174,8 +199,9 @@ class DuelService:
             self._hashes[adapter] = adapter_hash(getattr(self.pg.adapters.get(adapter), "path", None))
         return self._hashes[adapter]
 
-    def vote(self, duel_id: object, outcome: object, session_id: str) -> tuple[int, dict[str, Any]]:
-        """Store the vote on a pending duel: (vote id, reveal). The same vote again returns the same id."""
+    def vote(self, duel_id: object, outcome: object, session_id: str, source: str = "duel") -> tuple[int, dict[str, Any]]:
+        """Store the vote on a pending duel: (vote id, reveal). The same vote again returns the same id.
+        `source` is "duel" for a person, "simulated" for a scripted voter (models/simulate_votes.py)."""
         if outcome not in OUTCOMES:
             raise FeedbackError(f"outcome: must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
         if not isinstance(duel_id, str) or not duel_id:
@@ -197,9 +223,13 @@ class DuelService:
         vote = Vote(idempotency_key=duel.duel_id, session_hash=hash_session(session_id, salt),
                     base_model=self._base_model(), adapter=duel.adapter, adapter_hash=self._adapter_hash(duel.adapter),
                     prompt=duel.prompt, answer_a=duel.answer_a, answer_b=duel.answer_b, outcome=str(outcome),
-                    source="duel", tokens_a=duel.tokens_a, tokens_b=duel.tokens_b, settings_a=duel.settings_a,
+                    source=source, tokens_a=duel.tokens_a, tokens_b=duel.tokens_b, settings_a=duel.settings_a,
                     settings_b=duel.settings_b, judge_scores=duel.judge_scores)
-        vote_id, _created = store.record(vote)
+        try:
+            vote_id, _created = store.record(vote)
+        except FeedbackUnavailable:
+            self._drop_store(store)  # reopened on the next vote: the database may be back (or fixed) by then
+            raise
         with self._lock:
             duel.outcome, duel.vote_id = str(outcome), vote_id
         return vote_id, duel.reveal()

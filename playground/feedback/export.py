@@ -86,6 +86,38 @@ def preference_rows(votes: Iterable[Vote], include_simulated: bool = False
     return rows, dict(counts)
 
 
+def vote_pairs(votes: Iterable[Vote]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Preference pairs for `models/train_adapter.py --judge votes`: one per decisive vote, every source kept.
+
+    Each pair: prompt, conversation (earlier turns), chosen, rejected, vote_id, source, adapter, and the λ of
+    the chosen and rejected answer. Dropped and counted: ties, both_bad, and decisive votes whose two answers
+    are the same text (DPO learns nothing from them). Counts also give the votes per source and base model."""
+    pairs: list[dict[str, Any]] = []
+    counts: Counter[str] = Counter({"votes": 0, "decisive": 0, "tie": 0, "both_bad": 0, "identical_answers": 0})
+    sources: Counter[str] = Counter()
+    bases: Counter[str] = Counter()
+    for v in votes:
+        counts["votes"] += 1
+        sources[v.source] += 1
+        bases[v.base_model] += 1
+        if v.outcome not in ("a", "b"):
+            counts[v.outcome] += 1
+            continue
+        counts["decisive"] += 1
+        if v.answer_a == v.answer_b:
+            counts["identical_answers"] += 1
+            continue
+        a_won = v.outcome == "a"
+        chosen, rejected = (v.answer_a, v.answer_b) if a_won else (v.answer_b, v.answer_a)
+        s_chosen, s_rejected = (v.settings_a, v.settings_b) if a_won else (v.settings_b, v.settings_a)
+        pairs.append({"prompt": v.prompt, "conversation": [{"role": m["role"], "content": m["content"]} for m in v.conversation],
+                      "chosen": chosen, "rejected": rejected, "vote_id": getattr(v, "id", None), "source": v.source,
+                      "adapter": v.adapter, "chosen_lambda": s_chosen.get("lambda"),
+                      "rejected_lambda": s_rejected.get("lambda")})
+    return pairs, {**counts, "pairs": len(pairs), "sources": dict(sorted(sources.items())),
+                   "base_models": dict(sorted(bases.items()))}
+
+
 def write_trl_jsonl(votes: Iterable[Vote], path: str | Path, include_simulated: bool = False) -> dict[str, int]:
     """Write the TRL preference dataset (JSON Lines); returns the counts of `preference_rows`."""
     rows, counts = preference_rows(votes, include_simulated)

@@ -1,41 +1,36 @@
-"""FastLlamaDecoder: an explicit Llama forward for the engine's decode loop, written out like nanoGPT.
+"""FastLlamaDecoder: an explicit Llama forward over a slot KV cache, written out like nanoGPT.
 
-`HFDecoder` pays for transformers' generality every step (mask builders, DynamicCache bookkeeping,
-kwargs plumbing through 30 layers). For a plain Llama (default RoPE, no biases, SiLU MLP, full
-attention) this decoder does the same math with a handful of tensor ops per layer:
+For a plain Llama (default RoPE, no biases, SiLU MLP, full attention) each layer is
 
-    x_0 = E[token]                                            embedding
-    h   = x + W_o Attn(RoPE(W_q n), RoPE(W_k n), W_v n),      n = RMSNorm(x), keys/values cached
-    x'  = h + W_down (SiLU(W_gate n) ⊙ W_up n),               n = RMSNorm(h)
-    ℓ   = W_lm RMSNorm(x_L)[last position]                    logits, float32
+    h  = x + W_o Attn(RoPE(W_q n), RoPE(W_k n), W_v n),      n = RMSNorm(x), keys/values cached
+    x' = h + W_down (SiLU(W_gate n) ⊙ W_up n),               n = RMSNorm(h)
+    ℓ  = W_lm RMSNorm(x_L)[last position]                    logits, float32
 
-Rows are left-padded (as in `HFDecoder`): row r's position ids are `column - pad_r` (0 on padding) and
-an additive key mask (-inf on padding columns) hides the padding. The KV cache is preallocated per layer,
-[rows, kv_heads, capacity, head_dim], and doubled when a step runs past it.
+with every projection W + the routed LoRA deltas (`projections.Projection`). Rows join (`add`: prefill
+their prompts) and leave (`remove`) between steps; `step` appends one token to every live row. Each row
+sits in its own cache slot from column 0, so its positions, keys and masks do not depend on its batch.
 
-Projections run as `F.linear` on the modules' own weights plus the routed adapters' per-row deltas in two
-stacked matmuls (`lora.stack_lora`; the routing is read once per forward). In bfloat16 the base weights
-are instead prepacked once per model for oneDNN (`mkldnn._linear_pointwise`; same results as `F.linear`
-here, ~1.4x faster matmuls at small batch), with q/k/v and gate/up concatenated into one matmul each;
-the packed copy costs one extra set of weights in memory (~270 MB for SmolLM2-135M).
+Precision at bfloat16 weights: matmuls read bf16 weights, but the residual stream x, the norms, RoPE,
+the LoRA deltas and the logits are float32 (the LM head reads a float32 copy of its weight, computed
+once per model); keys/values are cached in `cache_dtype` (the weights' dtype unless given). See
+projections.py for why rows are bit-identical whatever their batch.
 """
 from __future__ import annotations
 
 import weakref
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from playground.lm.decoder import left_pad
-from playground.lm.lora import RoutedLoRALinear, lora_scales, stack_lora
+from playground.lm.kv_cache import SlotCache
+from playground.lm.lora import RoutedLoRALinear
+from playground.lm.projections import ROW_TILE, Projection, base_linear, can_pack, tile_rows
 
-_FP32_LORA_ROWS = 16  # up to this many rows, LoRA deltas run in float32 (faster than small bf16 matmuls)
-_PACK_HINT = 64  # batch-size hint for oneDNN's weight layout (timings barely depend on it)
-_PackKey = tuple[tuple[int, int], ...]  # (data_ptr, version) of each packed weight
-_PACKED: weakref.WeakKeyDictionary[nn.Linear, tuple[_PackKey, torch.Tensor]] = weakref.WeakKeyDictionary()
-_STACKED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[torch.Tensor, torch.Tensor]]] = weakref.WeakKeyDictionary()
+__all__ = ["FastLlamaDecoder", "supports", "can_pack"]
+Route = tuple[str | None, float]  # (adapter or None, LoRA scale) of one forward row
+_HEAD32: weakref.WeakKeyDictionary[nn.Module, torch.Tensor] = weakref.WeakKeyDictionary()
 
 
 def supports(model: nn.Module) -> bool:
@@ -56,247 +51,225 @@ def supports(model: nn.Module) -> bool:
     )
 
 
-def can_pack(dtype: torch.dtype) -> bool:
-    """oneDNN prepacked linear: used for bfloat16 on CPUs with native bf16 support."""
-    return (dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
-            and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def _base(module: nn.Module) -> nn.Linear | None:
-    """The bias-free nn.Linear behind a projection (itself or a RoutedLoRALinear's base), else None."""
-    base = module.base if isinstance(module, RoutedLoRALinear) else module
-    return base if type(base) is nn.Linear and base.bias is None else None
-
-
-def _packed_weight(linears: Sequence[nn.Linear]) -> torch.Tensor:
-    """[W_1; …; W_m] in oneDNN's blocked layout, cached per model; repacked if a weight tensor changed."""
-    try:
-        key = tuple((lin.weight.data_ptr(), lin.weight._version) for lin in linears)
-    except RuntimeError:  # inference tensors have no version counter
-        key = tuple((lin.weight.data_ptr(), -1) for lin in linears)
-    hit = _PACKED.get(linears[0])
-    if hit is None or hit[0] != key:
-        with torch.no_grad():
-            w = torch.cat([lin.weight.detach() for lin in linears]) if len(linears) > 1 else linears[0].weight.detach()
-            hit = (key, torch.ops.mkldnn._reorder_linear_weight(w, _PACK_HINT))
-        _PACKED[linears[0]] = hit
-    return hit[1]
-
-
-class _Proj:
-    """y = [W_1; …; W_m] x + the routed adapters' deltas on their slices, as `lora.stack_lora` lays them out.
-
-    W x runs as `F.linear` (one module) or oneDNN on the prepacked, possibly concatenated W. The deltas of
-    the adapters routed in this forward take two more matmuls, ((x A_allᵀ) ⊙ S_m) B_allᵀ (in float32 for
-    a few rows, see `_Routing`), with the per-row scales S_m built once per forward by the decoder; stacks
-    are built per set of routed adapters (so unrouted adapters cost nothing). A projection whose base is not a bias-free nn.Linear is
-    simply called as a module (RoutedLoRALinear then reads its routing itself).
-    """
-
-    __slots__ = ("module", "weight", "packed", "members", "loras", "stacks")
-
-    def __init__(self, modules: Sequence[nn.Module], pack: bool) -> None:
-        bases = [_base(m) for m in modules]
-        plain = all(b is not None for b in bases)
-        self.module = None if plain else modules[0]
-        self.weight = bases[0].weight if plain and len(modules) == 1 else None
-        self.packed = _packed_weight(bases) if plain and pack else None
-        self.members = len(modules)
-        routed = plain and any(isinstance(m, RoutedLoRALinear) for m in modules)
-        self.loras = list(modules) if routed else None
-        self.stacks: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # routed (name, rank)s -> stacks
-
-    def __call__(self, x: torch.Tensor, lora: "_Routing | None") -> torch.Tensor:
-        if self.module is not None:
-            return self.module(x)
-        if self.packed is not None:
-            y = torch.ops.mkldnn._linear_pointwise(x, self.packed, None, "none", [], "")
-        else:
-            y = F.linear(x, self.weight)
-        if self.loras is not None and lora is not None:
-            key = (lora.ranks, lora.dtype)
-            stack = self.stacks.get(key)
-            if stack is None:
-                stack = self.stacks[key] = _stacked(self.loras, lora.ranks, lora.dtype)
-            a_t, b_t = stack  # A_allᵀ [in, Σ], B_allᵀ [Σ, out]
-            # Σ_a scale_a[row] · s_a B_a A_a x
-            delta = (x.to(lora.dtype) @ a_t).mul_(lora.scales[self.members]) @ b_t
-            y += delta.to(y.dtype)  # (a same-dtype add is much faster than a mixed one at large batch)
-        return y
-
-
-class _Routing(NamedTuple):
-    """One forward's adapter routing: the routed adapters' (name, rank)s, S_m per group size m, and the
-    dtype of the delta matmuls (float32 for a few rows, where CPU bf16 matmuls of this size are slow)."""
-
-    ranks: tuple[tuple[str, int], ...]
-    scales: dict[int, torch.Tensor]
-    dtype: torch.dtype
-
-
-def _stacked(modules: Sequence[nn.Module], ranks: tuple[tuple[str, int], ...],
-             dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A_allᵀ, B_allᵀ) from `stack_lora` in `dtype`, cached per module group, adapter set and dtype."""
-    key = (ranks, dtype, tuple((m.lora_A[n].data_ptr(), m.lora_B[n].data_ptr()) for m in modules
-                        if isinstance(m, RoutedLoRALinear) for n, _ in ranks if n in m.lora_A))
-    cache = _STACKED.setdefault(modules[0], {})
-    if key not in cache:
-        if len(cache) >= 8:  # a few adapter combinations at most; drop stale ones
-            cache.clear()
-        a, b = stack_lora(modules, dict(ranks))
-        cache[key] = (a.T.to(dtype).contiguous(), b.T.to(dtype).contiguous())
-    return cache[key]
+def _head_weight(model: nn.Module) -> torch.Tensor:
+    """W_lm [V, D] in float32: the weight itself for a float32 model, else one float32 copy per model."""
+    w = model.lm_head.weight.detach()
+    if w.dtype == torch.float32:
+        return w
+    if model not in _HEAD32:
+        _HEAD32[model] = w.float()
+    return _HEAD32[model]
 
 
 class _Layer:
-    """One decoder layer's projections and norm constants, unpacked once so the loop reads plain attributes.
-
-    When packing, q/k/v and gate/up run as one matmul each on concatenated weights (fewer oneDNN calls).
-    """
+    """One decoder layer's projections and float32 norm weights. With packed bf16 weights q/k/v and gate/up
+    run as one matmul each; otherwise one projection per module (no concatenated copies of the weights)."""
 
     def __init__(self, layer: nn.Module, pack: bool) -> None:
         attn, mlp = layer.self_attn, layer.mlp
         qkv, gate_up = [attn.q_proj, attn.k_proj, attn.v_proj], [mlp.gate_proj, mlp.up_proj]
-        self.fused = pack and all(_base(m) is not None for m in qkv + gate_up)
-        self.qkv_sizes = [m.out_features for m in qkv]
-        self.mlp_sizes = [m.out_features for m in gate_up]
-        groups = [qkv, gate_up] if self.fused else [[m] for m in qkv + gate_up]
-        self.projs = [_Proj(g, pack) for g in groups]
-        self.o, self.down = _Proj([attn.o_proj], pack), _Proj([mlp.down_proj], pack)
-        self.norm1, self.eps1 = layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon
-        self.norm2, self.eps2 = layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon
-
-    def qkv(self, n: torch.Tensor, s: _Routing | None) -> Sequence[torch.Tensor]:
-        """(W_q n, W_k n, W_v n); `s` = the forward's LoRA row scales (None: no adapter routed)."""
-        if self.fused:
-            return self.projs[0](n, s).split(self.qkv_sizes, -1)
-        return self.projs[0](n, s), self.projs[1](n, s), self.projs[2](n, s)
-
-    def mlp(self, n: torch.Tensor, s: _Routing | None) -> torch.Tensor:
-        """W_down (SiLU(W_gate n) ⊙ W_up n)."""
-        if self.fused:
-            gate, up = self.projs[1](n, s).split(self.mlp_sizes, -1)
+        fused = pack and all(base_linear(m) is not None for m in qkv + gate_up)
+        if fused:  # [q; k; v] and [gate; up] as one packed matmul each
+            self.proj = [Projection(qkv, pack), Projection(gate_up, pack)]
         else:
-            gate, up = self.projs[3](n, s), self.projs[4](n, s)
-        return self.down(F.silu(gate) * up, s)
+            self.proj = [Projection([m], pack) for m in qkv + gate_up]
+        self.fused = fused
+        self.q_size, self.k_size, self.mlp_size = attn.q_proj.out_features, attn.k_proj.out_features, mlp.up_proj.out_features
+        self.o, self.down = Projection([attn.o_proj], pack), Projection([mlp.down_proj], pack)
+        self.norm1, self.eps1 = layer.input_layernorm.weight.detach().float(), layer.input_layernorm.variance_epsilon
+        self.norm2, self.eps2 = layer.post_attention_layernorm.weight.detach().float(), layer.post_attention_layernorm.variance_epsilon
+
+    def qkv(self, nw: torch.Tensor, n: torch.Tensor, s: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W_q n, W_k n, W_v n) + LoRA deltas, float32; nw: n in the weights' dtype."""
+        if self.fused:
+            return self.proj[0](nw, n, s).split([self.q_size, self.k_size, self.k_size], -1)
+        return self.proj[0](nw, n, s), self.proj[1](nw, n, s), self.proj[2](nw, n, s)
+
+    def gate_up(self, nw: torch.Tensor, n: torch.Tensor, s: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.fused:
+            return self.proj[1](nw, n, s).split([self.mlp_size, self.mlp_size], -1)
+        return self.proj[3](nw, n, s), self.proj[4](nw, n, s)
 
 
 class FastLlamaDecoder:
-    """Decoder protocol (`start`, `step`) for a transformers LlamaForCausalLM, with a static KV cache."""
+    """Rows that `add` (prefill), `step` (one token each) and `remove`, over a slot KV cache; logits float32."""
 
-    def __init__(self, model: nn.Module, pad_id: int, capacity: int = 256, pack: bool | None = None) -> None:
+    def __init__(self, model: nn.Module, pad_id: int = 0, capacity: int = 128, pack: bool | None = None,
+                 cache_dtype: torch.dtype = torch.float32) -> None:
         cfg, inner = model.config, model.model
         self.dtype = inner.embed_tokens.weight.dtype
         pack = can_pack(self.dtype) if pack is None else pack
-        self.pad_id, self.capacity = pad_id, capacity
-        # Adapters loaded on the model (RoutedLoRALinear): name -> rank.
+        self.pad_id = pad_id
         self.loras = [m for m in model.modules() if isinstance(m, RoutedLoRALinear)]
         self.ranks = {n: a.shape[0] for m in self.loras for n, a in m.lora_A.items()}
         self.layers = [_Layer(layer, pack) for layer in inner.layers[: cfg.num_hidden_layers]]
-        self.embed, self.lm_head = inner.embed_tokens, _Proj([model.lm_head], pack)
-        self.norm, self.eps = inner.norm.weight, inner.norm.variance_epsilon
+        self.embed = inner.embed_tokens
+        self.head = _head_weight(model)
+        self.norm, self.eps = inner.norm.weight.detach().float(), inner.norm.variance_epsilon
         self.heads, self.kv_heads, self.hidden = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.hidden_size
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.gqa = self.heads != self.kv_heads
         self.inv_freq = inner.rotary_emb.inv_freq.float()  # θ_j = base^(-2j/d), exactly the buffer HF uses
-        self.keys: list[torch.Tensor] = []
-        self.values: list[torch.Tensor] = []
-        self.length = 0
+        self.cos = self.sin = torch.zeros(0, self.head_dim)
+        self.cache = SlotCache(len(self.layers), self.kv_heads, self.head_dim, cache_dtype, cols=capacity)
+        self.routes: list[Route] = []
+        self._scales: dict | None = None  # S_a per routed adapter for the live rows, rebuilt when rows change
 
-    def _allocate(self, rows: int, capacity: int) -> None:
-        """(Re)allocate KV cache, key mask and RoPE table at `capacity` columns, keeping the first `length`."""
-        shape, n = (rows, self.kv_heads, capacity, self.head_dim), self.length
-        # Uninitialised: only columns < length are ever read, and each is written before (untouched pages cost nothing).
-        keys = [torch.empty(shape, dtype=self.dtype) for _ in self.layers]
-        values = [torch.empty(shape, dtype=self.dtype) for _ in self.layers]
-        bias = torch.zeros(rows, 1, 1, capacity, dtype=self.dtype)  # additive key mask: 0 or -inf (padding)
-        for new, old in zip(keys + values, self.keys + self.values):
-            new[:, :, :n] = old[:, :, :n]
-        if n:
-            bias[..., :n] = self.bias[..., :n]
-        self.keys, self.values, self.bias, self.capacity = keys, values, bias, capacity
-        # RoPE table for positions p < capacity (a row's position never exceeds its column), float32 like HF:
-        # rotate_half(x) · sin = roll(x, d/2) · [-sin, sin], so the sign lives in the table.
-        freqs = torch.arange(capacity, dtype=torch.float32)[:, None] * self.inv_freq  # [P, d/2]
-        self.cos = torch.cat((freqs, freqs), -1).cos().to(self.dtype)  # [P, d]
-        self.sin = torch.cat((-freqs.sin(), freqs.sin()), -1).to(self.dtype)
+    @property
+    def rows(self) -> int:
+        return self.cache.rows
 
-    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """RoPE(x) = x·cos + rotate_half(x)·sin, rotate_half(x)·sin = roll(x, d/2)·[-sin, sin]."""
-        return torch.addcmul(x * cos, x.roll(self.head_dim // 2, -1), sin)
+    # --- rows joining and leaving ------------------------------------------------------------------
+    @torch.inference_mode()
+    def add(self, prompts: Sequence[Sequence[int]], routes: Sequence[Route]) -> torch.Tensor:
+        """Prefill new rows (slots after the live ones, in order); return their next-token logits [k, V] float32.
 
-    def _heads(self, y: torch.Tensor, b: int, t: int, n: int) -> torch.Tensor:
-        """[B, T, n·d] -> [B, n, T, d] (a free view when T = 1)."""
-        return y.view(b, n, 1, self.head_dim) if t == 1 else y.view(b, t, n, self.head_dim).transpose(1, 2)
-
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """softmax(q kᵀ/√d + mask) v, query head h reading kv head h // group; returns [B, T, H·d]."""
-        b, _, t, d = q.shape
-        if t == 1:  # decode: a kv group's query heads act as the group's query positions (no GQA expand)
-            a = F.scaled_dot_product_attention(q.view(b, self.kv_heads, -1, d), k, v, attn_mask=mask)
-            return a.view(b, 1, -1)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=self.gqa)
-        return a.transpose(1, 2).reshape(b, t, -1)
-
-    def _forward(self, ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Run `ids` [B, T] (cache columns length-T .. length-1) through all layers; return last-position logits."""
-        b, t = ids.shape
-        start, end = self.length - t, self.length
-        s = self._scales(b)  # LoRA row scales S_m for this forward (None: base only)
-        x = self.embed(ids)  # x_0 = E[ids]: [B, T, D]
-        for L, k_cache, v_cache in zip(self.layers, self.keys, self.values):
-            # h = x + W_o Attn(q, k, v): n = RMSNorm(x); q = RoPE(W_q n), k = RoPE(W_k n), v = W_v n
-            n = F.rms_norm(x, (self.hidden,), L.norm1, L.eps1)
-            q, k, v = L.qkv(n, s)
-            q = self._rope(self._heads(q, b, t, self.heads), cos, sin)
-            k_cache[:, :, start:end] = self._rope(self._heads(k, b, t, self.kv_heads), cos, sin)
-            v_cache[:, :, start:end] = self._heads(v, b, t, self.kv_heads)
-            x = x + L.o(self._attend(q, k_cache[:, :, :end], v_cache[:, :, :end], mask), s)
-            # x' = h + W_down (SiLU(W_gate n) ⊙ W_up n), n = RMSNorm(h)
-            n = F.rms_norm(x, (self.hidden,), L.norm2, L.eps2)
-            x = x + L.mlp(n, s)
-        # ℓ = W_lm RMSNorm(x_L) at the last position only
-        x = F.rms_norm(x[:, -1:], (self.hidden,), self.norm, self.eps)
-        return self.lm_head(x, s)[:, -1].float()
-
-    def _scales(self, rows: int) -> _Routing | None:
-        """The routing AdapterSet set for this forward, as routed adapters (sorted) and S_m per group size."""
-        route: dict[str, torch.Tensor] = {}
-        for m in self.loras:
-            route.update(m.route)
-        if not route:
-            return None
-        ranks = tuple((n, self.ranks[n]) for n in sorted(route))
-        dtype = torch.float32 if rows <= _FP32_LORA_ROWS else self.dtype
-        return _Routing(ranks, {m: lora_scales(route, dict(ranks), m, rows, dtype) for m in (1, 2, 3)}, dtype)
+        Identical (prompt, route) rows are computed once and copied; the others are prefilled in groups of
+        equal prompt length (no padding), each row from column 0 of its own slot."""
+        routes = [(r[0], float(r[1])) if r[0] is not None and r[1] != 0.0 else (None, 0.0) for r in routes]
+        slots = self.cache.add_rows([len(p) for p in prompts])
+        self.routes.extend(routes)
+        self._scales = None
+        unique: dict[tuple, int] = {}  # (prompt, route) -> first new row with it
+        first = [unique.setdefault((tuple(p), r), i) for i, (p, r) in enumerate(zip(prompts, routes))]
+        by_len: dict[int, list[int]] = {}
+        for i in unique.values():
+            by_len.setdefault(len(prompts[i]), []).append(i)
+        logits: dict[int, torch.Tensor] = {}
+        try:
+            for length, idx in by_len.items():
+                out = self._prefill([prompts[i] for i in idx], [slots[i] for i in idx], [routes[i] for i in idx], length)
+                logits.update(zip(idx, out))
+        except BaseException:
+            self.remove(list(slots))  # leave the live rows as they were
+            raise
+        for i, f in enumerate(first):
+            if f != i:
+                self.cache.copy_row(slots[f], slots[i])
+        return torch.stack([logits[f] for f in first])
 
     @torch.inference_mode()
-    def start(self, prompts: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Prefill the left-padded prompts; return next-token logits [rows, V] float32."""
-        ids, pad_mask = left_pad(prompts, self.pad_id)
-        rows, width = ids.shape
-        self.keys, self.values, self.length = [], [], 0
-        capacity = self.capacity
-        while capacity <= width:
-            capacity *= 2
-        self._allocate(rows, capacity)
-        self.length = width
-        real = pad_mask.bool()
-        self.bias[:, 0, 0, :width].masked_fill_(~real, float("-inf"))
-        pos = (pad_mask.cumsum(-1) - 1).clamp(min=0)  # [B, T] position ids, 0 on padding (as HFDecoder)
-        self.pos = pos[:, -1]
-        # Query i sees keys j ≤ i that are not padding; a padding query also sees itself (no all -inf row, no NaN).
-        causal = torch.ones(width, width, dtype=torch.bool).tril()
-        allowed = (causal & real[:, None, None, :]) | torch.eye(width, dtype=torch.bool)
-        mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill_(~allowed, float("-inf"))  # [B, 1, T, T]
-        return self._forward(ids, self.cos[pos][:, None], self.sin[pos][:, None], mask)
+    def remove(self, rows: Sequence[int]) -> list[int]:
+        """Drop rows; returns the old index of each remaining row (see SlotCache.remove)."""
+        order = self.cache.remove(rows)
+        self.routes = [self.routes[i] for i in order]
+        self._scales = None
+        return order
+
+    # --- the protocol HFDecoder shares (tests, teacher forcing) ---------------------------------------
+    def start(self, prompts: Sequence[Sequence[int]], routes: Sequence[Route] | None = None) -> torch.Tensor:
+        """Drop all rows, then `add` the prompts; routes default to those `AdapterSet.routing` set on the modules."""
+        self.remove(range(self.rows))
+        return self.add(prompts, routes if routes is not None else self.module_routes(len(prompts)))
+
+    def module_routes(self, rows: int) -> list[Route]:
+        """Per-row (adapter, scale) from the routing `AdapterSet.routing` placed on the LoRA modules."""
+        routes: list[Route] = [(None, 0.0)] * rows
+        for m in self.loras:
+            for name, scale in m.route.items():
+                for i, s in enumerate(scale.flatten().tolist()):
+                    if s != 0.0:
+                        routes[i] = (name, s)
+        return routes
+
+    # --- forward -------------------------------------------------------------------------------------
+    def _route_scales(self, routes: Sequence[Route], repeat: int = 1) -> dict[tuple[str, int], torch.Tensor]:
+        """S_a [rows·repeat, 1] float32 per routed adapter (sorted by name), each row's scale repeated `repeat` times."""
+        names = sorted({n for n, s in routes if n is not None})
+        return {(n, self.ranks[n]): torch.tensor([s if r == n else 0.0 for r, s in routes]).repeat_interleave(repeat)[:, None]
+                for n in names}
+
+    def _rope_tables(self, positions: int) -> None:
+        """cos/sin tables for positions < `positions` (float32, as HF): rotate_half(x)·sin = roll(x, d/2)·[-sin, sin]."""
+        if positions <= len(self.cos):
+            return
+        size = max(positions, 2 * len(self.cos), 256)
+        freqs = torch.arange(size, dtype=torch.float32)[:, None] * self.inv_freq  # [P, d/2]
+        self.cos = torch.cat((freqs, freqs), -1).cos()
+        self.sin = torch.cat((-freqs.sin(), freqs.sin()), -1)
+
+    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """RoPE(x) = x·cos + rotate_half(x)·sin on [M, heads, d] float32."""
+        return torch.addcmul(x * cos, x.roll(self.head_dim // 2, -1), sin)
+
+    def _layers(self, ids: torch.Tensor, pos: torch.Tensor, scales: dict, attend) -> torch.Tensor:
+        """x_L for ids [M] at positions pos [M]; `attend(layer, q, k, v)` -> [M, H·d] writes the cache and attends."""
+        m, d = len(ids), self.head_dim
+        cos, sin = self.cos[pos][:, None], self.sin[pos][:, None]  # [M, 1, d]
+        x = self.embed(ids).float()  # x_0 = E[ids], residual stream in float32  [M, D]
+        for i, L in enumerate(self.layers):
+            # h = x + W_o Attn(q, k, v): n = RMSNorm(x); q = RoPE(W_q n), k = RoPE(W_k n), v = W_v n
+            n = F.rms_norm(x, (self.hidden,), L.norm1, L.eps1)
+            nw = n.to(self.dtype)
+            q, k, v = L.qkv(nw, n, scales)
+            q = self._rope(q.view(m, self.heads, d), cos, sin)
+            k = self._rope(k.view(m, self.kv_heads, d), cos, sin)
+            a = attend(i, q, k, v.view(m, self.kv_heads, d))  # [M, H·d] float32
+            x = x + L.o(a.to(self.dtype), a, scales)
+            # x' = h + W_down (SiLU(W_gate n) ⊙ W_up n), n = RMSNorm(h)
+            n = F.rms_norm(x, (self.hidden,), L.norm2, L.eps2)
+            nw = n.to(self.dtype)
+            gate, up = L.gate_up(nw, n, scales)
+            h = F.silu(gate) * up
+            x = x + L.down(h.to(self.dtype), h, scales)
+        return x
+
+    def _logits(self, x_last: torch.Tensor) -> torch.Tensor:
+        """ℓ = W_lm RMSNorm(x_L) in float32 [rows, V]."""
+        n = F.rms_norm(x_last, (self.hidden,), self.norm, self.eps)
+        return F.linear(tile_rows(n), self.head)[: len(n)]
+
+    def _prefill(self, prompts: Sequence[Sequence[int]], slots: Sequence[int], routes: Sequence[Route], t: int) -> torch.Tensor:
+        """Prompts of equal length t into their slots (columns 0..t-1); logits of their last position [k, V]."""
+        k_rows, hk, d = len(prompts), self.kv_heads, self.head_dim
+        ids = torch.tensor([list(p) for p in prompts], dtype=torch.long).flatten()  # [k·t]
+        self._rope_tables(t)
+        pos = torch.arange(t).repeat(k_rows)
+        slot_idx = torch.tensor(list(slots))
+        cdtype = self.cache.dtype
+
+        def attend(i: int, q, k, v):
+            keys = k.view(k_rows, t, hk, d).transpose(1, 2).to(cdtype)  # [k, kv_heads, t, d]
+            values = v.view(k_rows, t, hk, d).transpose(1, 2).to(cdtype)
+            self.cache.keys[i][slot_idx, :, :t] = keys
+            self.cache.values[i][slot_idx, :, :t] = values
+            qh = q.view(k_rows, t, self.heads, d).transpose(1, 2).to(cdtype)
+            a = F.scaled_dot_product_attention(qh, keys, values, is_causal=True, enable_gqa=self.heads != hk)
+            return a.transpose(1, 2).reshape(k_rows * t, -1).float()
+
+        x = self._layers(ids, pos, self._route_scales(routes, t), attend)
+        return self._logits(x.view(k_rows, t, -1)[:, -1])
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Append one token per row [rows]; return next-token logits [rows, V] float32."""
-        if self.length == self.capacity:
-            self._allocate(len(tokens), self.capacity * 2)
-        self.length += 1
-        self.pos = self.pos + 1
-        cos, sin = self.cos[self.pos][:, None, None], self.sin[self.pos][:, None, None]  # [B, 1, 1, d]
-        return self._forward(tokens[:, None], cos, sin, self.bias[..., : self.length])
+        """Append one token per live row [rows]; return next-token logits [rows, V] float32.
+
+        The rows are padded to a multiple of ROW_TILE (padding rows use spare slots at position 0), so the
+        float32 matmuls never need their own padding."""
+        n, hk, d = self.rows, self.kv_heads, self.head_dim
+        m = n + (-n % ROW_TILE)
+        lengths = self.cache.lengths  # the new token goes to column lengths[r] = its position
+        top = int(lengths.max()) + 1
+        self.cache.reserve(m, top)
+        self._rope_tables(top)
+        span = min(self.cache.span(extra=1), self.cache.capacity[1])
+        pos = torch.cat([lengths, lengths.new_zeros(m - n)])
+        ids = torch.cat([tokens.long(), tokens.new_full((m - n,), self.pad_id, dtype=torch.long)])
+        cdtype = self.cache.dtype
+        mask = torch.zeros(m, 1, 1, span, dtype=cdtype).masked_fill_(
+            torch.arange(span) > pos[:, None, None, None], float("-inf"))  # row r sees columns 0..pos_r
+        rows = torch.arange(m)
+        if self._scales is None:
+            self._scales = self._route_scales(self.routes + [(None, 0.0)] * (m - n))
+
+        def attend(i: int, q, k, v):
+            kc, vc = self.cache.keys[i], self.cache.values[i]
+            kc[rows, :, pos] = k.to(cdtype)
+            vc[rows, :, pos] = v.to(cdtype)
+            # decode: a kv group's query heads act as the group's query positions (no GQA expand)
+            qh = q.to(cdtype).view(m, hk, -1, d)
+            a = F.scaled_dot_product_attention(qh, kc[:m, :, :span], vc[:m, :, :span], attn_mask=mask)
+            return a.reshape(m, -1).float()
+
+        x = self._layers(ids, pos, self._scales, attend)
+        self.cache.lengths = lengths + 1
+        return self._logits(x)[:n]

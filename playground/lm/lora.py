@@ -113,38 +113,6 @@ class RoutedLoRALinear(nn.Module):
         return y
 
 
-def stack_lora(modules: Sequence[nn.Module], ranks: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every adapter's LoRA factors for projections that share an input x and whose outputs are concatenated.
-
-    Returns (A_all [Σ_a m·r_a, in], B_all [Σ_j out_j, Σ_a m·r_a]) for m = len(modules): column block (a, j)
-    holds adapter a's A_j and s·B_j, placed on output slice j (zeros where adapter a does not target
-    module j). With S [rows, Σ_a m·r_a] repeating row i's scale for adapter a over a's m·r_a columns,
-
-        Δy = ((x A_allᵀ) ⊙ S) B_allᵀ = Σ_a scale_a[i] · s_a B_a A_a x     (per output slice)
-
-    which is RoutedLoRALinear's delta for all adapters and modules in two matmuls (`lora_scales` builds S).
-    """
-    outs = [m.out_features for m in modules]
-    in_features, dtype = modules[0].in_features, modules[0].weight.dtype
-    a_blocks, b_cols = [], []
-    for name, rank in ranks.items():  # adapter name -> r_a, in a fixed order shared with `lora_scales`
-        for j, m in enumerate(modules):
-            has = isinstance(m, RoutedLoRALinear) and name in m.lora_A
-            a_blocks.append(m.lora_A[name] if has else torch.zeros(rank, in_features, dtype=dtype))
-            col = torch.zeros(sum(outs), rank, dtype=dtype)
-            if has:
-                col[sum(outs[:j]): sum(outs[: j + 1])] = m.lora_B[name]
-            b_cols.append(col)
-    return torch.cat(a_blocks), torch.cat(b_cols, 1)
-
-
-def lora_scales(route: dict[str, torch.Tensor], ranks: dict[str, int], members: int, rows: int,
-                dtype: torch.dtype) -> torch.Tensor:
-    """S [rows, 1, Σ_a members·r_a] for `stack_lora`'s layout over the routed adapters `ranks` (name -> r_a):
-    row i's scale for adapter a, repeated over a's members·r_a columns."""
-    return torch.cat([route[n].to(dtype).expand(rows, 1, members * r) for n, r in ranks.items()], -1)
-
-
 class AdapterSet:
     """The adapters loaded onto one base model. Add adapters once; route rows per forward call."""
 
@@ -153,6 +121,7 @@ class AdapterSet:
         self.base_names = {n for n in base_names if n}  # names an adapter may declare as its base
         self.specs: dict[str, AdapterSpec] = {}
         self._wrapped: dict[str, RoutedLoRALinear] = {}
+        self.version = 0  # bumped by every `add`: decoders built from the modules before it are stale
 
     def _wrap(self, module_name: str) -> RoutedLoRALinear:
         if module_name in self._wrapped:
@@ -197,6 +166,7 @@ class AdapterSet:
             layer = self._wrap(module_name)
             layer.lora_A[name], layer.lora_B[name] = a, b
         self.specs[name] = spec
+        self.version += 1
         return spec
 
     def _stage(self, name: str, path: Path, spec: AdapterSpec, pairs: dict) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -51,3 +51,14 @@ def test_session_hash_is_salted_and_stable():
     assert "session-123" not in h
     with pytest.raises(FeedbackError, match="session_id"):
         hash_session("", "salt")
+
+
+def test_duel_answer_length_comes_from_the_environment():
+    from playground.feedback.config import duel_max_new_tokens
+    from playground.settings import DEFAULT_DECODE
+
+    assert duel_max_new_tokens({}) == DEFAULT_DECODE.max_new_tokens
+    assert duel_max_new_tokens({"PLAYGROUND_DUEL_MAX_NEW_TOKENS": "48"}) == 48
+    for bad in ("0", "257", "many"):
+        with pytest.raises(ValueError, match="PLAYGROUND_DUEL_MAX_NEW_TOKENS must be an integer in"):
+            duel_max_new_tokens({"PLAYGROUND_DUEL_MAX_NEW_TOKENS": bad})

@@ -30,9 +30,8 @@ def regenerate(pg, prompt, adapter, settings):
     """Decode one answer alone from its stored settings."""
     d = decode_settings(lam=settings["lambda"], mode=settings["mode"], temperature=settings["temperature"],
                         top_p=settings["top_p"], max_new_tokens=settings["max_new_tokens"], seed=settings["seed"])
-    for streams in pg.stream([pg.request(pg.encode(prompt), adapter, d)]):
-        pass
-    return pg.text(streams[0].tokens)
+    *_, last = pg.stream([pg.request(pg.encode(prompt), adapter, d)])
+    return pg.text(last[0].tokens)
 
 
 def test_a_vote_stores_settings_that_regenerate_each_answer(service, tiny_playground, feedback_settings):
@@ -125,3 +124,16 @@ def test_an_unavailable_database_refuses_votes_but_duels_still_run(tiny_playgrou
     with pytest.raises(FeedbackUnavailable, match="disk on fire"):
         s2.vote(duel.duel_id, "b", "s1")
     assert s2.start("Hello again", "b", 0.7, "s1", seed=1).answer_a is not None
+
+
+def test_duels_started_together_equal_duels_started_alone(service):
+    prompts = ["Hello", "Tell me about cats.", "Any tips for a rainy day?"]
+    together = service.start_many(prompts, "a", 0.9, "s1", seeds=[5, 6, 7])
+    alone = [service.start(p, "a", 0.9, "s1", seed=k) for p, k in zip(prompts, [5, 6, 7], strict=True)]
+    for t, a in zip(together, alone, strict=True):
+        assert (t.prompt, t.settings_a, t.settings_b, t.answer_a, t.answer_b) == (
+            a.prompt, a.settings_a, a.settings_b, a.answer_a, a.answer_b)
+        assert {j: pytest.approx(v, abs=1e-6) for j, v in a.judge_scores.items()} == t.judge_scores
+        assert service.pending(t.duel_id) is t
+    with pytest.raises(FeedbackError, match="one seed"):
+        service.start_many(prompts, "a", 0.9, "s1", seeds=[1])

@@ -8,6 +8,8 @@ import json
 import pandas as pd
 import pytest
 
+from tests.conftest import engine_idle
+
 import playground.cli.probe as probe_cli
 import playground.probes.generation as gen
 from playground.cli.errors import run_command
@@ -86,7 +88,7 @@ def test_cancel_stops_within_a_step(tiny_playground):
         gen.run_on_playground(tiny_playground, "answers_question", s, progress=lambda f, m: calls.append(f),
                               should_stop=lambda: len(calls) >= 3)
     assert len(calls) <= 4  # stopped at the step after the stop turned true, not at token 200
-    assert not tiny_playground.engine.lock.locked()
+    assert engine_idle(tiny_playground)
 
 
 @pytest.mark.parametrize("change, name", [

@@ -1,0 +1,162 @@
+"""A running batch: the requests decoding together, their forward rows, and one step of realigned decoding.
+
+Each request owns a base row (LoRA scale 0) and, when it needs one, a policy row (adapter at scale 1 in
+logits mode, at scale λ in weights mode). Every step, for every live request:
+
+    ℓ_λ   = ℓ_base + λ (ℓ_tuned − ℓ_base)          (logits mode; weights mode: ℓ_λ = ℓ of the λ-scaled row)
+    token ~ top_p(softmax(ℓ_λ / T))                 (its own generator; T = 0: argmax)
+    KL    = Σ_v π_λ (log π_λ − log π_base)           (T = 1; the readout)
+
+Requests join (`join`: their rows are prefilled) and leave (`leave`: their rows are dropped) between steps,
+so one batch can serve submissions that arrive and finish at different times (continuous batching). All
+of this is per row, and the row-wise sums run on at least two rows (see sampling.py), so a request's tokens
+do not depend on what else is in the batch.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from playground.lm.sampling import RowSampler
+
+
+def realign(base: torch.Tensor, policy: torch.Tensor, lam: torch.Tensor, use_mix: torch.Tensor) -> torch.Tensor:
+    """ℓ_λ = ℓ_base + λ(ℓ_tuned − ℓ_base) for logits-mode rows; the policy row itself for weights mode.
+
+    base, policy: [R, V] float32 logits; lam: [R] λ per request; use_mix: [R] bool (True = logits mode).
+    Requests without a policy row pass `policy = base` (their λ-mix is then exactly ℓ_base).
+    """
+    # torch.lerp(a, b, w) = a + w(b − a), computed so that w = 0 returns a and w = 1 returns b exactly.
+    mixed = torch.lerp(base, policy, lam[:, None])
+    return torch.where(use_mix[:, None], mixed, policy)
+
+
+def routes_of(req) -> list[tuple[str | None, float]]:
+    """The forward rows a request needs: base row, then its policy row if it has one."""
+    rows = [(None, 0.0)]
+    if req.adapter is not None and (req.mode == "weights" or req.lam != 0.0):
+        rows.append((req.adapter, req.lam if req.mode == "weights" else 1.0))
+    return rows
+
+
+def readouts(l_mix: torch.Tensor, l_base: torch.Tensor, probs: torch.Tensor) -> tuple[list, list, list]:
+    """Per request: KL(π_λ ‖ π_base) at T = 1, entropy H(π_sample) = Σ −p log p, and whether argmax ℓ_λ ≠ argmax ℓ_base."""
+    if len(l_mix) == 1:  # a second row keeps the vocabulary sums in their batched order (see sampling.py)
+        kl, ent, shifted = readouts(l_mix.expand(2, -1), l_base.expand(2, -1), probs.expand(2, -1))
+        return kl[:1], ent[:1], shifted[:1]
+    logp_mix, logp_base = torch.log_softmax(l_mix, -1), torch.log_softmax(l_base, -1)
+    kl = (logp_mix.exp() * (logp_mix - logp_base)).sum(-1)
+    ent = torch.special.entr(probs).sum(-1)
+    shifted = l_mix.argmax(-1) != l_base.argmax(-1)
+    return kl.tolist(), ent.tolist(), shifted.tolist()
+
+
+@dataclass
+class Member:
+    """One request in the running batch."""
+
+    request: object  # engine.Request
+    stream: object  # engine.Stream, filled as tokens arrive
+    rows: list[int]  # forward rows: [base] or [base, policy]
+    owner: object = None  # who submitted it (the scheduler's Submission), None for a direct call
+    start: float = 0.0  # perf_counter at submission; stream timings count from it
+    live: bool = True  # False once it left but its rows could not be dropped (generic decoder)
+    last: int = 0  # last sampled token
+
+    @property
+    def left(self) -> int:
+        return self.request.max_new_tokens - len(self.stream.tokens)
+
+
+class RunningBatch:
+    """Members decoding together on one decoder (FastLlamaDecoder, or a static adapter for generic models)."""
+
+    def __init__(self, decoder) -> None:
+        self.decoder = decoder
+        self.members: list[Member] = []
+        self.sampler = RowSampler()
+        self.logits: torch.Tensor | None = None  # [forward rows, V] next-token logits of every row
+
+    @property
+    def rows(self) -> int:
+        return sum(len(m.rows) for m in self.members)
+
+    def join(self, requests: Sequence, streams: Sequence, owner=None, start: float | None = None) -> list[Member]:
+        """Prefill the requests' rows; they sample their first token at the next `sample`."""
+        start = time.perf_counter() if start is None else start
+        first = self.decoder.rows
+        routes, prompts, members = [], [], []
+        for req, stream in zip(requests, streams):
+            r = routes_of(req)
+            members.append(Member(req, stream, list(range(first + len(routes), first + len(routes) + len(r))), owner, start))
+            routes += r
+            prompts += [req.prompt_ids] * len(r)
+        logits = self.decoder.add(prompts, routes)
+        assert first == 0 or self.logits is not None, "join after leave needs an advance first"
+        self.logits = logits if first == 0 else torch.cat([self.logits[:first], logits])
+        self.members += members
+        self.sampler.extend([r.temperature for r in requests], [r.top_p for r in requests], [r.seed for r in requests])
+        return members
+
+    def sample(self, stop_ids: torch.Tensor) -> list[Member]:
+        """Draw one token for every member from its realigned distribution; record it; return those now finished."""
+        live = self.members
+        base = torch.tensor([m.rows[0] for m in live])
+        policy = torch.tensor([m.rows[-1] for m in live])
+        lam = torch.tensor([m.request.lam for m in live], dtype=torch.float32)
+        use_mix = torch.tensor([m.request.mode == "logits" for m in live])
+        l_base = self.logits[base]
+        l_mix = realign(l_base, self.logits[policy], lam, use_mix)  # ℓ_λ = ℓ_base + λ(ℓ_tuned − ℓ_base)
+        token, probs = self.sampler.sample(l_mix)  # token ~ top_p(softmax(ℓ_λ / T))
+        kl, ent, shifted = readouts(l_mix, l_base, probs)
+        stop = torch.isin(token, stop_ids).tolist()
+        now = time.perf_counter()
+        finished = []
+        for i, m in enumerate(live):
+            m.last = int(token[i])
+            if not m.live:
+                continue
+            s = m.stream
+            s.tokens.append(m.last)
+            s.kl.append(kl[i])
+            s.entropy.append(ent[i])
+            s.shifted.append(shifted[i])
+            s.elapsed_s = now - m.start
+            if s.first_token_s is None:
+                s.first_token_s = s.elapsed_s
+            if stop[i] or len(s.tokens) >= m.request.max_new_tokens:
+                s.done = True
+                finished.append(m)
+        return finished
+
+    def leave(self, members: Sequence[Member]) -> None:
+        """Drop members and their rows (a decoder that cannot drop rows keeps them, fed but not recorded)."""
+        if not members:
+            return
+        if not hasattr(self.decoder, "remove"):
+            for m in members:
+                m.live = False
+            return
+        gone = {id(m) for m in members}
+        rows = [r for m in members for r in m.rows]
+        order = self.decoder.remove(rows)
+        new_index = {old: new for new, old in enumerate(order)}
+        keep = [i for i, m in enumerate(self.members) if id(m) not in gone]
+        self.members = [self.members[i] for i in keep]
+        self.sampler.keep(keep)
+        for m in self.members:
+            m.rows = [new_index[r] for r in m.rows]
+        self.logits = None  # rows moved: the next `advance` computes fresh logits for all of them
+
+    def advance(self) -> None:
+        """One decoding step: feed every row its request's last token; new logits for all rows."""
+        tokens = torch.empty(self.decoder.rows, dtype=torch.long)
+        for m in self.members:
+            tokens[m.rows] = m.last
+        self.logits = self.decoder.step(tokens)
+
+    def all_done(self) -> bool:
+        return all(m.stream.done or not m.live for m in self.members)

@@ -1,0 +1,273 @@
+"""Continuous batching: one decode loop owns the engine; submissions join and leave between steps.
+
+Scheduling is per iteration, not per request (Orca, OSDI 2022; vLLM, TGI): a single thread runs
+
+    admit   waiting submissions join the running batch: their prompts are prefilled into free KV slots
+    sample  every live request draws its next token from ℓ_λ = ℓ_base + λ(ℓ_tuned − ℓ_base)
+    publish each submission's streams are updated; finished and cancelled requests leave at once
+    advance one decoding step for all rows that are left (one batched forward on the shared weights)
+
+A submission is a list of `Request`s that belong together (the three columns of a chat turn, a sweep)
+and streams its own `list[Stream]` back after each step it takes part in. Fairness: submissions of more
+than `bulk_threshold` requests (sweeps) join in chunks of `bulk_chunk` requests, at most
+`bulk_prefill_tokens` prompt tokens per step, and may hold at most `bulk_rows` of the `max_rows` forward
+rows, so an interactive turn submitted during a sweep finds room at the next step; interactive
+submissions are admitted first, in arrival order. At most `max_waiting`
+submissions wait to start; past that `submit` raises InputError ("busy, try again in N s"). A `client`
+key caps that client's concurrent submissions at `max_per_client`.
+
+Because every row's computation is batch-invariant (see projections.py, kv_cache.py, sampling.py), a
+request's tokens are the same whether it decodes alone or beside others that join and leave at other steps.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+from playground.lm.batch import RunningBatch, routes_of
+from playground.lm.fast_llama import FastLlamaDecoder
+from playground.validation import InputError
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    max_rows: int = 192  # forward rows decoded together (a realigned request takes 2, a chat turn 5)
+    bulk_rows: int = 128  # of which sweeps (bulk submissions) may hold at most this many: the rest is kept for turns
+    bulk_chunk: int = 16  # a bulk submission joins in chunks of this many requests
+    bulk_prefill_tokens: int = 1024  # prompt tokens of bulk chunks prefilled per step (bounds the stall for others)
+    bulk_threshold: int = 8  # submissions with more requests than this are bulk
+    max_kv_mb: int = 2048  # the KV cache grows only within this (rows × longest row); beyond it requests wait
+    max_waiting: int = 32  # submissions waiting to start; beyond it "busy, try again"
+    max_per_client: int = 4  # concurrent submissions per client key (waiting or running)
+
+
+class Submission:
+    """Requests submitted together; their streams fill in as the scheduler decodes them."""
+
+    def __init__(self, requests: Sequence, should_stop: Callable[[], bool] | None, client: str | None,
+                 deadline: float | None, bulk: bool) -> None:
+        from playground.lm.engine import Stream
+
+        self.requests, self.client, self.deadline, self.bulk = list(requests), client, deadline, bulk
+        self.should_stop = should_stop or (lambda: False)
+        self.streams = [Stream() for _ in self.requests]
+        self.pending = deque(range(len(self.requests)))  # request indices not admitted yet
+        self.admitted = 0  # requests that joined the batch
+        self.start = time.perf_counter()
+        self.version = 0  # steps published
+        self.closed = False  # finished, cancelled or failed
+        self.cancelled = False
+        self.error: Exception | None = None
+
+    def rows(self, indices: Sequence[int]) -> int:
+        return sum(len(routes_of(self.requests[i])) for i in indices)
+
+    def columns(self, indices: Sequence[int]) -> int:
+        """Cache columns the longest of these requests can reach."""
+        return max((len(self.requests[i].prompt_ids) + self.requests[i].max_new_tokens for i in indices), default=0)
+
+    def prefill_tokens(self, indices: Sequence[int]) -> int:
+        """Prompt tokens the decoder prefills for these requests (identical prompt + route rows are computed once)."""
+        rows = {(self.requests[i].prompt_ids, r) for i in indices for r in routes_of(self.requests[i])}
+        return sum(len(p) for p, _ in rows)
+
+    def cancel(self) -> None:
+        """Stop decoding this submission at the next step boundary."""
+        self.cancelled = True
+
+    def stopping(self) -> bool:
+        if self.cancelled or (self.deadline is not None and time.monotonic() > self.deadline):
+            return True
+        try:
+            return bool(self.should_stop())
+        except Exception:  # noqa: BLE001 - a broken callback stops its own submission, not the loop
+            return True
+
+
+class Scheduler:
+    """The decode loop thread and its queue. Submit from any thread; iterate the returned stream."""
+
+    def __init__(self, engine, config: SchedulerConfig = SchedulerConfig()) -> None:
+        self.engine, self.config = engine, config
+        self.cond = threading.Condition()
+        self.waiting: deque[Submission] = deque()  # not fully admitted, in arrival order
+        self.active: list[Submission] = []  # not closed
+        self.batch = self._new_batch()
+        self.step_s = 0.05  # running mean of one loop iteration, for "try again in N s"
+        self.min_left = 0  # fewest tokens any running request has left (updated each step)
+        self._stop = False
+        self.thread = threading.Thread(target=self._loop, name="playground-scheduler", daemon=True)
+        self.thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive() and not self._stop
+
+    def close(self) -> None:
+        with self.cond:
+            self._stop = True
+            self.cond.notify_all()
+        self.thread.join(timeout=10)
+
+    def _new_batch(self) -> RunningBatch:
+        self.adapter_version = self.engine.adapters.version
+        return RunningBatch(FastLlamaDecoder(self.engine.model, self.engine.pad_id))
+
+    # --- submitting (any thread) --------------------------------------------------------------------
+    def submit(self, requests: Sequence, should_stop: Callable[[], bool] | None = None, client: str | None = None,
+               deadline: float | None = None) -> Submission:
+        """Queue requests to decode together; raises InputError when the queue or the client's share is full."""
+        for req in requests:
+            if req.adapter is not None and req.adapter not in self.engine.adapters.specs:
+                raise KeyError(f"unknown adapter {req.adapter!r}; loaded: {sorted(self.engine.adapters.specs)}")
+        c = self.config
+        with self.cond:
+            if client is not None and sum(s.client == client for s in self.active) >= c.max_per_client:
+                raise InputError(f"too many requests from this client at once (at most {c.max_per_client}); "
+                                 "wait for one to finish")
+            queued = sum(1 for s in self.waiting if not s.admitted)
+            if queued >= c.max_waiting:
+                raise InputError(f"busy: {queued} requests are waiting; try again in {self._retry_s()} s")
+            sub = Submission(requests, should_stop, client, deadline, bulk=len(requests) > c.bulk_threshold)
+            self.active.append(sub)
+            self.waiting.append(sub)
+            self.cond.notify_all()
+        return sub
+
+    def _retry_s(self) -> int:
+        """Seconds until rows are likely to free up: the fewest tokens any running request has left, × step time."""
+        return max(1, math.ceil(self.min_left * self.step_s))
+
+    def stream(self, requests: Sequence, should_stop: Callable[[], bool] = lambda: False, client: str | None = None,
+               deadline: float | None = None) -> Iterator[list]:
+        """Submit, then yield copies of the submission's streams after each step it took part in (coalesced
+        when the reader is slower than the loop) until every request is done or the submission stops."""
+        sub = self.submit(requests, should_stop, client, deadline)
+        seen = 0
+        try:
+            while True:
+                with self.cond:
+                    while sub.version == seen and not sub.closed:
+                        self.cond.wait(timeout=1.0)
+                    snapshot, seen, closed, error = [s.copy() for s in sub.streams], sub.version, sub.closed, sub.error
+                if error is not None:
+                    raise error
+                if seen:
+                    yield snapshot
+                if closed:
+                    return
+        finally:
+            sub.cancel()
+
+    # --- the decode loop (one thread) ----------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self.cond:
+                while not self._stop and not self.batch.members and not self.waiting:
+                    self.cond.wait()
+                if self._stop:
+                    return
+                admit = self._plan()
+            tick = time.perf_counter()
+            for sub, indices in admit:
+                self._join(sub, indices)
+            if not self.batch.members:
+                continue
+            try:
+                self._step()
+            except Exception as err:  # noqa: BLE001 - fail the running submissions, keep serving
+                self._fail_all(err)
+            self.step_s = 0.9 * self.step_s + 0.1 * (time.perf_counter() - tick)
+
+    def _plan(self) -> list[tuple[Submission, list[int]]]:
+        """Which waiting requests join now (under the lock): interactive first, then bulk chunks, within the row caps."""
+        c, plan = self.config, []
+        for sub in [s for s in self.waiting if s.stopping()]:
+            self._close(sub)
+        if self.engine.adapters.version != self.adapter_version:  # adapters changed: drain, then rebuild the decoder
+            if self.batch.members:
+                return plan
+            self.batch = self._new_batch()
+        free = c.max_rows - self.batch.rows
+        bulk = sum(len(m.rows) for m in self.batch.members if m.owner.bulk)
+        cache = self.batch.decoder.cache
+        rows, cols = self.batch.rows, max((len(m.request.prompt_ids) + m.request.max_new_tokens for m in self.batch.members), default=0)
+        budget = max(c.max_kv_mb * 2**20, cache.bytes_for(0, 0))  # growing past the budget waits; what is there stays
+        prefill = 0  # bulk prompt tokens planned at this boundary
+        for sub in sorted(self.waiting, key=lambda s: s.bulk):  # stable: arrival order within each class
+            while sub.pending:
+                take = list(sub.pending)[: c.bulk_chunk] if sub.bulk else list(sub.pending)
+                need, reach = sub.rows(take), max(cols, sub.columns(take))
+                fits = need <= free and cache.bytes_for(rows + need + 3, reach) <= budget
+                if sub.bulk:
+                    tokens = sub.prefill_tokens(take)
+                    fits = fits and bulk + need <= c.bulk_rows and (prefill == 0 or prefill + tokens <= c.bulk_prefill_tokens)
+                if not fits and (self.batch.members or plan):
+                    break
+                for _ in take:
+                    sub.pending.popleft()
+                if plan and plan[-1][0] is sub:  # one join per submission: its identical prompts prefill once
+                    plan[-1][1].extend(take)
+                else:
+                    plan.append((sub, take))
+                free, rows, cols = free - need, rows + need, reach
+                if sub.bulk:
+                    bulk, prefill = bulk + need, prefill + tokens
+        for sub, _ in plan:
+            if not sub.pending and sub in self.waiting:
+                self.waiting.remove(sub)
+        return plan
+
+    def _join(self, sub: Submission, indices: list[int]) -> None:
+        try:
+            members = self.engine.forward(lambda: self.batch.join(
+                [sub.requests[i] for i in indices], [sub.streams[i] for i in indices], owner=sub, start=sub.start))
+        except Exception as err:  # noqa: BLE001 - e.g. a prompt the model cannot take: this submission fails
+            with self.cond:
+                sub.error = err
+                self._close(sub)
+            return
+        sub.admitted += len(members)
+
+    def _step(self) -> None:
+        """sample → publish → leave → advance (see the module docstring)."""
+        with self.cond:
+            self.batch.sample(self.engine.stop_ids)
+            owners = {id(m.owner): m.owner for m in self.batch.members}.values()
+            stopped = set()
+            for sub in owners:
+                sub.version += 1
+                if sub.closed or sub.stopping():
+                    stopped.add(id(sub))
+            leaving = [m for m in self.batch.members if m.stream.done or id(m.owner) in stopped]
+            still = {id(m.owner) for m in self.batch.members if not (m.stream.done or id(m.owner) in stopped)}
+            for sub in owners:
+                if id(sub) in stopped or (id(sub) not in still and not sub.pending):
+                    self._close(sub)
+            self.min_left = min((m.left for m in self.batch.members if id(m.owner) in still), default=0)
+            self.cond.notify_all()
+        self.batch.leave(leaving)
+        if self.batch.members:
+            self.engine.forward(self.batch.advance)
+
+    def _close(self, sub: Submission) -> None:
+        """Under the lock: the submission ends (running members of a closed submission leave at the next step)."""
+        sub.closed = True
+        sub.pending.clear()
+        if sub in self.waiting:
+            self.waiting.remove(sub)
+        if sub in self.active:
+            self.active.remove(sub)
+        self.cond.notify_all()
+
+    def _fail_all(self, err: Exception) -> None:
+        """A step failed: every running and waiting submission gets the error; the loop starts afresh."""
+        with self.cond:
+            for sub in list(self.active):
+                sub.error = err
+                self._close(sub)
+            self.batch = self._new_batch()

@@ -1,0 +1,41 @@
+"""The whole app (app.build_demo + launch, the same launch options as production) on the tiny test model, as its
+own process, so a test can SIGKILL it mid-way and start it again on the same vote database.
+
+    python tests/feedback/app_server.py PORT MODEL_DIR NAME=ADAPTER_DIR ...
+
+The vote database and the rest come from the environment as in production (PLAYGROUND_DATABASE_URL,
+PLAYGROUND_VOTE_SALT, PLAYGROUND_DUEL_MAX_NEW_TOKENS). Prints "ready" once it serves; runs until killed.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+
+def main() -> None:
+    port, model_dir, specs = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    import app as app_module
+    from playground.lm.loading import load_base
+    from playground.service import AdapterInfo, Playground
+
+    infos = []
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        card = json.loads((Path(path) / "card.json").read_text())
+        infos.append(AdapterInfo(name, Path(path), card["beta"], card["judge"]))
+    pg = Playground(load_base(model_dir), infos)
+    pg.judge("on_topic").score(["warm up"], ["the embedding model"])  # load judges before "ready"
+    demo = app_module.build_demo(pg)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **app_module.launch_kwargs())
+    print("ready", flush=True)
+    threading.Event().wait()  # serve until killed
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Batch invariance at float32: a request's tokens (and readouts) are bit-identical alone and inside any batch."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from playground.lm.engine import Request
+
+
+@pytest.fixture(scope="module")
+def mixed(tiny_playground) -> list[Request]:
+    """Different adapters, λ, modes, temperatures, top-p, lengths, seeds and prompts of different lengths."""
+    prompts = [tiny_playground.encode(p) for p in
+               ("Hi.", "Tell me something about cats.", "A much longer prompt about gardening in the rain, please, with details.")]
+    adapters = ["a", "b", None]
+    return [Request(prompts[i % 3], adapter=adapters[(i // 3) % 3], lam=(0.0, 0.5, 1.0, 2.0, 4.0)[i % 5],
+                    mode="weights" if i % 7 == 2 else "logits", temperature=(0.0, 0.7, 1.3)[(i // 2) % 3],
+                    top_p=(1.0, 0.9)[i % 2], max_new_tokens=4 + i % 9, seed=i) for i in range(28)]
+
+
+@pytest.mark.parametrize("continuous", [True, False], ids=["scheduler", "direct"])
+def test_each_row_of_a_mixed_batch_equals_the_request_alone(tiny_playground, mixed, continuous):
+    engine = tiny_playground.engine
+    engine.continuous = continuous
+    try:
+        together = engine.generate(mixed)
+        assert sum(1 + (r.adapter is not None and (r.lam != 0 or r.mode == "weights")) for r in mixed) >= 40  # rows
+        for req, got in zip(mixed, together):
+            alone = engine.generate([req])[0]
+            assert got.tokens == alone.tokens
+            assert got.kl == alone.kl and got.entropy == alone.entropy  # the readouts too, bit for bit
+        assert len({len(s.tokens) for s in together}) > 3  # rows finished at different steps
+    finally:
+        engine.continuous = True
+
+
+def test_same_request_in_different_company(tiny_playground, mixed):
+    """One request inside batches of other sizes and members gives the same tokens every time."""
+    engine, probe = tiny_playground.engine, mixed[7]
+    runs = [engine.generate([probe] + mixed[:k])[0].tokens for k in (0, 1, 3, 6, 11, 17)]
+    runs.append(engine.generate(mixed[:5] + [probe])[-1].tokens)
+    assert all(r == runs[0] for r in runs)
+
+
+def test_lora_delta_is_added_in_float32(tiny_model_dir, tiny_adapters):
+    """bf16 weights: the tuned row differs from the base row by exactly the float32 delta s·B(A x), even where
+    that delta is far below half a bfloat16 step of W x (rounding onto bf16 activations would drop it)."""
+    from transformers import AutoModelForCausalLM
+
+    from playground.lm.lora import AdapterSet
+    from playground.lm.projections import Projection
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
+    adapters = AdapterSet(model)
+    adapters.add("a", tiny_adapters["a"])
+    q = model.model.layers[0].self_attn.q_proj
+    for pack in (False, True):
+        proj = Projection([q], pack=pack)
+        x32 = torch.randn(2, q.in_features, generator=torch.Generator().manual_seed(0))
+        x32[1] = x32[0]
+        tiny = 1e-4  # shrink the delta well below bf16 resolution of W x
+        a_t, b_t = q.lora_A["a"].float().T, q.lora_B["a"].float().T * tiny
+        proj.factors[("a", a_t.shape[1])] = type("F", (), {"a_t": a_t, "b_t": b_t})()
+        with torch.inference_mode():
+            y = proj(x32.to(torch.bfloat16), x32, {("a", a_t.shape[1]): torch.tensor([[0.0], [1.0]])})
+        assert y.dtype == torch.float32
+        want = (x32[:1] @ a_t) @ b_t
+        torch.testing.assert_close(y[1:] - y[:1], want, rtol=1e-3, atol=2.0 ** -22 * float(y.abs().max()))  # float32 rounding of y
+        assert (want.abs() < 0.5 * 2.0 ** -8 * y[:1].abs()).float().mean() > 0.5  # mostly below half a bf16 step

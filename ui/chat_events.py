@@ -1,0 +1,121 @@
+"""Event steps of the chat tab: show the question, stream, restore the buttons; the /chat API; share links.
+
+Wiring only: the turn logic is in `playground.conversation`, the links in `playground.share`.
+"""
+from __future__ import annotations
+
+import gradio as gr
+from gradio.context import Context
+
+from playground.conversation import Conversation, continue_last, regenerate_last, run_turn, stream_turn
+from playground.settings import CHAT, COLUMNS, LIMITS
+from playground.share import link_query, parse_link
+from playground.validation import InputError
+from ui.components import Dropdown, Slider
+from ui.transcript import LOADING, render
+
+# Runs in the browser after the server made the link's query: full URL, copied to the clipboard where allowed.
+COPY_JS = """(q) => {
+  if (!q || q[0] !== '?') return q;
+  const url = location.origin + location.pathname + q;
+  try { navigator.clipboard.writeText(url).catch(() => {}); } catch (e) {}
+  return url;
+}"""
+
+
+def knobs_of(adapter, kl, mode, temperature, top_p, max_new_tokens, seed) -> dict:
+    return dict(adapter=adapter, kl_strength=kl, mode=mode, temperature=temperature, top_p=top_p,
+                max_new_tokens=max_new_tokens, seed=seed)
+
+
+class StreamEvents:
+    def __init__(self, pg, stops, conv_state, pending, transcript, prompt, send, stop, regen, lm_event: dict, quick: dict):
+        self.pg, self.stops = pg, stops
+        self.conv_state, self.pending, self.transcript, self.prompt = conv_state, pending, transcript, prompt
+        self.send, self.stop, self.regen = send, stop, regen
+        self.lm_event, self.quick = lm_event, quick
+
+    def chain(self, dep, is_ready) -> None:
+        """After a quick check (`dep`, output: the pending State): show the question, stream, restore the buttons."""
+        def show(p, conv):
+            status = "…" if is_ready(self.pg) else LOADING
+            kind, keep = p["kind"], gr.skip()
+            if kind in ("send", "replay"):
+                html, box = render(Conversation() if kind == "replay" else conv, p["turn"].prompt, status), ""
+            elif kind == "regenerate":
+                html, box = render(conv.without_last_turn(), conv.rows[-1].turn.prompt, status), keep
+            else:
+                html, box = keep, keep
+            return html, box, gr.Button(visible=False), gr.Button(visible=True), gr.Button(interactive=False)
+
+        buttons = [self.send, self.stop, self.regen]
+        (dep.success(show, [self.pending, self.conv_state], [self.transcript, self.prompt, *buttons], **self.quick)
+            .success(self.stream, [self.pending, self.conv_state], [self.transcript, self.conv_state],
+                     **self.lm_event, show_progress="hidden", api_visibility="private")
+            .then(lambda: (gr.Button(visible=True), gr.Button(visible=False), gr.Button(interactive=True)),
+                  None, buttons, **self.quick))
+
+    def stream(self, p, conv, request: gr.Request):
+        should_stop = self.stops.checker(request.session_hash)
+        kind, pg = p["kind"], self.pg
+        try:
+            if kind == "send":
+                gen = stream_turn(pg, conv, p["turn"], should_stop, p["kl"])
+            elif kind == "replay":
+                gen = stream_turn(pg, Conversation(), p["turn"], should_stop, p["kl"])
+            elif kind == "regenerate":
+                gen = regenerate_last(pg, conv, should_stop)
+            else:
+                gen = continue_last(pg, conv, should_stop)
+            for new, _ in gen:
+                yield render(new), new
+        except InputError as err:  # a toast; the conversation stays as it was
+            gr.Warning(str(err))
+            yield render(conv), conv
+
+    def api_chat(self, message, conv, adapter, kl, mode, temperature, top_p, max_new, seed, request: gr.Request):
+        """The /chat route (gradio_client): the three columns as chat messages, streamed."""
+        self.stops.clear(request.session_hash)
+        try:
+            knobs = knobs_of(adapter, kl, mode, temperature, top_p, max_new, seed)
+            for new, _ in run_turn(self.pg, conv, message, knobs, self.stops.checker(request.session_hash)):
+                yield [new.display(c) for c in COLUMNS] + [new]
+        except InputError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
+    def wire_share(self, copy, share_box, shared_row, shared_md, loading, fields: list, is_ready) -> None:
+        """Copy link (the last turn's prompt and settings in the URL) and opening one (fills the settings)."""
+        pg = self.pg
+
+        def make_link(conv):
+            if not conv.rows:
+                raise gr.Error("send a message first: the link replays the last turn", print_exception=False)
+            if conv.rows[-1].streaming:
+                raise gr.Error("wait for the answers to finish", print_exception=False)
+            return gr.Textbox(value="?" + link_query(conv.rows[-1], pg.adapters), visible=True)
+
+        copy.click(make_link, self.conv_state, share_box, **self.quick).success(None, share_box, share_box, js=COPY_JS)
+        prompt, adapter, kl, mode, temperature, top_p, max_new, seed = fields
+
+        def on_load(request: gr.Request):
+            skip = [gr.skip()] * (len(fields) + 2)
+            banner = gr.HTML(visible=not is_ready(pg))
+            try:
+                shared = parse_link(dict(request.query_params), pg.adapters)
+            except InputError as err:
+                gr.Warning(f"share link: {err}")
+                return skip + [banner]
+            if shared is None:
+                return skip + [banner]
+            for note in shared.notes:
+                gr.Warning(note)
+            b = pg.adapters[shared.adapter].beta_train
+            return [shared.prompt, Dropdown(value=shared.adapter, info=pg.adapters[shared.adapter].description),
+                    Slider(minimum=b / LIMITS.max_lambda, maximum=CHAT.beta_max_factor * b, step=b / 40,
+                           value=shared.kl_strength),
+                    shared.mode, shared.temperature, shared.top_p, shared.max_new_tokens, shared.seed,
+                    gr.Row(visible=True),
+                    "**Opened from a share link**: the prompt and settings are filled in. Replay decodes the same answers.",
+                    banner]
+
+        Context.root_block.load(on_load, None, [*fields, shared_row, shared_md, loading], **self.quick)

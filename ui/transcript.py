@@ -1,0 +1,93 @@
+"""The side-by-side transcript as HTML: one turn per row (the question across, the three answers under it).
+
+One scroll for all columns, so a turn's answers are always side by side; on a phone the answers become a
+swipeable row (CSS in ui/style.py). Only presentation: the rows come from `playground.conversation`.
+"""
+from __future__ import annotations
+
+from html import escape
+
+from playground.conversation import TITLES, Cell, Conversation
+from playground.readouts import ENTROPY_MEANS, JUDGE_MEANS, KL_MEANS
+from playground.settings import COLUMNS
+
+SHORT = {"base": "Base", "realigned": "Realigned", "tuned": "Tuned"}
+EMPTY = ("Ask something: the base model, the realigned mix and the tuned model answer side by side, "
+         "one row per turn.")
+LOADING = "loading the model (first start converts it, ≈ 30 s)…"
+# js_on_load of the gr.HTML: the in-answer "continue" link triggers the component's click event with an action,
+# and a newly added turn is scrolled to the top of the transcript (its question in view, not the answers' ends).
+JS_ON_LOAD = """
+element.addEventListener('click', (e) => {
+  const a = e.target.closest('a[data-act]');
+  if (!a) return;
+  e.preventDefault();
+  trigger('click', {action: a.dataset.act});
+});
+let turns = 0;
+watch('value', () => {
+  const rows = element.querySelectorAll('section.turn');
+  if (rows.length > turns) {
+    const box = element.closest('#transcript') || element;
+    const head = element.querySelector('.tx-head');
+    box.scrollTop = rows[rows.length - 1].offsetTop - (head ? head.offsetHeight : 0) - 4;
+  }
+  turns = rows.length;
+});
+"""
+
+
+def _text(cell: Cell) -> str:
+    if cell.done and cell.marks:
+        return "".join(f'<mark class="shift">{escape(t)}</mark>' if s else escape(t) for t, s in cell.marks)
+    return escape(cell.text)
+
+
+def _tail(cell: Cell, last: bool) -> str:
+    if not cell.done:
+        return '<span class="cursor">▍</span>'
+    if not cell.can_continue:
+        return ""
+    why = "token limit" if cell.truncated else "stopped"
+    if last:
+        return f' <a class="continue" href="#" data-act="continue">… ({why} — continue)</a>'
+    return f' <span class="continue-off">… ({why})</span>'
+
+
+def _readout(cell: Cell) -> str:
+    if not cell.done:
+        return ""
+    parts = " · ".join(f'<span title="{escape(tip)}">{escape(text)}</span>' for text, tip in cell.parts)
+    warn = f' · <span class="warn">⚠️ {escape(cell.warning)}</span>' if cell.warning else ""
+    return f'<div class="ro">{parts}{warn}</div>'
+
+
+def _answer(column: str, cell: Cell | None, last: bool, status: str) -> str:
+    if cell is None:
+        body = f'<div class="a-text wait">{escape(status or "…")}</div>'
+    else:
+        body = f'<div class="a-text">{_text(cell)}{_tail(cell, last)}</div>{_readout(cell)}'
+    return f'<article class="a col-{column}"><div class="a-title">{escape(SHORT[column])}</div>{body}</article>'
+
+
+def _turn(i: int, prompt: str, cells: dict[str, Cell] | None, last: bool, status: str = "") -> str:
+    answers = "".join(_answer(c, cells[c] if cells else None, last, status) for c in COLUMNS)
+    return (f'<section class="turn" data-turn="{i}"><div class="q"><span class="who">You</span>'
+            f'<span class="q-text">{escape(prompt)}</span></div><div class="answers">{answers}</div></section>')
+
+
+def render(conv: Conversation, pending: str | None = None, status: str = "") -> str:
+    """The whole transcript; `pending` is a question sent but not answered yet (shown at once, with `status`)."""
+    head = "".join(f'<div class="h col-{c}">{escape(TITLES[c])}</div>' for c in COLUMNS)
+    rows = [_turn(i, r.turn.prompt, r.cells, i == conv.turns - 1) for i, r in enumerate(conv.rows)]
+    if pending is not None:
+        rows.append(_turn(conv.turns, pending, None, True, status))
+    body = "".join(rows) or f'<p class="empty">{escape(EMPTY)}</p>'
+    return f'<div class="tx"><div class="tx-head">{head}</div>{body}</div>'
+
+
+def legend(judge: str) -> str:
+    """The info line under the transcript: what the readouts mean, and what the highlight marks."""
+    return (f"**Reading the numbers** (hover one for details): **drift** = {KL_MEANS}. **randomness** = {ENTROPY_MEANS}. "
+            f"**Judge score** = {JUDGE_MEANS.get(judge, judge)}. "
+            "<mark>Highlighted</mark> tokens are where the answer departs from the base model's most likely next token.")
