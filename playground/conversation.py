@@ -224,6 +224,11 @@ def _decode(pg: Playground, new: Conversation, reqs: dict,
             answers[c] = _merged(pg, prev[c], pg.answer(st, c, s), cell.tokens)
             cell.text, cell.answer = answers[c].text, answers[c]
         yield new, answers
+    for c in cols:
+        if c not in answers:  # stopped before the first token (deadline or Stop): an empty, finished answer
+            from playground.lm.engine import Stream
+
+            answers[c] = _merged(pg, prev[c], pg.answer(Stream(done=True), c, s), row.cells[c].tokens)
     pg.add_rewards(s, answers)
     judge = pg.adapters[s.adapter].judge
     for c in cols:

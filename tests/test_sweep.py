@@ -93,7 +93,7 @@ def test_should_stop_cancels_and_progress_is_reported(tiny_playground):
     s = settings(tiny_playground, prompts=PROMPTS[:1], lambdas=[1.0], temperatures=[1.0], samples=2, max_new_tokens=50)
     with pytest.raises(SweepCancelled):
         run_sweep(tiny_playground, s, progress=lambda f, m: calls.append(f), should_stop=lambda: len(calls) >= 3)
-    assert len(calls) == 3 and calls == sorted(calls) and calls[-1] < 0.9
+    assert 3 <= len(calls) <= 4 and calls == sorted(calls) and calls[-1] < 0.9  # stops within a step
     assert engine_idle(tiny_playground)
 
 
