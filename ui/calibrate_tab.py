@@ -18,6 +18,7 @@ from playground.tradeoff.calibrate import (CALIBRATION, CalibrationCancelled, ca
                                            run_calibration, verdict)
 from playground.tradeoff.outputs import read_prompt_file
 from playground.validation import InputError
+from ui.components import Dropdown, Number, Slider
 
 # A long LM job: its own pool (chat keeps its slots); Gradio applies time_limit to streaming events only, so
 # the deadline is also enforced through should_stop.
@@ -53,14 +54,14 @@ def build_calibrate_tab(pg) -> None:
     default_a, default_b = _defaults(names)
     gr.Markdown(EXPLAIN)
     with gr.Row():
-        adapter = gr.Dropdown(names, value=default_a, label="Adapter A (its λ-mix is fitted)")
-        against = gr.Dropdown(names, value=default_b, label="Adapter B (same pairs, another β)")
+        adapter = Dropdown(names, value=default_a, label="Adapter A (its λ-mix is fitted)")
+        against = Dropdown(names, value=default_b, label="Adapter B (same pairs, another β)")
     with gr.Row():
-        prompts = gr.Slider(2, LIMITS.max_sweep_prompts, value=CALIBRATION.prompts, step=1, label="Held-out prompts",
+        prompts = Slider(2, LIMITS.max_sweep_prompts, value=CALIBRATION.prompts, step=1, label="Held-out prompts",
                             info="From models/prompts/eval.txt; more = tighter interval, slower")
-        samples = gr.Slider(1, 8, value=2, step=1, label="Answers from B per prompt", info="More = steadier, slower")
-        max_new = gr.Slider(4, LIMITS.max_new_tokens, value=32, step=1, label="Max new tokens", info="Longer = slower")
-        seed = gr.Number(0, precision=0, label="Seed")
+        samples = Slider(1, 8, value=2, step=1, label="Answers from B per prompt", info="More = steadier, slower")
+        max_new = Slider(4, LIMITS.max_new_tokens, value=32, step=1, label="Max new tokens", info="Longer = slower")
+        seed = Number(0, precision=0, label="Seed")
     with gr.Row():
         run_btn = gr.Button("Run DeRa check", variant="primary")
         cancel_btn = gr.Button("Cancel", variant="stop")

@@ -13,6 +13,7 @@ import gradio as gr
 from playground.feedback.vote import OUTCOMES, FeedbackError, FeedbackUnavailable
 from playground.settings import CHAT, DEFAULT_DECODE, LIMITS, SERVE
 from playground.validation import InputError
+from ui.components import Dropdown, Radio, Slider
 
 LM_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
 USER_ERRORS = (InputError, FeedbackError, FeedbackUnavailable)
@@ -83,8 +84,8 @@ def build_feedback_tab(pg, service=None) -> None:
     gr.Markdown(EXPLAIN)
     duel_state = gr.State("")
     with gr.Row():
-        adapter = gr.Dropdown(names, value=default_adapter, label="Adapter (preference-tuned LoRA)")
-        temperature = gr.Slider(0.0, LIMITS.max_temperature, value=DEFAULT_DECODE.temperature, step=0.05,
+        adapter = Dropdown(names, value=default_adapter, label="Adapter (preference-tuned LoRA)")
+        temperature = Slider(0.0, LIMITS.max_temperature, value=DEFAULT_DECODE.temperature, step=0.05,
                                 label="Temperature", info="Both answers use it; higher = more random")
     with gr.Row():
         prompt = gr.Textbox(placeholder="Ask something", show_label=False, scale=5, elem_id="duel-prompt",
@@ -97,7 +98,7 @@ def build_feedback_tab(pg, service=None) -> None:
     with gr.Row(visible=False) as vote_row:
         buttons = [gr.Button(label, elem_id=f"vote-{outcome}") for label, outcome in BUTTONS]
     reveal = gr.Markdown()
-    outcome_api = gr.Radio(list(OUTCOMES), value="a", visible=False, label="outcome")
+    outcome_api = Radio(list(OUTCOMES), value="a", visible=False, label="outcome")
     vote_api = gr.Button(visible=False)
 
     with gr.Accordion("What the votes say", open=False):

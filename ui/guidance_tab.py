@@ -13,11 +13,11 @@ import pandas as pd
 
 from playground.settings import DEFAULT_GUIDANCE, GUIDANCE_PROGRESS, GUIDANCE_SCALES, LIMITS, SCHEDULERS, SERVE
 from playground.validation import InputError, guidance_settings
-from ui.components import Dropdown, Radio, Slider
+from ui.components import Dropdown, Number, Radio, Slider
 from ui.jobs import run_job
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    pass
 
 FORMULAS = r"""
 | Diffusion (this tab) | Language model (LM tab) |
@@ -103,7 +103,7 @@ def build_guidance_tab() -> None:
                               info="More = cleaner samples, slower")
             scheduler = Dropdown(list(SCHEDULERS), value=DEFAULT.scheduler, label="Scheduler",
                                     info="ddim: deterministic; ddpm: stochastic, wants more steps; euler: ODE")
-            seed = gr.Number(value=DEFAULT.seed, precision=0, label="Seed",
+            seed = Number(value=DEFAULT.seed, precision=0, label="Seed",
                              info="Same seed + settings = same images")
             go = gr.Button("Generate", variant="primary")
         with gr.Column(scale=2):

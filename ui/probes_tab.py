@@ -18,6 +18,7 @@ from playground.probes.outputs import EXAMPLE_HEADERS, HEADERS, examples, figure
 from playground.probes.registry import PROBES
 from playground.settings import LIMITS, SERVE
 from playground.validation import InputError
+from ui.components import Dropdown, Number, Slider
 
 # A probe decodes prompts × λ × samples answers (minutes on a CPU): the sweep's limit, enforced here as well,
 # since Gradio applies `time_limit` to streaming events only.
@@ -91,22 +92,22 @@ def build_probes_tab(pg) -> None:
     first = next(iter(PROBES))
     gr.Markdown(EXPLAIN)
     with gr.Row():
-        probe = gr.Dropdown([(p.title, n) for n, p in PROBES.items()], value=first, label="Probe", scale=2)
-        adapter = gr.Dropdown(names, value=default_adapter, label="Adapter", scale=1)
+        probe = Dropdown([(p.title, n) for n, p in PROBES.items()], value=first, label="Probe", scale=2)
+        adapter = Dropdown(names, value=default_adapter, label="Adapter", scale=1)
     about = gr.Markdown(describe(first))
     with gr.Row():
         lambdas = gr.Textbox(",".join(f"{v:g}" for v in DEFAULT_LAMBDAS), label="λ values (comma-separated)",
                              elem_id="probe-lambdas",
                              info=f"In [0, {LIMITS.max_lambda:g}]; 0 = base (the reference), 1 = tuned, > 1 = weaker KL")
-        temperature = gr.Slider(0, LIMITS.max_temperature, value=0.7, step=0.05, label="Temperature", info="0 = greedy")
-        samples = gr.Slider(1, LIMITS.max_samples_per_setting, value=QUICK["samples"], step=1,
+        temperature = Slider(0, LIMITS.max_temperature, value=0.7, step=0.05, label="Temperature", info="0 = greedy")
+        samples = Slider(1, LIMITS.max_samples_per_setting, value=QUICK["samples"], step=1,
                             label="Samples per prompt per λ", info="More = steadier estimates, slower")
     with gr.Row():
-        max_new = gr.Slider(1, LIMITS.max_new_tokens, value=QUICK["max_new_tokens"], step=1, label="Max new tokens",
+        max_new = Slider(1, LIMITS.max_new_tokens, value=QUICK["max_new_tokens"], step=1, label="Max new tokens",
                             elem_id="probe-max-new", info="Longer = slower")
-        limit = gr.Number(QUICK["limit"], precision=0, minimum=0, label="Prompts per set (0 = all)", elem_id="probe-limit",
+        limit = Number(QUICK["limit"], precision=0, minimum=0, label="Prompts per set (0 = all)", elem_id="probe-limit",
                           info="Fewer = quicker, wider intervals")
-        seed = gr.Number(0, precision=0, minimum=0, label="Seed", info="Sample k uses seed + k at every λ")
+        seed = Number(0, precision=0, minimum=0, label="Seed", info="Sample k uses seed + k at every λ")
     knobs = [probe, adapter, lambdas, temperature, samples, max_new, seed, limit]
     cost = gr.Markdown(estimate_line(pg, *[k.value for k in knobs]))
     with gr.Row():
@@ -118,7 +119,7 @@ def build_probes_tab(pg) -> None:
     table = gr.Dataframe(headers=list(HEADERS), label="Estimates per λ (Δ vs the reference λ, paired by prompt)",
                          interactive=False, wrap=True)
     with gr.Row():
-        lam_pick = gr.Dropdown([ALL], value=ALL, label="Examples at λ", scale=1)
+        lam_pick = Dropdown([ALL], value=ALL, label="Examples at λ", scale=1)
         files = gr.File(label="Downloads (JSON, CSV, PNG)", file_count="multiple", interactive=False, scale=3)
     examples_df = gr.Dataframe(headers=list(EXAMPLE_HEADERS), label="The answers behind the points",
                                interactive=False, wrap=True)

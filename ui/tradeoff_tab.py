@@ -137,9 +137,9 @@ def build_tradeoff_tab(pg) -> None:
     with gr.Accordion("Token-level view: where does the realigned model depart from the base?", open=True):
         with gr.Row():
             tv_prompt = gr.Textbox(default_prompts()[0], label="Prompt", scale=3)
-            tv_lam = gr.Number(2.0, label="λ", minimum=LIMITS.min_lambda, maximum=LIMITS.max_lambda)
-            tv_temp = gr.Number(0.0, label="Temperature", info="0 = greedy", minimum=0, maximum=LIMITS.max_temperature)
-            tv_seed = gr.Number(0, precision=0, label="Seed")
+            tv_lam = Number(2.0, label="λ", minimum=LIMITS.min_lambda, maximum=LIMITS.max_lambda)
+            tv_temp = Number(0.0, label="Temperature", info="0 = greedy", minimum=0, maximum=LIMITS.max_temperature)
+            tv_seed = Number(0, precision=0, label="Seed")
             tv_btn = gr.Button("Show tokens")
         tv_kl = gr.HighlightedText(label="Each token coloured by KL(π_λ ‖ π_base) at that position", show_legend=False)
         tv_shift = gr.HighlightedText(label="Shifted positions", color_map={"shifted": "orange"}, show_legend=True)

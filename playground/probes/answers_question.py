@@ -16,21 +16,8 @@ from collections.abc import Callable
 import numpy as np
 
 from playground.probes.base import (
-    BaseProbe,
-    Example,
-    Generated,
-    MetricSpec,
-    ProbeContext,
-    ProbeResult,
-    ProbeRow,
-    ProbeSettings,
-    load_data,
-    max_lambda_row,
-    per_lambda,
-    pick_examples,
-    trend,
-    user,
-)
+    BaseProbe, Example, Generated, MetricSpec, ProbeContext, ProbeResult, ProbeRow, ProbeSettings, load_data,
+    max_lambda_row, per_lambda, pick_examples, trend, user)
 from playground.probes.metrics import Calibration, calibrate_threshold, cosine_rows, template_flags
 
 TEMPLATE_WORDS = 4

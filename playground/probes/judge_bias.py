@@ -21,18 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from playground.probes.base import (
-    BaseProbe,
-    Generated,
-    MetricRow,
-    MetricSpec,
-    ProbeContext,
-    ProbeResult,
-    ProbeRow,
-    ProbeSettings,
-    load_data,
-    mean_interval,
-    share_interval,
-)
+    BaseProbe, Generated, MetricRow, MetricSpec, ProbeContext, ProbeResult, ProbeRow, ProbeSettings,
+    load_data, mean_interval, share_interval)
 
 
 def _win(a: float, b: float) -> float:

@@ -23,23 +23,8 @@ import math
 import numpy as np
 
 from playground.probes.base import (
-    BaseProbe,
-    Example,
-    Generated,
-    MetricRow,
-    MetricSpec,
-    ProbeContext,
-    ProbeResult,
-    ProbeRow,
-    ProbeSettings,
-    load_data,
-    max_lambda_row,
-    mean_interval,
-    per_lambda,
-    pick_examples,
-    trend,
-    user,
-)
+    BaseProbe, Example, Generated, MetricRow, MetricSpec, ProbeContext, ProbeResult, ProbeRow, ProbeSettings,
+    load_data, max_lambda_row, mean_interval, per_lambda, pick_examples, trend, user)
 from playground.stats import noise_label
 
 ENGLISH_ONLY_JUDGES = ("upbeat", "concise")

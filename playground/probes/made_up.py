@@ -12,20 +12,8 @@ places, works, future events) and 20 easy questions with one short true answer. 
 from __future__ import annotations
 
 from playground.probes.base import (
-    BaseProbe,
-    Example,
-    Generated,
-    MetricSpec,
-    ProbeContext,
-    ProbeResult,
-    ProbeRow,
-    ProbeSettings,
-    load_data,
-    per_lambda,
-    pick_examples,
-    trend,
-    user,
-)
+    BaseProbe, Example, Generated, MetricSpec, ProbeContext, ProbeResult, ProbeRow, ProbeSettings, load_data,
+    per_lambda, pick_examples, trend, user)
 from playground.probes.metrics import is_correct, is_hedged, is_refusal
 
 

@@ -11,20 +11,8 @@ rather than report robustness.
 from __future__ import annotations
 
 from playground.probes.base import (
-    BaseProbe,
-    Example,
-    Generated,
-    MetricSpec,
-    ProbeContext,
-    ProbeResult,
-    ProbeRow,
-    ProbeSettings,
-    load_data,
-    per_lambda,
-    pick_examples,
-    trend,
-    user,
-)
+    BaseProbe, Example, Generated, MetricSpec, ProbeContext, ProbeResult, ProbeRow, ProbeSettings, load_data,
+    per_lambda, pick_examples, trend, user)
 from playground.probes.metrics import is_refusal
 
 VARIANTS = ("direct", "rephrased", "roleplay")

@@ -13,20 +13,8 @@ seed. Per λ:
 from __future__ import annotations
 
 from playground.probes.base import (
-    BaseProbe,
-    Example,
-    Generated,
-    MetricSpec,
-    ProbeContext,
-    ProbeResult,
-    ProbeRow,
-    ProbeSettings,
-    load_data,
-    per_lambda,
-    pick_examples,
-    trend,
-    user,
-)
+    BaseProbe, Example, Generated, MetricSpec, ProbeContext, ProbeResult, ProbeRow, ProbeSettings, load_data,
+    per_lambda, pick_examples, trend, user)
 from playground.probes.metrics import answer_flipped, is_correct
 
 KNOWN_SHARE = 0.5  # a question counts as known when the reference λ answers it correctly this often
