@@ -62,14 +62,18 @@ def level(pg: Playground, clients: int, turns: int, tokens: int) -> dict:
                 return out
             out.append(one_turn(pg, i, tokens))
 
+    stats0 = dict(pg.engine.scheduler.stats)
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
         results = [r for rs in pool.map(client, range(clients)) for r in rs]
     wall = time.perf_counter() - start
+    loop = {k: v - stats0[k] for k, v in pg.engine.scheduler.stats.items()}
     ttft, lat = [r["ttft"] for r in results], [r["latency"] for r in results]
     return {"clients": clients, "turns": len(results), "wall_s": wall, "turns_per_s": len(results) / wall,
             "ttft_p50_s": pct(ttft, 50), "ttft_p95_s": pct(ttft, 95), "ttft_p99_s": pct(ttft, 99),
-            "latency_p50_s": pct(lat, 50), "latency_p95_s": pct(lat, 95), "latency_p99_s": pct(lat, 99)}
+            "latency_p50_s": pct(lat, 50), "latency_p95_s": pct(lat, 95), "latency_p99_s": pct(lat, 99),
+            "loop": {"steps": loop["steps"], "mean_rows": loop["rows"] / max(1, loop["steps"]), "joins": loop["joins"],
+                     "prefill_s": loop["prefill_s"], "sample_s": loop["sample_s"], "forward_s": loop["forward_s"]}}
 
 
 def chat_during_sweep(pg: Playground, rows: int, sweep_tokens: int, tokens: int) -> dict:
@@ -149,6 +153,9 @@ def main() -> None:
         print(f"{lv['clients']:>3} clients: {lv['turns']} turns, {lv['turns_per_s']:.2f} turns/s; first token p50/p95/p99 "
               f"{fmt(lv['ttft_p50_s'], lv['ttft_p95_s'], lv['ttft_p99_s'])} s; end-to-end "
               f"{fmt(lv['latency_p50_s'], lv['latency_p95_s'], lv['latency_p99_s'])} s")
+        lp = lv["loop"]
+        print(f"      loop: {lp['steps']} steps, {lp['mean_rows']:.0f} rows on average, {lp['joins']} joins; prefill "
+              f"{lp['prefill_s']:.1f} s, sampling {lp['sample_s']:.1f} s, decode forwards {lp['forward_s']:.1f} s of {lv['wall_s']:.1f} s")
     if "during_sweep" in r:
         d = r["during_sweep"]
         print(f"during a {d['sweep_rows']}×{d['sweep_tokens']} sweep ({d['sweep_s']:.1f} s, {d['sweep_row_tok_s']:.0f} row-tok/s): "

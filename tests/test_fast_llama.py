@@ -118,12 +118,13 @@ def test_bf16_matches_hf(tiny_llama, adapter_dir):
 
 @pytest.mark.skipif(not can_pack(torch.bfloat16), reason="no oneDNN bf16 on this CPU")
 def test_bf16_packed_matches_unpacked(tiny_llama, adapter_dir):
-    """oneDNN prepacked + fused q/k/v, gate/up (LoRA deltas on slices) vs plain F.linear per module."""
+    """oneDNN prepacked + fused q/k/v, gate/up, LoRA A packed under W (its product rounded once to bf16) vs plain
+    F.linear per module with float32 LoRA deltas."""
     model, adapters = with_adapter(tiny_llama, adapter_dir, torch.bfloat16)
     packed, plain = FastLlamaDecoder(model, PAD, pack=True), FastLlamaDecoder(model, PAD, pack=False)
     assert packed.layers[0].fused and not plain.layers[0].fused
     a, b = decode([packed, plain], steps=10, adapters=adapters)
-    assert max_diff(a, b) < 1e-2  # bit-identical on the AMX CPU this was written on
+    assert max_diff(a, b) < 0.05  # logits are O(1); the two differ by the bf16 rounding of A x (~1% of the delta)
 
 
 

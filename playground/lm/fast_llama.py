@@ -10,10 +10,14 @@ with every projection W + the routed LoRA deltas (`projections.Projection`). Row
 their prompts) and leave (`remove`) between steps; `step` appends one token to every live row. Each row
 sits in its own cache slot from column 0, so its positions, keys and masks do not depend on its batch.
 
-Precision at bfloat16 weights: matmuls read bf16 weights, but the residual stream x, the norms, RoPE,
-the LoRA deltas and the logits are float32 (the LM head reads a float32 copy of its weight, computed
-once per model); keys/values are cached in `cache_dtype` (the weights' dtype unless given). See
-projections.py for why rows are bit-identical whatever their batch.
+Precision at bfloat16 weights: the matmuls read bf16 weights, but the residual stream x, the norms,
+RoPE, the LoRA deltas, the attention and the logits are float32: keys and values are cached in float32
+(`cache_dtype`) and the LM head reads a float32 copy of its weight (one per model, oneDNN-packed). On
+the shipped model this keeps the reported KL(π_λ ‖ π_base) within 0.1% (median) of a float32
+transformers + peft recomputation; rounding onto bf16 activations, a bf16 KV cache or bf16 logits each
+shrank it (0.87 before this change, 0.98 with only the cache in bf16). Padding rows: `step` pads the
+batch to a multiple of ROW_TILE (spare cache slots), so every float32 matmul sees whole row tiles. See
+projections.py and kv_cache.py for why a row's bits do not depend on its batch.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from playground.lm.projections import ROW_TILE, Projection, base_linear, can_pac
 
 __all__ = ["FastLlamaDecoder", "supports", "can_pack"]
 Route = tuple[str | None, float]  # (adapter or None, LoRA scale) of one forward row
-_HEAD32: weakref.WeakKeyDictionary[nn.Module, torch.Tensor] = weakref.WeakKeyDictionary()
+_HEAD32: weakref.WeakKeyDictionary[nn.Module, tuple[torch.Tensor, bool]] = weakref.WeakKeyDictionary()
 
 
 def supports(model: nn.Module) -> bool:
@@ -51,13 +55,15 @@ def supports(model: nn.Module) -> bool:
     )
 
 
-def _head_weight(model: nn.Module) -> torch.Tensor:
-    """W_lm [V, D] in float32: the weight itself for a float32 model, else one float32 copy per model."""
-    w = model.lm_head.weight.detach()
-    if w.dtype == torch.float32:
-        return w
+def _head_weight(model: nn.Module) -> tuple[torch.Tensor, bool]:
+    """W_lm in float32, one copy per model: (oneDNN-packed weight, True) where oneDNN is available (3.5x faster
+    than MKL's sgemm for this 49k x 576 matrix here, and row-invariant), else (the [V, D] weight, False)."""
     if model not in _HEAD32:
-        _HEAD32[model] = w.float()
+        w = model.lm_head.weight.detach().float()
+        if torch.backends.mkldnn.is_available():
+            _HEAD32[model] = (torch.ops.mkldnn._reorder_linear_weight(w, 64), True)
+        else:
+            _HEAD32[model] = (w, False)
     return _HEAD32[model]
 
 
@@ -79,11 +85,12 @@ class _Layer:
         self.norm1, self.eps1 = layer.input_layernorm.weight.detach().float(), layer.input_layernorm.variance_epsilon
         self.norm2, self.eps2 = layer.post_attention_layernorm.weight.detach().float(), layer.post_attention_layernorm.variance_epsilon
 
-    def qkv(self, nw: torch.Tensor, n: torch.Tensor, s: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(W_q n, W_k n, W_v n) + LoRA deltas, float32; nw: n in the weights' dtype."""
+    def qkv(self, nw: torch.Tensor, n: torch.Tensor, s: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """([W_q n; W_k n], W_v n) + LoRA deltas, float32 [M, q+k], [M, v]; nw: n in the weights' dtype."""
         if self.fused:
-            return self.proj[0](nw, n, s).split([self.q_size, self.k_size, self.k_size], -1)
-        return self.proj[0](nw, n, s), self.proj[1](nw, n, s), self.proj[2](nw, n, s)
+            y = self.proj[0](nw, n, s)
+            return y[:, : self.q_size + self.k_size], y[:, self.q_size + self.k_size:]
+        return torch.cat([self.proj[0](nw, n, s), self.proj[1](nw, n, s)], -1), self.proj[2](nw, n, s)
 
     def gate_up(self, nw: torch.Tensor, n: torch.Tensor, s: dict) -> tuple[torch.Tensor, torch.Tensor]:
         if self.fused:
@@ -101,7 +108,6 @@ class FastLlamaDecoder:
         pack = can_pack(self.dtype) if pack is None else pack
         self.pad_id = pad_id
         self.loras = [m for m in model.modules() if isinstance(m, RoutedLoRALinear)]
-        self.ranks = {n: a.shape[0] for m in self.loras for n, a in m.lora_A.items()}
         self.layers = [_Layer(layer, pack) for layer in inner.layers[: cfg.num_hidden_layers]]
         self.embed = inner.embed_tokens
         self.head = _head_weight(model)
@@ -172,11 +178,10 @@ class FastLlamaDecoder:
         return routes
 
     # --- forward -------------------------------------------------------------------------------------
-    def _route_scales(self, routes: Sequence[Route], repeat: int = 1) -> dict[tuple[str, int], torch.Tensor]:
-        """S_a [rows·repeat, 1] float32 per routed adapter (sorted by name), each row's scale repeated `repeat` times."""
+    def _route_scales(self, routes: Sequence[Route], repeat: int = 1) -> dict[str, torch.Tensor]:
+        """S_a [rows·repeat, 1] float32 per routed adapter, each row's scale repeated `repeat` times."""
         names = sorted({n for n, s in routes if n is not None})
-        return {(n, self.ranks[n]): torch.tensor([s if r == n else 0.0 for r, s in routes]).repeat_interleave(repeat)[:, None]
-                for n in names}
+        return {n: torch.tensor([s if r == n else 0.0 for r, s in routes]).repeat_interleave(repeat)[:, None] for n in names}
 
     def _rope_tables(self, positions: int) -> None:
         """cos/sin tables for positions < `positions` (float32, as HF): rotate_half(x)·sin = roll(x, d/2)·[-sin, sin]."""
@@ -200,23 +205,24 @@ class FastLlamaDecoder:
             # h = x + W_o Attn(q, k, v): n = RMSNorm(x); q = RoPE(W_q n), k = RoPE(W_k n), v = W_v n
             n = F.rms_norm(x, (self.hidden,), L.norm1, L.eps1)
             nw = n.to(self.dtype)
-            q, k, v = L.qkv(nw, n, scales)
-            q = self._rope(q.view(m, self.heads, d), cos, sin)
-            k = self._rope(k.view(m, self.kv_heads, d), cos, sin)
-            a = attend(i, q, k, v.view(m, self.kv_heads, d))  # [M, H·d] float32
-            x = x + L.o(a.to(self.dtype), a, scales)
+            qk, v = L.qkv(nw, n, scales)
+            qk = self._rope(qk.view(m, self.heads + self.kv_heads, d), cos, sin)  # q and k rotated together
+            a = attend(i, qk[:, : self.heads], qk[:, self.heads:], v.view(m, self.kv_heads, d))  # [M, H·d] float32
+            x += L.o(a.to(self.dtype), a, scales)
             # x' = h + W_down (SiLU(W_gate n) ⊙ W_up n), n = RMSNorm(h)
             n = F.rms_norm(x, (self.hidden,), L.norm2, L.eps2)
             nw = n.to(self.dtype)
             gate, up = L.gate_up(nw, n, scales)
             h = F.silu(gate) * up
-            x = x + L.down(h.to(self.dtype), h, scales)
+            x += L.down(h.to(self.dtype), h, scales)
         return x
 
     def _logits(self, x_last: torch.Tensor) -> torch.Tensor:
         """ℓ = W_lm RMSNorm(x_L) in float32 [rows, V]."""
-        n = F.rms_norm(x_last, (self.hidden,), self.norm, self.eps)
-        return F.linear(tile_rows(n), self.head)[: len(n)]
+        n = tile_rows(F.rms_norm(x_last, (self.hidden,), self.norm, self.eps))
+        w, packed = self.head
+        y = torch.ops.mkldnn._linear_pointwise(n, w, None, "none", [], "") if packed else F.linear(n, w)
+        return y[: len(x_last)]
 
     def _prefill(self, prompts: Sequence[Sequence[int]], slots: Sequence[int], routes: Sequence[Route], t: int) -> torch.Tensor:
         """Prompts of equal length t into their slots (columns 0..t-1); logits of their last position [k, V]."""
@@ -252,7 +258,8 @@ class FastLlamaDecoder:
         self.cache.reserve(m, top)
         self._rope_tables(top)
         span = min(self.cache.span(extra=1), self.cache.capacity[1])
-        pos = torch.cat([lengths, lengths.new_zeros(m - n)])
+        pos = torch.cat([lengths, lengths[:1].expand(m - n)])  # padding rows: spare slots, at row 0's position
+        column = int(lengths[0]) if bool((lengths == lengths[0]).all()) else None  # all rows write one column: a slice
         ids = torch.cat([tokens.long(), tokens.new_full((m - n,), self.pad_id, dtype=torch.long)])
         cdtype = self.cache.dtype
         mask = torch.zeros(m, 1, 1, span, dtype=cdtype).masked_fill_(
@@ -263,8 +270,12 @@ class FastLlamaDecoder:
 
         def attend(i: int, q, k, v):
             kc, vc = self.cache.keys[i], self.cache.values[i]
-            kc[rows, :, pos] = k.to(cdtype)
-            vc[rows, :, pos] = v.to(cdtype)
+            if column is not None:
+                kc[:m, :, column] = k
+                vc[:m, :, column] = v
+            else:
+                kc[rows, :, pos] = k.to(cdtype)
+                vc[rows, :, pos] = v.to(cdtype)
             # decode: a kv group's query heads act as the group's query positions (no GQA expand)
             qh = q.to(cdtype).view(m, hk, -1, d)
             a = F.scaled_dot_product_attention(qh, kc[:m, :, :span], vc[:m, :, :span], attn_mask=mask)

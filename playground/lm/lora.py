@@ -8,9 +8,10 @@ matrices of every loaded adapter and adds, for each batch row i, `scale_i · s �
 - tuned rows get scale 1 (exactly base+adapter, as peft computes it),
 - weight-space extrapolation (ExPO) rows get scale λ.
 
-The routing (which adapter and scale per row) is handed to the model for exactly one forward call by
-`AdapterSet.routing(...)`, under the engine's lock, so no global "active adapter" ever changes between
-users: the choice travels with the batch. The delta is applied with a per-row scale vector (a row mask)
+The routing (which adapter and scale per row) travels with the batch: `FastLlamaDecoder` takes it per
+row (see projections.py for its batch-invariant, float32 deltas); for generic models `AdapterSet.routing`
+hands it to the modules for exactly one forward call, under the engine's lock. No global "active
+adapter" ever changes between users. The delta is applied with a per-row scale vector (a row mask)
 instead of splitting the batch per adapter.
 """
 from __future__ import annotations

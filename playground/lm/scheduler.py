@@ -9,10 +9,11 @@ Scheduling is per iteration, not per request (Orca, OSDI 2022; vLLM, TGI): a sin
 
 A submission is a list of `Request`s that belong together (the three columns of a chat turn, a sweep)
 and streams its own `list[Stream]` back after each step it takes part in. Fairness: submissions of more
-than `bulk_threshold` requests (sweeps) join in chunks of `bulk_chunk` requests, at most
-`bulk_prefill_tokens` prompt tokens per step, and may hold at most `bulk_rows` of the `max_rows` forward
-rows, so an interactive turn submitted during a sweep finds room at the next step; interactive
-submissions are admitted first, in arrival order. At most `max_waiting`
+than `bulk_threshold` requests (sweeps) join in chunks of `bulk_chunk` requests and may hold at most
+`bulk_rows` of the `max_rows` forward rows, so an interactive turn submitted during a sweep finds room at
+the next step; interactive submissions are admitted first, in arrival order. At most `prefill_tokens`
+prompt tokens are prefilled per step (at least one submission), so joining never stalls the running rows
+for long, and the KV cache only grows within `max_kv_mb`. At most `max_waiting`
 submissions wait to start; past that `submit` raises InputError ("busy, try again in N s"). A `client`
 key caps that client's concurrent submissions at `max_per_client`.
 
@@ -21,6 +22,7 @@ request's tokens are the same whether it decodes alone or beside others that joi
 """
 from __future__ import annotations
 
+import atexit
 import math
 import threading
 import time
@@ -28,8 +30,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
+import torch
+
 from playground.lm.batch import RunningBatch, routes_of
 from playground.lm.fast_llama import FastLlamaDecoder
+from playground.lm.threads import release_openmp_pool
 from playground.validation import InputError
 
 
@@ -38,7 +43,7 @@ class SchedulerConfig:
     max_rows: int = 192  # forward rows decoded together (a realigned request takes 2, a chat turn 5)
     bulk_rows: int = 128  # of which sweeps (bulk submissions) may hold at most this many: the rest is kept for turns
     bulk_chunk: int = 16  # a bulk submission joins in chunks of this many requests
-    bulk_prefill_tokens: int = 1024  # prompt tokens of bulk chunks prefilled per step (bounds the stall for others)
+    prefill_tokens: int = 512  # prompt tokens prefilled per step (at least one join): bounds the stall for running rows
     bulk_threshold: int = 8  # submissions with more requests than this are bulk
     max_kv_mb: int = 2048  # the KV cache grows only within this (rows × longest row); beyond it requests wait
     max_waiting: int = 32  # submissions waiting to start; beyond it "busy, try again"
@@ -93,15 +98,18 @@ class Scheduler:
 
     def __init__(self, engine, config: SchedulerConfig = SchedulerConfig()) -> None:
         self.engine, self.config = engine, config
+        self.threads = torch.get_num_threads()
         self.cond = threading.Condition()
         self.waiting: deque[Submission] = deque()  # not fully admitted, in arrival order
         self.active: list[Submission] = []  # not closed
         self.batch = self._new_batch()
         self.step_s = 0.05  # running mean of one loop iteration, for "try again in N s"
         self.min_left = 0  # fewest tokens any running request has left (updated each step)
+        self.stats = {"steps": 0, "rows": 0, "joins": 0, "prefill_s": 0.0, "sample_s": 0.0, "forward_s": 0.0}
         self._stop = False
         self.thread = threading.Thread(target=self._loop, name="playground-scheduler", daemon=True)
         self.thread.start()
+        atexit.register(self.close)  # stop the loop before the interpreter (and OpenMP) shut down
 
     @property
     def running(self) -> bool:
@@ -147,6 +155,7 @@ class Scheduler:
         """Submit, then yield copies of the submission's streams after each step it took part in (coalesced
         when the reader is slower than the loop) until every request is done or the submission stops."""
         sub = self.submit(requests, should_stop, client, deadline)
+        release_openmp_pool()  # this thread only waits now: its OpenMP workers must not compete with the loop's
         seen = 0
         try:
             while True:
@@ -165,6 +174,7 @@ class Scheduler:
 
     # --- the decode loop (one thread) ----------------------------------------------------------------
     def _loop(self) -> None:
+        torch.set_num_threads(self.threads)  # the creating thread's setting (a new thread would get one per core)
         while True:
             with self.cond:
                 while not self._stop and not self.batch.members and not self.waiting:
@@ -175,6 +185,8 @@ class Scheduler:
             tick = time.perf_counter()
             for sub, indices in admit:
                 self._join(sub, indices)
+            self.stats["prefill_s"] += time.perf_counter() - tick
+            self.stats["joins"] += len(admit)
             if not self.batch.members:
                 continue
             try:
@@ -197,15 +209,13 @@ class Scheduler:
         cache = self.batch.decoder.cache
         rows, cols = self.batch.rows, max((len(m.request.prompt_ids) + m.request.max_new_tokens for m in self.batch.members), default=0)
         budget = max(c.max_kv_mb * 2**20, cache.bytes_for(0, 0))  # growing past the budget waits; what is there stays
-        prefill = 0  # bulk prompt tokens planned at this boundary
+        prefill = 0  # prompt tokens planned at this boundary
         for sub in sorted(self.waiting, key=lambda s: s.bulk):  # stable: arrival order within each class
             while sub.pending:
                 take = list(sub.pending)[: c.bulk_chunk] if sub.bulk else list(sub.pending)
-                need, reach = sub.rows(take), max(cols, sub.columns(take))
-                fits = need <= free and cache.bytes_for(rows + need + 3, reach) <= budget
-                if sub.bulk:
-                    tokens = sub.prefill_tokens(take)
-                    fits = fits and bulk + need <= c.bulk_rows and (prefill == 0 or prefill + tokens <= c.bulk_prefill_tokens)
+                need, reach, tokens = sub.rows(take), max(cols, sub.columns(take)), sub.prefill_tokens(take)
+                fits = (need <= free and cache.bytes_for(rows + need + 3, reach) <= budget
+                        and (not sub.bulk or bulk + need <= c.bulk_rows) and (not plan or prefill + tokens <= c.prefill_tokens))
                 if not fits and (self.batch.members or plan):
                     break
                 for _ in take:
@@ -214,9 +224,9 @@ class Scheduler:
                     plan[-1][1].extend(take)
                 else:
                     plan.append((sub, take))
-                free, rows, cols = free - need, rows + need, reach
+                free, rows, cols, prefill = free - need, rows + need, reach, prefill + tokens
                 if sub.bulk:
-                    bulk, prefill = bulk + need, prefill + tokens
+                    bulk += need
         for sub, _ in plan:
             if not sub.pending and sub in self.waiting:
                 self.waiting.remove(sub)
@@ -235,6 +245,7 @@ class Scheduler:
 
     def _step(self) -> None:
         """sample → publish → leave → advance (see the module docstring)."""
+        t0 = time.perf_counter()
         with self.cond:
             self.batch.sample(self.engine.stop_ids)
             owners = {id(m.owner): m.owner for m in self.batch.members}.values()
@@ -250,9 +261,14 @@ class Scheduler:
                     self._close(sub)
             self.min_left = min((m.left for m in self.batch.members if id(m.owner) in still), default=0)
             self.cond.notify_all()
+        t1 = time.perf_counter()
+        self.stats["steps"] += 1
+        self.stats["rows"] += self.batch.rows
         self.batch.leave(leaving)
         if self.batch.members:
             self.engine.forward(self.batch.advance)
+        self.stats["sample_s"] += t1 - t0
+        self.stats["forward_s"] += time.perf_counter() - t1
 
     def _close(self, sub: Submission) -> None:
         """Under the lock: the submission ends (running members of a closed submission leave at the next step)."""
