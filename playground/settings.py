@@ -2,12 +2,14 @@
 
 One place: the UI reads its defaults and slider ranges from here, and `playground.validation` turns raw
 input (UI event, Gradio API, CLI) into these objects once, checked against `Limits` (Gradio's API skips
-slider limits). Nothing here imports torch, gradio or another playground module.
+slider limits). Nothing here imports torch, gradio or another playground module at import time
+(`FeedbackSettings.from_env` calls the stdlib-only `playground.datadir` for the data directory's files).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -176,6 +178,9 @@ class Throughput:
     sweep_row_tokens_per_s: float = 200.0  # batched realigned decoding, 16–64 rows (2 forward rows each)
     kv_bytes_per_token_row: int = 19_500  # peak RSS per prompt row and context token (30 layers, 3 KV heads)
     chars_per_token: float = 3.0  # a prompt's tokens ≈ characters / 3 (English), for the estimate before tokenizing
+    step_floor_s: float = 0.05  # one decoding step of a small batch (≈ 30 tok/s for one realigned stream): few rows
+    # cannot go faster than tokens × this, whatever the throughput
+    job_overhead_s: float = 8.0  # judging, embeddings for diversity, bootstrap intervals and plots after decoding
 
 
 THROUGHPUT = Throughput()
@@ -183,7 +188,8 @@ THROUGHPUT = Throughput()
 
 def job_estimate(rows: int, prompt_chars: int, max_new_tokens: int) -> tuple[float, int]:
     """(seconds, KV bytes) a batched job of `rows` answers needs on the reference CPU."""
-    seconds = rows * max_new_tokens / THROUGHPUT.sweep_row_tokens_per_s
+    decode = max(rows * max_new_tokens / THROUGHPUT.sweep_row_tokens_per_s, max_new_tokens * THROUGHPUT.step_floor_s)
+    seconds = decode + THROUGHPUT.job_overhead_s
     context = prompt_chars / THROUGHPUT.chars_per_token + max_new_tokens
     kv = int(2 * min(rows, Limits().max_sweep_rows) * context * THROUGHPUT.kv_bytes_per_token_row)
     return seconds, kv
@@ -238,6 +244,7 @@ class ServeSettings:
     job_concurrency: int = 1
     jobs_per_session: int = 1
     diffusion_concurrency: int = 1  # diffusion events have their own pool so neither starves the other
+    vote_concurrency: int = 4  # "Prefer this one": judge three answers and store two votes, beside the chat's pool
     load_wait_s: float = 300.0  # a request waits this long for the model (a cold start converts the GGUF: ~30 s)
     delete_cache_s: int = 3600  # files handed to users (exports, images) leave Gradio's cache after this
     # A long job runs in a worker thread while its event handler beats every `job_heartbeat_s`; when Gradio
@@ -255,6 +262,33 @@ class ServeSettings:
 SERVE = ServeSettings()
 
 
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """The continuous-batching decode loop (playground/lm/scheduler.py): batch size, fairness and memory caps."""
+
+    # Forward rows decoded together (a realigned request takes 2, a chat turn 5). Higher: more requests share
+    # each step (more throughput), each step is slower (higher per-token latency).
+    max_rows: int = 192
+    # Of those, bulk submissions (sweeps) may hold at most this many; the rest stays free for chat turns.
+    # Lower: chat during a sweep starts sooner, the sweep takes longer.
+    bulk_rows: int = 128
+    # A bulk submission joins in chunks of this many requests (lower: finer interleaving, more prefills).
+    bulk_chunk: int = 16
+    # Prompt tokens prefilled per step (at least one join). Lower: shorter stalls for running rows, slower joins.
+    prefill_tokens: int = 512
+    # Submissions with more requests than this count as bulk (a chat turn has 3, a duel 2).
+    bulk_threshold: int = 8
+    # The KV cache grows only within this many MB (rows × longest row); beyond it requests wait.
+    max_kv_mb: int = 2048
+    # Submissions waiting to start; beyond it "busy, try again in N s".
+    max_waiting: int = 32
+    # Concurrent submissions (waiting or running) per client key.
+    max_per_client: int = 4
+
+
+SCHEDULER = SchedulerSettings()
+
+
 def server_name(env: dict | None = None) -> str:
     """Where the app binds: loopback by default; all interfaces on a Space or when asked (see ServeSettings)."""
     env = dict(os.environ) if env is None else env
@@ -263,3 +297,55 @@ def server_name(env: dict | None = None) -> str:
     if env.get("SPACE_ID") or env.get("PLAYGROUND_LISTEN") == "1":
         return SERVE.public_host
     return SERVE.local_host
+
+
+# --- human feedback: where votes live and the limits they are checked against ----------------------------
+SPACE_DATA_DIR = Path("/data")  # Hugging Face Spaces persistent storage
+APP_DIR_NAME = "controllability-playground"
+DB_FILE_NAME = "votes.sqlite3"
+SALT_FILE_NAME = "vote_salt"
+
+
+@dataclass(frozen=True)
+class FeedbackSettings:
+    """The vote store: location, privacy salt and limits. `from_env` reads (at call time, never at import):
+
+    - `PLAYGROUND_DATABASE_URL`: any SQLAlchemy URL, e.g. `postgresql+psycopg://user:pw@host/db` (several replicas
+      share one database). Unset: the SQLite file `votes.sqlite3` (WAL mode) in the data directory.
+    - `PLAYGROUND_DATA_DIR`: the data directory. Unset: `/data/controllability-playground` when `/data` is a
+      writable folder (a Space's persistent storage), else `$XDG_DATA_HOME` (`~/.local/share`)`/controllability-playground`.
+    - `PLAYGROUND_VOTE_SALT`: the secret session ids are hashed with. Unset: a random salt created once and kept in
+      `<data dir>/vote_salt` (mode 0600), so a restart hashes the same session to the same value.
+    - `PLAYGROUND_DUEL_MAX_NEW_TOKENS` (read by `playground.feedback.config.duel_max_new_tokens`): a duel's answer
+      length cap, default `DEFAULT_DECODE.max_new_tokens`, at most `LIMITS.max_new_tokens`.
+    """
+
+    database_url: str  # "sqlite:///path/votes.sqlite3" or "postgresql+psycopg://..."
+    data_dir: Path  # the default SQLite file and the persisted salt
+    salt: str = field(repr=False)  # mixed into every session-id hash (HMAC-SHA256); never logged or shown
+    duel_expiry_s: float = 30 * 60  # a duel waiting for a vote expires; a late vote is refused
+    max_prompt_chars: int = 4000  # longest stored prompt (the UI caps prompts at 4000 before generating)
+    max_answer_chars: int = 16000  # longest stored answer (256 tokens rarely exceed 2000 characters)
+    max_conversation_chars: int = 200_000  # earlier conversation, JSON-encoded (8 turns of prompt + answer)
+    max_name_chars: int = 200  # model / adapter name, hash, idempotency key or judge name
+    max_json_chars: int = 4000  # JSON of one answer's settings, or of the judge scores
+    # λ values a duel draws its two answers from: 0 = base model, 1 = tuned as trained, 2 = extrapolated.
+    duel_lambdas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, space_dir: Path = SPACE_DATA_DIR) -> FeedbackSettings:
+        """Settings from the environment (`env` defaults to os.environ); creates the data dir if needed."""
+        from playground.datadir import default_data_dir, load_or_create_salt, sqlite_url  # stdlib-only file helpers
+
+        env = os.environ if env is None else env
+        data_dir = default_data_dir(env, space_dir)
+        url = env.get("PLAYGROUND_DATABASE_URL", "").strip()
+        if not url:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            url = sqlite_url(data_dir / DB_FILE_NAME)
+        salt = env.get("PLAYGROUND_VOTE_SALT", "").strip() or load_or_create_salt(data_dir)
+        return cls(database_url=url, data_dir=data_dir, salt=salt)
+
+
+FEEDBACK_LIMITS = FeedbackSettings(database_url="", data_dir=Path("."), salt="")  # the default limits alone
+

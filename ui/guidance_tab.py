@@ -73,7 +73,7 @@ def _sweep(base, scales, should_stop) -> list:
     from playground.diffusion import guidance as G
 
     rows = G.sweep(base, scales, should_stop=should_stop)
-    return [G.plot_sweep(rows), pd.DataFrame(rows).round(3)]
+    return [G.plot_sweep(rows, G.real_data_reference(base.digit)), pd.DataFrame(rows).round(3)]
 
 
 async def run_sweep(digit, scales, samples, steps, scheduler, seed):

@@ -100,21 +100,21 @@ def build_tradeoff_tab(pg) -> None:
             heldout = Dropdown(["", *judges], value="", label="Held-out judge",
                                info="Empty = on_topic: does the answer address the prompt?")
         with gr.Row():
-            source = Radio(SOURCES, value=SOURCES[0], label="Prompts")
-            typed = gr.Textbox("\n".join(default_prompts()), lines=4, label="Typed prompts, one per line",
+            source = Radio(SOURCES, value=SOURCES[0], label="Prompts", elem_id="sweep-source")
+            typed = gr.Textbox("\n".join(default_prompts()), lines=4, label="Typed prompts, one per line", elem_id="sweep-typed",
                                info=f"At most {LIMITS.max_sweep_prompts}; more prompts = steadier averages, slower")
             upload = gr.File(file_types=[".txt"], type="filepath", label="Prompts file (.txt, one per line)")
     with gr.Accordion("2 · Grid", open=True):
         with gr.Row():
             grid_kind = Radio(["λ", "β"], value="λ", label="Sweep", info="λ = β_train/β; β = nominal KL strength (inf = base)")
-            grid = gr.Textbox(",".join(f"{v:g}" for v in SWEEP.lambdas), label="Values (comma-separated)",
+            grid = gr.Textbox(",".join(f"{v:g}" for v in SWEEP.lambdas), label="Values (comma-separated)", elem_id="sweep-grid",
                               info=f"λ in [0, {LIMITS.max_lambda:g}]: higher = further from the base model")
-            temps = gr.Textbox(",".join(f"{v:g}" for v in SWEEP.temperatures), label="Temperatures",
+            temps = gr.Textbox(",".join(f"{v:g}" for v in SWEEP.temperatures), label="Temperatures", elem_id="sweep-temps",
                                info="Higher = more diverse; 0 = greedy")
         with gr.Row():
-            samples = Slider(1, LIMITS.max_samples_per_setting, value=SWEEP.samples, step=1, label="Samples per prompt per setting",
+            samples = Slider(1, LIMITS.max_samples_per_setting, value=SWEEP.samples, step=1, label="Samples per prompt per setting", elem_id="sweep-samples",
                              info="More = steadier diversity estimates, slower")
-            max_new = Slider(1, LIMITS.max_new_tokens, value=SWEEP.max_new_tokens, step=1, label="Max new tokens",
+            max_new = Slider(1, LIMITS.max_new_tokens, value=SWEEP.max_new_tokens, step=1, label="Max new tokens", elem_id="sweep-max-new",
                              info="Longer = slower")
             seed = Number(0, precision=0, label="Seed", info="Sample k uses seed + k")
     with gr.Row():

@@ -41,18 +41,18 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out: Path, rows: list[dict], batches: list[np.ndarray], samples: int) -> list[Path]:
+def write_outputs(out: Path, rows: list[dict], batches: list[np.ndarray], samples: int, digit: int | None = None) -> list[Path]:
     """JSON rows, the per-scale grid PNG and the sweep plot PNG; returns the paths written."""
     from matplotlib.image import imsave
 
-    from playground.diffusion.guidance import grid_image, plot_sweep
+    from playground.diffusion.guidance import grid_image, plot_sweep, real_data_reference
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2) + "\n")
     grid_path, plot_path = out.with_suffix(".png"), out.with_name(out.stem + "_plot.png")
     scale = 4 if samples <= 16 else 2
     imsave(grid_path, grid_image(np.concatenate(batches), nrow=samples, scale=scale), cmap="gray", vmin=0, vmax=255)
-    plot_sweep(rows).savefig(plot_path, dpi=110)
+    plot_sweep(rows, real_data_reference(digit) if digit is not None else None).savefig(plot_path, dpi=110)
     return [out, grid_path, plot_path]
 
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     base = guidance_settings(digit=args.digit, num_samples=args.samples, steps=args.steps, scheduler=args.scheduler,
                              seed=args.seed)
     rows, batches = sweep_with_images(base, parse_scales(args.scales))
-    paths = write_outputs(out, rows, batches, base.num_samples)
+    paths = write_outputs(out, rows, batches, base.num_samples, base.digit)
     print(f"digit {base.digit}, {base.num_samples} samples x {base.steps} {base.scheduler} steps, seed {base.seed}")
     print(_table(rows))
     print("wrote " + ", ".join(str(p) for p in paths))

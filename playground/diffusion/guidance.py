@@ -194,8 +194,20 @@ def grid_image(images: np.ndarray, nrow: int = 8, scale: int = 4, pad: int = 1) 
     return np.kron(pixels, np.ones((scale, scale), dtype=np.uint8))
 
 
-def plot_sweep(rows: list[dict]) -> Figure:
-    """Two panels against w: alignment (accuracy, p(digit)) and diversity (pixels, classifier features)."""
+def real_data_reference(digit: int) -> dict[str, float]:
+    """Diversity of the real held-out images of `digit` (what an unbiased sampler of that class would show)."""
+    from playground.diffusion.digits import load_digit_images
+
+    images, labels = load_digit_images("test")
+    real = images[labels == digit]
+    return {"diversity": diversity(real), "feature_spread": feature_spread(real), "n": int(len(real))}
+
+
+def plot_sweep(rows: list[dict], reference: dict | None = None) -> Figure:
+    """Two panels against w: alignment (accuracy, p(digit)) and diversity (pixels, classifier features).
+
+    `reference` (from `real_data_reference`) draws the real held-out digits' diversity as dotted lines: guidance
+    that pushes diversity below them narrows the class; w = 1 (the plain conditional model) sits near them."""
     w = [r["scale"] for r in rows]
     fig = Figure(figsize=(9, 3.4), layout="constrained")
     left, right = fig.subplots(1, 2)
@@ -208,6 +220,10 @@ def plot_sweep(rows: list[dict]) -> Figure:
     twin = right.twinx()
     twin.plot(w, [r["feature_spread"] for r in rows], "s--", color="tab:purple", label="feature L2")
     twin.set_ylabel("mean pairwise feature L2")
+    if reference:
+        right.axhline(reference["diversity"], color="tab:red", ls=":", lw=1.2,
+                      label=f"real held-out digits (n = {reference['n']}), pixel")
+        twin.axhline(reference["feature_spread"], color="tab:purple", ls=":", lw=1.2, label="real, feature")
     right.legend(handles=right.lines + twin.lines, loc="upper right")
     return fig
 

@@ -6,7 +6,8 @@ calls and lets `RoutedLoRALinear` layers apply the per-row adapter deltas.
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from typing import Protocol
+from collections.abc import Sequence
 
 import torch
 from transformers import DynamicCache

@@ -20,13 +20,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from playground.lm.batch import RunningBatch, realign, routes_of
 from playground.lm.decoder import HFDecoder
 from playground.lm.fast_llama import FastLlamaDecoder, supports
 from playground.lm.lora import AdapterSet
+from playground.settings import SCHEDULER
 
 __all__ = ["Engine", "Request", "Stream", "realign"]
 
@@ -69,7 +70,7 @@ class Stream:
     def entropy_mean(self) -> float:
         return float(sum(self.entropy) / len(self.entropy)) if self.entropy else 0.0
 
-    def copy(self) -> "Stream":
+    def copy(self) -> Stream:
         return Stream(list(self.tokens), list(self.kl), list(self.entropy), list(self.shifted), self.done,
                       self.first_token_s, self.elapsed_s)
 
@@ -78,7 +79,7 @@ class _StaticRows:
     """HFDecoder behind the row protocol of `RunningBatch`: all rows join once; the adapter routing is placed
     on the modules around each forward. It has no `remove`: finished rows keep decoding, unrecorded."""
 
-    def __init__(self, decoder: HFDecoder, engine: "Engine") -> None:
+    def __init__(self, decoder: HFDecoder, engine: Engine) -> None:
         self.decoder, self.engine, self.routes = decoder, engine, []
 
     @property
@@ -104,7 +105,7 @@ class Engine:
         self.lock = threading.RLock()  # one forward at a time on the shared weights (module routing lives inside it)
         self.fast = True  # use FastLlamaDecoder where it applies (benchmarks switch it off to compare)
         self.continuous = True  # route `stream` through the scheduler (continuous batching) where the fast decoder applies
-        self.scheduler_config = None  # a scheduler.SchedulerConfig; None = its defaults (read when the scheduler starts)
+        self.scheduler_config = None  # a settings.SchedulerSettings; None = settings.SCHEDULER (read when the scheduler starts)
         self._scheduler = None
 
     def new_decoder(self):
@@ -129,11 +130,11 @@ class Engine:
     def scheduler(self):
         """The continuous-batching scheduler, started on first use."""
         if self._scheduler is None or not self._scheduler.running:
-            from playground.lm.scheduler import Scheduler, SchedulerConfig
+            from playground.lm.scheduler import Scheduler
 
             with self.lock:
                 if self._scheduler is None or not self._scheduler.running:
-                    self._scheduler = Scheduler(self, self.scheduler_config or SchedulerConfig())
+                    self._scheduler = Scheduler(self, self.scheduler_config or SCHEDULER)
         return self._scheduler
 
     def stream(self, requests: Sequence[Request], should_stop: Callable[[], bool] = lambda: False,

@@ -22,7 +22,7 @@ projections.py and kv_cache.py for why a row's bits do not depend on its batch.
 from __future__ import annotations
 
 import weakref
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -13,7 +13,7 @@ storage is dropped, so a long prompt does not hold memory after it is done.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -21,7 +21,7 @@ not routed to the adapter): Δ_a = ((x A_aᵀ) ⊙ S_a) (s B_a)ᵀ. A row routed
 from __future__ import annotations
 
 import weakref
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

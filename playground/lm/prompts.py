@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Sequence
+from collections.abc import Sequence
 
 from playground.validation import check_prompt, check_prompt_tokens
 

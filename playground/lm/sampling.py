@@ -6,7 +6,7 @@ trick: argmax(z + g) with g = −log(−log u) is an exact draw from softmax(z),
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -27,27 +27,17 @@ import math
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
 from playground.lm.batch import RunningBatch, routes_of
 from playground.lm.fast_llama import FastLlamaDecoder
 from playground.lm.threads import release_openmp_pool
+from playground.settings import SCHEDULER, SchedulerSettings
 from playground.validation import InputError
 
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    max_rows: int = 192  # forward rows decoded together (a realigned request takes 2, a chat turn 5)
-    bulk_rows: int = 128  # of which sweeps (bulk submissions) may hold at most this many: the rest is kept for turns
-    bulk_chunk: int = 16  # a bulk submission joins in chunks of this many requests
-    prefill_tokens: int = 512  # prompt tokens prefilled per step (at least one join): bounds the stall for running rows
-    bulk_threshold: int = 8  # submissions with more requests than this are bulk
-    max_kv_mb: int = 2048  # the KV cache grows only within this (rows × longest row); beyond it requests wait
-    max_waiting: int = 32  # submissions waiting to start; beyond it "busy, try again"
-    max_per_client: int = 4  # concurrent submissions per client key (waiting or running)
+SchedulerConfig = SchedulerSettings  # the settings object of one scheduler (playground/settings.py)
 
 
 class Submission:
@@ -96,7 +86,7 @@ class Submission:
 class Scheduler:
     """The decode loop thread and its queue. Submit from any thread; iterate the returned stream."""
 
-    def __init__(self, engine, config: SchedulerConfig = SchedulerConfig()) -> None:
+    def __init__(self, engine, config: SchedulerSettings = SCHEDULER) -> None:
         self.engine, self.config = engine, config
         self.threads = torch.get_num_threads()
         self.cond = threading.Condition()

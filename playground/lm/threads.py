@@ -23,7 +23,7 @@ def _pause():
 
     for path in (os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1"), None):
         try:
-            fn = getattr(ctypes.CDLL(path), "omp_pause_resource_all")
+            fn = ctypes.CDLL(path).omp_pause_resource_all
         except (OSError, AttributeError):
             continue
         fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int

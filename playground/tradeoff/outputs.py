@@ -19,13 +19,14 @@ from playground.validation import InputError
 PLOTS = ("frontier", "diversity", "metrics", "overopt")
 # (row key, readable header with unit, format): the order key columns are shown in.
 COLUMNS = (("lambda", "λ", "{:.3g}"), ("kl_strength", "β (nominal)", "{:.3g}"), ("temperature", "T", "{:.3g}"),
-           ("reward_mean", "reward", "{:+.3f}"), ("reward_lo", "reward low", "{:+.3f}"), ("reward_hi", "reward high", "{:+.3f}"),
-           ("reward_vs_base", "reward vs λ=0", "{}"), ("heldout_reward_mean", "held-out", "{:+.3f}"),
-           ("heldout_vs_base", "held-out vs λ=0", "{}"), ("kl_to_base", "KL (nats/token)", "{:.4f}"),
-           ("semantic_diversity", "meaning diversity", "{:.3f}"), ("diversity_vs_base", "diversity vs λ=0", "{}"),
-           ("boilerplate", "boilerplate share", "{:.0%}"), ("length_mean", "length (tokens)", "{:.1f}"),
-           ("pareto", "Pareto-optimal", "{}"), ("kl_seq", "KL (nats/answer)", "{:.2f}"), ("entropy", "entropy (nats)", "{:.3f}"),
+           ("reward_mean", "reward [95% CI]", "ci+"), ("reward_vs_base", "reward vs λ=0", "{}"),
+           ("heldout_reward_mean", "held-out [95% CI]", "ci+"), ("heldout_vs_base", "held-out vs λ=0", "{}"),
+           ("kl_to_base", "KL (nats/token)", "{:.4f}"), ("semantic_diversity", "meaning diversity [95% CI]", "ci"),
+           ("diversity_vs_base", "diversity vs λ=0", "{}"), ("boilerplate", "boiler-plate", "{:.0%}"),
+           ("pareto", "Pareto-optimal", "{}"), ("length_mean", "length (tokens)", "{:.1f}"),
+           ("kl_seq", "KL (nats/answer)", "{:.2f}"), ("entropy", "entropy (nats)", "{:.3f}"),
            ("distinct_2", "distinct-2", "{:.3f}"), ("self_bleu", "self-BLEU", "{:.3f}"))
+# "ci" / "ci+" (signed): the mean with its interval from the row's `<name>_lo` / `<name>_hi` (the raw keys stay in JSON and CSV)
 
 
 def split_prompts(text: str) -> list[str]:
@@ -91,8 +92,18 @@ def readable(rows: Sequence[dict]) -> list[dict]:
         shown = {}
         for key, title, fmt in COLUMNS:
             v = r.get(key)
-            shown[title] = "∞ (base)" if key == "kl_strength" and v is None else ("–" if v is None else
-                                                                                   fmt.format(v) if isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) else str(v))
+            if key == "kl_strength" and v is None:
+                shown[title] = "∞ (base)"
+            elif v is None:
+                shown[title] = "–"
+            elif fmt.startswith("ci"):
+                stem, sign = key.removesuffix("_mean"), "+" if fmt == "ci+" else ""
+                lo, hi = r.get(f"{stem}_lo"), r.get(f"{stem}_hi")
+                shown[title] = f"{v:{sign}.3f}" + (f" [{lo:{sign}.2f}, {hi:{sign}.2f}]" if lo is not None and hi is not None else "")
+            elif isinstance(v, (int, float, np.floating)) and not isinstance(v, bool):
+                shown[title] = fmt.format(v)
+            else:
+                shown[title] = str(v)
         out.append(shown)
     return out
 
