@@ -61,3 +61,13 @@ def test_diffusion_sampling_stops_on_cancel(client, monkeypatch):
     monkeypatch.setattr(G, "guided_eps", counting)
     job = client.submit(3, 3.0, 64, 200, "ddim", 0, api_name="/diffusion_generate")
     cancelled_job_stops(job, calls)
+
+
+def test_probe_stops_on_cancel(client, steps):
+    job = client.submit("answers_question", "a", "0,1,2", 1.0, 8, 256, 0, 0, api_name="/probe")
+    cancelled_job_stops(job, steps)
+
+
+def test_dera_check_stops_on_cancel(client, steps):
+    job = client.submit("a", "b", 8, 8, 256, 0, api_name="/dera_check")
+    cancelled_job_stops(job, steps)

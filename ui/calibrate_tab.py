@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from playground.tradeoff.calibrate import (CALIBRATION, CalibrationCancelled, ca
 from playground.tradeoff.outputs import read_prompt_file
 from playground.validation import InputError
 from ui.components import Dropdown, Number, Slider
+from ui.jobs import JobControl, run_job
 
 # A long LM job: its own pool (chat keeps its slots); Gradio applies time_limit to streaming events only, so
 # the deadline is also enforced through should_stop.
@@ -29,7 +29,7 @@ the λ-mix of adapter A (ℓ_base + λ(ℓ_A − ℓ_base)) and finds the λ wit
 the 95% interval is a bootstrap over the held-out prompts. **Nominal λ outside the interval: the adapters did not
 reach the optimum, and the β shown beside λ elsewhere in the app is nominal.**"""
 
-_STOPS: dict[str, threading.Event] = {}  # session → its running check's stop flag (set by Cancel)
+_STOPS: dict[str, JobControl] = {}  # session → its running check's stop flag (set by Cancel)
 
 
 def _session(request: gr.Request | None) -> str:
@@ -74,24 +74,31 @@ def build_calibrate_tab(pg) -> None:
         return calibration_settings(pg.adapters, adapter=a, against=b, prompts=heldout_prompts(n), samples=k,
                                     max_new_tokens=t, seed=s)
 
-    def run(a, b, n, k, t, s, request: gr.Request, progress=gr.Progress()):
-        key, stop = _session(request), threading.Event()
+    async def run(a, b, n, k, t, s, request: gr.Request, progress=gr.Progress()):  # noqa: B008
+        key, control = _session(request), JobControl()
         if key in _STOPS:  # one long job per visitor
             raise gr.Error("you already have a DeRa check running; wait for it or press Cancel")
-        _STOPS[key] = stop
+        _STOPS[key] = control
         deadline = time.monotonic() + LIMITS.sweep_timeout_s
-        try:
+
+        def work(should_stop):
             checked = settings(a, b, n, k, t, s)
-            result = run_calibration(pg, checked, progress=lambda f, m: progress(f, desc=m),
-                                     should_stop=lambda: stop.is_set() or time.monotonic() > deadline)
-        except InputError as err:
-            raise gr.Error(str(err)) from None
-        except CalibrationCancelled as err:
-            why = "over the time limit" if time.monotonic() > deadline else "cancelled"
-            raise gr.Error(f"{err} ({why}); no results") from None
+            try:
+                result = run_calibration(pg, checked, progress=lambda f, m: progress(f, desc=m),
+                                         should_stop=lambda: should_stop() or time.monotonic() > deadline)
+            except CalibrationCancelled as err:
+                why = "over the time limit" if time.monotonic() > deadline else "cancelled"
+                raise InputError(f"{err} ({why}); no results") from None
+            return list(present(result))
+
+        try:
+            async for update in run_job(work, 3, control):
+                yield update
         finally:
-            if _STOPS.get(key) is stop:
+            if _STOPS.get(key) is control:
                 del _STOPS[key]
+
+    def present(result) -> tuple:
         out = Path(tempfile.mkdtemp(prefix="calibrate-")) / f"calibration_{result.adapter}_vs_{result.against}.json"
         out.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         fig = calibration_figure(result)
@@ -104,8 +111,8 @@ def build_calibrate_tab(pg) -> None:
         return text, fig, [str(out), str(out.with_suffix(".png"))]
 
     def cancel(request: gr.Request):
-        if (stop := _STOPS.get(_session(request))) is not None:
-            stop.set()
+        if (control := _STOPS.get(_session(request))) is not None:
+            control.stopped.set()
 
     def estimate_text(a, b, n, k, t, s):
         try:

@@ -6,7 +6,6 @@ decoding, statistics, tables and figures come from `playground.probes` (generati
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from playground.probes.registry import PROBES
 from playground.settings import LIMITS, SERVE
 from playground.validation import InputError
 from ui.components import Dropdown, Number, Slider
+from ui.jobs import JobControl, run_job
 
 # A probe decodes prompts × λ × samples answers (minutes on a CPU): the sweep's limit, enforced here as well,
 # since Gradio applies `time_limit` to streaming events only.
@@ -29,7 +29,7 @@ at every λ (0 = base model, 1 = the adapter as trained, > 1 = weaker KL, i.e. p
 failure mode. Every number carries a 95% interval bootstrapped over prompts; "within noise" means the change vs
 λ = 0 is not distinguishable from zero at this sample size."""
 
-_STOPS: dict[str, threading.Event] = {}  # session → its running probe's stop flag (set by Cancel)
+_STOPS: dict[str, JobControl] = {}  # session → its running probe's stop flag (set by Cancel)
 
 
 def _session(request: gr.Request | None) -> str:
@@ -125,26 +125,34 @@ def build_probes_tab(pg) -> None:
                                interactive=False, wrap=True)
     example_rows = gr.State([])
 
-    def run(name, adapter, lambdas, temperature, samples, max_new, seed, limit, request: gr.Request,
-            progress=gr.Progress()):  # noqa: B008 (Gradio's way of asking for a progress tracker)
-        key, stop = _session(request), threading.Event()
-        _STOPS[key] = stop
+    async def run(name, adapter, lambdas, temperature, samples, max_new, seed, limit, request: gr.Request,
+                  progress=gr.Progress()):  # noqa: B008 (Gradio's way of asking for a progress tracker)
+        key, control = _session(request), JobControl()
+        if key in _STOPS:  # one long job per visitor
+            raise gr.Error("you already have a probe running; wait for it or press Cancel")
+        _STOPS[key] = control
         deadline = time.monotonic() + LIMITS.sweep_timeout_s
-        try:
-            name, s = _settings(pg, name, adapter, lambdas, temperature, samples, max_new, seed, limit)
-            done = run_on_playground(pg, name, s, progress=lambda f, m: progress(f, desc=m),
-                                     should_stop=lambda: stop.is_set() or time.monotonic() > deadline)
+
+        def work(should_stop):
+            checked, s = _settings(pg, name, adapter, lambdas, temperature, samples, max_new, seed, limit)
+            try:
+                done = run_on_playground(pg, checked, s, progress=lambda f, m: progress(f, desc=m),
+                                         should_stop=lambda: should_stop() or time.monotonic() > deadline)
+            except InputError as err:
+                late = " (over the time limit)" if time.monotonic() > deadline else ""
+                raise InputError(f"{err}{late}") from None
             return outputs(done, tempfile.mkdtemp(prefix="probe-"))  # a fresh directory per request
-        except InputError as err:
-            late = " (over the time limit)" if time.monotonic() > deadline else ""
-            raise gr.Error(f"{err}{late}") from None
+
+        try:
+            async for update in run_job(work, 8, control):
+                yield update
         finally:
-            if _STOPS.get(key) is stop:
+            if _STOPS.get(key) is control:
                 del _STOPS[key]
 
     def cancel(request: gr.Request):
-        if (stop := _STOPS.get(_session(request))) is not None:
-            stop.set()  # the worker sees it after its next token and frees the model
+        if (control := _STOPS.get(_session(request))) is not None:
+            control.stopped.set()  # the worker sees it after its next token and frees the model
 
     quiet = {"queue": False, "api_visibility": "private", "show_progress": "hidden"}
     probe.change(describe, probe, about, **quiet)
