@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         for m, v in r["metrics"].items():
             print(f"  {m:18} base {v['base']:+.3f} → tuned {v['tuned']:+.3f}  change {v['change']:+.3f} "
                   f"[{v['low']:+.3f}, {v['high']:+.3f}]  {v['verdict']}")
-    OUT.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    earlier = json.loads(OUT.read_text(encoding="utf-8")) if OUT.is_file() else []
+    done = {r["adapter"] for r in results}
+    merged = [r for r in earlier if r.get("adapter") not in done] + results  # other adapters' reports are kept
+    OUT.write_text(json.dumps(merged, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {OUT}")
     return 0
 
