@@ -9,6 +9,8 @@ import time
 
 import gradio as gr
 
+from playground.feedback.config import duel_max_new_tokens
+from playground.feedback.duel import DuelService
 from playground.settings import SERVE, server_name
 from playground.startup import LazyPlayground
 from ui.calibrate_tab import build_calibrate_tab
@@ -31,10 +33,11 @@ def build_demo(pg) -> gr.Blocks:
     # delete_cache: files handed to users (exports, images) are removed from Gradio's cache after an hour.
     with gr.Blocks(title=TITLE, delete_cache=(SERVE.delete_cache_s, SERVE.delete_cache_s)) as demo:
         gr.Markdown(INTRO)
+        votes = DuelService(pg, max_new_tokens=duel_max_new_tokens())  # one vote store for both tabs, opened on first use
         with gr.Tab("Side by side"):
-            build_chat_tab(pg)
+            build_chat_tab(pg, votes)
         with gr.Tab("Feedback"):
-            build_feedback_tab(pg)
+            build_feedback_tab(pg, votes)
         with gr.Tab("Trade-off"):
             build_tradeoff_tab(pg)
         with gr.Tab("DeRa check"):

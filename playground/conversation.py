@@ -43,6 +43,7 @@ class Cell:
     done: bool = False
     truncated: bool = False  # ended at the token limit
     stopped: bool = False  # Stop (or the time limit) ended it early
+    resumed_at: list[int] = field(default_factory=list)  # token counts where "continue" decoded further (seed + count)
 
     @property
     def can_continue(self) -> bool:
@@ -58,6 +59,7 @@ class Row:
     turn: ChatTurn
     cells: dict[str, Cell] = field(default_factory=lambda: {c: Cell() for c in COLUMNS})
     kl_strength: float | None = None  # the β the user set (None when λ was given directly)
+    preferred: str | None = None  # the column the user preferred ("Prefer this one"), once the vote is stored
 
     @property
     def streaming(self) -> bool:
@@ -172,7 +174,9 @@ def continue_last(pg: Playground, conv: Conversation,
             d = row.turn.column(c)  # fresh random draws for the new part: the seed moves on by the tokens so far
             d = replace(d, seed=(d.seed + len(cell.tokens)) % (LIMITS.max_seed + 1))
             reqs[c] = pg.request(ids, row.turn.adapter if c != "base" else None, d)
-    yield from _decode(pg, copy.deepcopy(conv), reqs, should_stop)
+    new = copy.deepcopy(conv)
+    new.rows[-1].preferred = None  # longer answers: a new comparison
+    yield from _decode(pg, new, reqs, should_stop)
 
 
 def regenerate_last(pg: Playground, conv: Conversation,
@@ -207,7 +211,9 @@ def _decode(pg: Playground, new: Conversation, reqs: dict,
     s, cols = row.turn, list(reqs)
     prev = {c: copy.deepcopy(row.cells[c]) for c in cols}
     for c in cols:
-        row.cells[c] = replace(prev[c], done=False, truncated=False, stopped=False, parts=[], marks=[], warning="")
+        resumed = prev[c].resumed_at + [len(prev[c].tokens)] if prev[c].tokens else prev[c].resumed_at
+        row.cells[c] = replace(prev[c], done=False, truncated=False, stopped=False, parts=[], marks=[], warning="",
+                               resumed_at=resumed)
     deadline = time.monotonic() + LIMITS.request_timeout_s  # frees the model even if nobody cancels
     ended: dict[str, bool] = {"early": False}
 

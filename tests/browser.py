@@ -1,7 +1,7 @@
 """Drive the app in a real headless Chromium (Debian's, through Playwright) and take screenshots.
 
-Used by tests/test_browser.py and tests/test_chat_ux.py (tiny model) and scripts/screenshots.py (the shipped
-model, for docs/).
+Used by tests/test_browser.py, tests/test_chat_ux.py and tests/feedback/test_feedback_browser.py (tiny model) and
+scripts/screenshots.py (the shipped model, for docs/).
 """
 from __future__ import annotations
 
@@ -136,5 +136,61 @@ def drive(url: str, out_dir: Path, prompt: str = "Give me a tip for a rainy day.
         shot(phone, out_dir / "chat_phone_streaming.png", seen)
         wait_done(phone, timeout_ms)
         shot(phone, out_dir / "chat_phone_done.png", seen)
+        browser.close()
+    return seen
+
+
+def open_duel(page) -> None:
+    """Switch the Side-by-side tab to its Blind duel mode."""
+    page.locator("#sbs-mode").get_by_text("Blind duel").click()
+    page.locator("#duel-prompt textarea").wait_for(timeout=10_000)
+
+
+def duel_and_vote(page, prompt: str, outcome: str = "a", timeout_ms: int = 240_000, before=None) -> str:
+    """Generate a duel, call `before(page)` while it waits for the vote, vote; returns the revealed text."""
+    page.locator("#duel-prompt textarea").fill(prompt)
+    page.locator("#duel-generate").click()
+    page.locator(f"#vote-{outcome}").wait_for(state="visible", timeout=timeout_ms)
+    if before is not None:
+        before(page)
+    page.locator(f"#vote-{outcome}").click()
+    page.locator("#duel-reveal", has_text="saved").wait_for(timeout=30_000)
+    return page.locator("#duel-reveal").inner_text()
+
+
+def open_report(page, timeout_ms: int = 60_000) -> None:
+    """The Feedback tab with its report and downloads filled in."""
+    page.get_by_role("tab", name="Feedback").click()
+    page.locator("#votes-refresh").click()
+    page.locator("#votes-trl", has_text="votes_trl").wait_for(timeout=timeout_ms)
+    page.wait_for_timeout(800)  # the Bradley–Terry plot draws after the tables
+
+
+def drive_feedback(url: str, out_dir: Path, prompt: str = "How should I spend a free Sunday?",
+                   timeout_ms: int = 240_000) -> dict:
+    """At 1400 px and 390 px: a blind duel before the vote, after it (settings revealed), and the Feedback tab
+    (report + downloads); screenshots feedback_{duel,revealed,tab}_{1400,390}.png."""
+    from playwright.sync_api import sync_playwright
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seen: dict = {"shots": []}
+    with sync_playwright() as p:
+        browser = launch(p)
+        for viewport, extra in ((DESKTOP, {}), (PHONE, {"is_mobile": True, "has_touch": True})):
+            width, phone = viewport["width"], viewport is PHONE
+            page = open_page(browser, url, viewport=viewport, **extra)
+            open_duel(page)
+
+            def before_vote(pg, width=width, phone=phone):
+                (pg.locator("#duel-votes") if phone else pg.locator("#duel-input")).scroll_into_view_if_needed()
+                shot(pg, out_dir / f"feedback_duel_{width}.png", seen, full_page=phone)
+
+            seen[f"revealed_{width}"] = duel_and_vote(page, prompt, "a", timeout_ms, before_vote)
+            page.locator("#duel-reveal").scroll_into_view_if_needed()
+            shot(page, out_dir / f"feedback_revealed_{width}.png", seen, full_page=phone)
+            open_report(page, timeout_ms)
+            seen[f"summary_{width}"] = page.locator("#votes-report").inner_text()[:300]
+            shot(page, out_dir / f"feedback_tab_{width}.png", seen, full_page=True)
+            page.context.close()
         browser.close()
     return seen

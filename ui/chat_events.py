@@ -1,6 +1,8 @@
-"""Event steps of the chat tab: show the question, stream, restore the buttons; the /chat API; share links.
+"""Event steps of the chat tab: show the question, stream, restore the buttons; the /chat API; share links;
+"Prefer this one" under the latest turn's answers (and its /prefer API).
 
-Wiring only: the turn logic is in `playground.conversation`, the links in `playground.share`.
+Wiring only: the turn logic is in `playground.conversation`, the links in `playground.share`, the votes in
+`playground.feedback` (`DuelService.vote_columns`).
 """
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ import gradio as gr
 from gradio.context import Context
 
 from playground.conversation import Conversation, continue_last, regenerate_last, run_turn, stream_turn
-from playground.settings import CHAT, COLUMNS, LIMITS
+from playground.feedback.columns import mark_preferred
+from playground.feedback.vote import FeedbackError, FeedbackUnavailable
+from playground.settings import CHAT, COLUMNS, LIMITS, SERVE
 from playground.share import link_query, parse_link
 from playground.validation import InputError
 from ui.components import Dropdown, Slider
-from ui.transcript import LOADING, render
+from ui.transcript import LOADING, SHORT, render
 
 # Runs in the browser after the server made the link's query: full URL, copied to the clipboard where allowed.
 COPY_JS = """(q) => {
@@ -21,6 +25,9 @@ COPY_JS = """(q) => {
   try { navigator.clipboard.writeText(url).catch(() => {}); } catch (e) {}
   return url;
 }"""
+
+
+VOTE_EVENT = {"concurrency_id": "vote", "concurrency_limit": SERVE.vote_concurrency, "show_progress": "hidden"}
 
 
 def knobs_of(adapter, kl, mode, temperature, top_p, max_new_tokens, seed) -> dict:
@@ -119,3 +126,34 @@ class StreamEvents:
                     banner]
 
         Context.root_block.load(on_load, None, [*fields, shared_row, shared_md, loading], **self.quick)
+
+
+def wire_prefer(service, transcript, conv_state, column_api, api_trigger, api_result) -> None:
+    """"Prefer this one" (the transcript's select event, with the column) stores the votes and marks the answer;
+    a refusal (no finished turn, store unavailable) is a warning toast and changes nothing. /prefer is the same
+    for gradio_client: column in, {column, votes} out, errors as AppError."""
+    def prefer(conv, column, request: gr.Request):
+        ids = service.vote_columns(conv, column, request.session_hash)
+        new = mark_preferred(conv, column)
+        return render(new), new, ids
+
+    def on_select(conv, evt: gr.EventData, request: gr.Request):
+        column = (evt._data or {}).get("column")
+        try:
+            html, new, ids = prefer(conv, column, request)
+        except (FeedbackError, FeedbackUnavailable) as err:
+            gr.Warning(str(err))
+            return gr.skip(), gr.skip()
+        gr.Info(f"Saved: {SHORT[column]} preferred over the other two (votes #{ids[0]} and #{ids[1]}).")
+        return html, new
+
+    def on_api(column, conv, request: gr.Request):
+        try:
+            html, new, ids = prefer(conv, column, request)
+        except (FeedbackError, FeedbackUnavailable) as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        return html, new, {"column": column, "votes": ids}
+
+    transcript.select(on_select, conv_state, [transcript, conv_state], api_visibility="private", **VOTE_EVENT)
+    api_trigger.click(on_api, [column_api, conv_state], [transcript, conv_state, api_result], api_name="prefer",
+                      **VOTE_EVENT)

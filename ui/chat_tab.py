@@ -1,4 +1,5 @@
-"""The "Side by side" tab: one prompt, base / realigned / tuned answers streaming together, one row per turn.
+"""The "Side by side" tab: one prompt, base / realigned / tuned answers streaming together, one row per turn,
+with "Prefer this one" under the latest turn's answers; its second mode is the blind duel (ui/duel_panel.py).
 
 Only components and event wiring live here; every decision is made in `playground/`. A send is three events:
 a quick check whose only output is a State (a bad input gives a toast, never an overlay on the conversation),
@@ -15,8 +16,9 @@ from playground.conversation import CHAT_MAX_NEW_TOKENS, Conversation, StopFlags
 from playground.readouts import lambda_label, settings_warning
 from playground.settings import CHAT, COLUMNS, DEFAULT_DECODE, LIMITS, SERVE
 from playground.validation import InputError
-from ui.chat_events import StreamEvents, knobs_of
+from ui.chat_events import StreamEvents, knobs_of, wire_prefer
 from ui.components import Dropdown, Number, Radio, Slider
+from ui.duel_panel import build_duel_panel
 from ui.transcript import JS_ON_LOAD, legend, render
 
 DEFAULT_BETA_FACTOR = CHAT.beta_factor
@@ -43,8 +45,14 @@ def loading_banner(elapsed: float) -> str:
             'start as soon as it is ready.</small></div>')
 
 
-def build_chat_tab(pg) -> None:
-    """`pg`: a Playground, or a LazyPlayground that is still loading (only `pg.adapters` is read here)."""
+def build_chat_tab(pg, service=None) -> None:
+    """`pg`: a Playground, or a LazyPlayground that is still loading (only `pg.adapters` is read here).
+    `service`: the DuelService that stores votes (default: one on `pg`, store configured by the environment)."""
+    if service is None:
+        from playground.feedback.config import duel_max_new_tokens
+        from playground.feedback.duel import DuelService
+
+        service = DuelService(pg, max_new_tokens=duel_max_new_tokens())
     names = sorted(pg.adapters)
     default_adapter = "upbeat-b0.1" if "upbeat-b0.1" in names else (names[0] if names else None)
     beta0 = pg.adapters[default_adapter].beta_train if default_adapter else 0.1
@@ -52,7 +60,9 @@ def build_chat_tab(pg) -> None:
     started = time.monotonic()
     conv_state = gr.State(Conversation())
     pending = gr.State(None)
-    with gr.Column(elem_id="chat-tab"):
+    view = Radio([("Three columns", "columns"), ("Blind duel", "duel")], value="columns", label="View",
+                 show_label=False, elem_id="sbs-mode")
+    with gr.Column(elem_id="chat-tab") as chat_view:
         loading = gr.HTML(loading_banner(0), visible=not is_ready(pg), elem_id="loading")
         with gr.Row(visible=False, elem_id="shared-row") as shared_row:
             shared_md = gr.Markdown()
@@ -64,8 +74,8 @@ def build_chat_tab(pg) -> None:
                           ("Weight scaling: LoRA × λ (cheaper approximation)", "weights")],
                          value="logits", label="How λ is applied")
         with gr.Row(elem_id="knobs-2"):
-            kl = Slider(beta0 / LIMITS.max_lambda, CHAT.beta_max_factor * beta0, value=DEFAULT_BETA_FACTOR * beta0, step=beta0 / 40,
-                        label="KL strength β", elem_id="kl-strength",
+            kl = Slider(beta0 / LIMITS.max_lambda, CHAT.beta_max_factor * beta0, value=DEFAULT_BETA_FACTOR * beta0,
+                        step=beta0 / 40, label="KL strength β", elem_id="kl-strength",
                         info="Higher β = closer to the base model; lower β = more aligned, less diverse")
             temperature = Slider(0.0, LIMITS.max_temperature, value=DEFAULT_DECODE.temperature, step=0.05, label="Temperature",
                                  info="Higher = more random and diverse; 0 = greedy", elem_id="temperature")
@@ -102,6 +112,12 @@ def build_chat_tab(pg) -> None:
             gr.Markdown(f"```json\n{json.dumps(LIMITS.__dict__, indent=1)}\n```")
         api_outputs = [gr.JSON(visible=False) for _ in COLUMNS]
         api_trigger = gr.Button(visible=False)
+        prefer_column, prefer_trigger, prefer_result = Radio(list(COLUMNS), value="tuned", visible=False, label="column"), \
+            gr.Button(visible=False), gr.JSON(visible=False)
+    with gr.Column(visible=False, elem_id="duel-panel") as duel_view:
+        build_duel_panel(pg, service)
+    view.change(lambda v: (gr.Column(visible=v == "columns"), gr.Column(visible=v == "duel")), view,
+                [chat_view, duel_view], **QUICK)
 
     knob_inputs = [adapter, kl, mode, temperature, top_p, max_new, seed]
     events = StreamEvents(pg, STOPS, conv_state, pending, transcript, prompt, send, stop, regen, LM_EVENT, QUICK)
@@ -149,13 +165,15 @@ def build_chat_tab(pg) -> None:
     api_trigger.click(events.api_chat, [prompt, conv_state, *knob_inputs], [*api_outputs, conv_state], api_name="chat",
                       **LM_EVENT)
     events.wire_share(copy, share_box, shared_row, shared_md, loading, [prompt, *knob_inputs], is_ready)
+    wire_prefer(service, transcript, conv_state, prefer_column, prefer_trigger, prefer_result)
     highlight.change(None, highlight, None, js="(v) => { document.body.classList.toggle('no-hl', !v); }")
 
     def on_adapter(name, kl_value, temp, p, n):
         if name not in pg.adapters:
             raise gr.Error(f"unknown adapter {name!r}; available: {', '.join(names)}")
         b = pg.adapters[name].beta_train
-        return (Slider(minimum=b / LIMITS.max_lambda, maximum=CHAT.beta_max_factor * b, value=DEFAULT_BETA_FACTOR * b, step=b / 40),
+        return (Slider(minimum=b / LIMITS.max_lambda, maximum=CHAT.beta_max_factor * b, value=DEFAULT_BETA_FACTOR * b,
+                       step=b / 40),
                 Dropdown(info=pg.adapters[name].description), knob_note(name, DEFAULT_BETA_FACTOR * b, temp, p, n),
                 legend(pg.adapters[name].judge))
 

@@ -1,7 +1,8 @@
-"""The "Feedback" tab: a blind duel between two λ settings, the human's vote, and what the votes say so far.
+"""The "Feedback" tab: what the human votes say so far, and the votes as files (CSV, TRL preference dataset).
 
-Only components and event wiring live here; the duel logic is `playground/feedback/duel.py`, the report
-`playground/feedback/analysis.py`, the downloads `playground/feedback/export.py`.
+Votes are cast in the Side-by-side tab (the "Blind duel" mode, ui/duel_panel.py, and "Prefer this one" under
+the three columns). Only components and event wiring live here; the report is `playground/feedback/analysis.py`,
+the downloads `playground/feedback/export.py`.
 """
 from __future__ import annotations
 
@@ -10,23 +11,18 @@ from pathlib import Path
 
 import gradio as gr
 
-from playground.feedback.vote import OUTCOMES, FeedbackError, FeedbackUnavailable
-from playground.settings import CHAT, DEFAULT_DECODE, LIMITS, SERVE
-from playground.validation import InputError
-from ui.components import Dropdown, Radio, Slider
+from playground.feedback.vote import FeedbackError, FeedbackUnavailable
 
-LM_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
-USER_ERRORS = (InputError, FeedbackError, FeedbackUnavailable)
-BUTTONS = (("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both bad", "both_bad"))
+USER_ERRORS = (FeedbackError, FeedbackUnavailable)
 RECENT = 20
-EXPLAIN = """**Which answer is better?** Both answers come from the same adapter at two different realignment
-strengths λ (0 = base model, 1 = tuned as trained, 2 = extrapolated), in random order. Vote, and the settings
-and the AI judges' scores are revealed. Votes store the prompt, both answers and their settings, never your IP
-address; your browser session is kept only as a salted hash."""
+EXPLAIN = """**What the votes say.** Vote in the **Side by side** tab: its *Blind duel* mode (two answers at two λ,
+settings revealed after the vote) or **Prefer this one** under an answer of the three columns (the preferred column
+beats each other one). Votes store the prompt, the answers and the settings that regenerate them, never your IP
+address; your browser session is kept only as a salted hash. Press **Refresh report** for the numbers and the files."""
 JUDGE_COLS = ["judge", "agree / n", "share", "95% CI", "judge ties"]
 BT_COLS = ["arm", "θ", "95% CI", "win rate", "n"]
 LEN_COLS = ["who", "longer wins / n", "share", "95% CI", "equal length"]
-RECENT_COLS = ["time (UTC)", "outcome", "A: λ, T", "B: λ, T", "tokens A/B", "adapter", "prompt"]
+RECENT_COLS = ["time (UTC)", "source", "outcome", "A: λ, T", "B: λ, T", "tokens A/B", "adapter", "prompt"]
 
 
 def _pct(x) -> str:
@@ -41,18 +37,6 @@ def _f(x) -> str:
     return "—" if x is None else f"{x:+.2f}"
 
 
-def reveal_markdown(reveal: dict) -> str:
-    """What was behind A and B, and how the judges scored them."""
-    rows = ["| | λ | T | seed | tokens |", "|---|---|---|---|---|"]
-    for side in ("a", "b"):
-        s = reveal[side]
-        rows.append(f"| **{side.upper()}** | {s['lambda']:g} | {s['temperature']:g} | {s['seed']} | {s['tokens']} |")
-    judges = ["", "| judge | A | B |", "|---|---|---|"]
-    judges += [f"| {j} | {a:.3f} | {b:.3f} |" for j, (a, b) in reveal["judge_scores"].items()]
-    return (f"**Thanks — vote #{reveal['vote_id']} ({reveal['outcome']}) saved.** The settings behind the answers:\n\n"
-            + "\n".join(rows + judges))
-
-
 def report_tables(rep: dict, votes: list) -> tuple:
     """The report dict (analysis.report) as a summary and four tables."""
     c = rep["counts"]
@@ -65,45 +49,24 @@ def report_tables(rep: dict, votes: list) -> tuple:
                                   for s in bt["arms"]]
     lengths = [[w, f"{e['longer_wins']}/{e['n']}", _pct(e["share"]), _ci(e), e["equal_length"]]
                for w, e in rep["length_effect"].items()]
-    recent = [[v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "", v.outcome,
+    recent = [[v.created_at.strftime("%Y-%m-%d %H:%M") if v.created_at else "", v.source, v.outcome,
                f"{v.settings_a['lambda']:g}, {v.settings_a['temperature']:g}",
                f"{v.settings_b['lambda']:g}, {v.settings_b['temperature']:g}", f"{v.tokens_a}/{v.tokens_b}", v.adapter,
                v.prompt[:80]] for v in votes[::-1][:RECENT]]
     return summary, judges, arms, lengths, recent
 
 
-def build_feedback_tab(pg, service=None) -> None:
-    """`pg`: a Playground or a LazyPlayground still loading (only `pg.adapters` is read here).
-    `service`: a DuelService (default: one on `pg` with the store configured by the environment)."""
-    from playground.feedback.config import duel_max_new_tokens
-    from playground.feedback.duel import DuelService
-
-    service = service or DuelService(pg, max_new_tokens=duel_max_new_tokens())
-    names = sorted(pg.adapters)
-    default_adapter = "upbeat-b0.1" if "upbeat-b0.1" in names else (names[0] if names else None)
+def build_feedback_tab(pg, service) -> None:
+    """`pg`: a Playground or a LazyPlayground still loading; `service`: the DuelService whose store holds the votes."""
     gr.Markdown(EXPLAIN)
-    duel_state = gr.State("")
-    with gr.Row():
-        adapter = Dropdown(names, value=default_adapter, label="Adapter (preference-tuned LoRA)")
-        temperature = Slider(0.0, LIMITS.max_temperature, value=DEFAULT_DECODE.temperature, step=0.05,
-                                label="Temperature", info="Both answers use it; higher = more random")
-    with gr.Row():
-        prompt = gr.Textbox(placeholder="Ask something", show_label=False, scale=5, elem_id="duel-prompt",
-                            max_length=LIMITS.max_prompt_chars)
-        go = gr.Button("Generate two answers", variant="primary", scale=1, elem_id="duel-generate")
-    gr.Examples(list(CHAT.examples), inputs=prompt)
-    with gr.Row(equal_height=True):
-        answer_a = gr.Textbox(label="Answer A", lines=8, interactive=False, elem_id="duel-a")
-        answer_b = gr.Textbox(label="Answer B", lines=8, interactive=False, elem_id="duel-b")
-    with gr.Row(visible=False) as vote_row:
-        buttons = [gr.Button(label, elem_id=f"vote-{outcome}") for label, outcome in BUTTONS]
-    reveal = gr.Markdown()
-    outcome_api = Radio(list(OUTCOMES), value="a", visible=False, label="outcome")
-    vote_api = gr.Button(visible=False)
-
-    with gr.Accordion("What the votes say", open=False):
-        refresh = gr.Button("Refresh report", size="sm")
-        summary = gr.Markdown()
+    with gr.Column(elem_id="votes-report"):
+        with gr.Row(equal_height=True):
+            refresh = gr.Button("Refresh report", variant="primary", scale=0, min_width=180, elem_id="votes-refresh")
+            summary = gr.Markdown(elem_id="votes-summary")
+        with gr.Row():
+            csv_file = gr.File(label="All votes (CSV)", elem_id="votes-csv", height=90)
+            trl_file = gr.File(label="Preference dataset (TRL JSON Lines): decisive votes, for DPO", elem_id="votes-trl",
+                               height=90)
         gr.Markdown("**AI judges vs humans**: how often each judge prefers the answer a human chose (decisive votes).")
         judges_df = gr.Dataframe(headers=JUDGE_COLS, interactive=False)
         gr.Markdown("**Bradley–Terry strength of each setting** (θ; 0 = reference; higher = preferred; "
@@ -115,23 +78,6 @@ def build_feedback_tab(pg, service=None) -> None:
         len_df = gr.Dataframe(headers=LEN_COLS, interactive=False)
         gr.Markdown(f"**Recent votes** (newest {RECENT})")
         recent_df = gr.Dataframe(headers=RECENT_COLS, interactive=False)
-        with gr.Row():
-            csv_file = gr.File(label="All votes (CSV)")
-            trl_file = gr.File(label="Preference dataset (TRL JSON Lines)")
-
-    def generate(message, name, temp, request: gr.Request):
-        try:
-            duel = service.start(message, name, temp, request.session_hash)
-        except USER_ERRORS as err:
-            raise gr.Error(str(err)) from None
-        return duel.answer_a, duel.answer_b, duel.duel_id, gr.Row(visible=True), ""
-
-    def cast(outcome, duel_id, request: gr.Request):
-        try:
-            _vote_id, shown = service.vote(duel_id, outcome, request.session_hash)
-        except USER_ERRORS as err:
-            raise gr.Error(str(err)) from None
-        return reveal_markdown(shown), gr.Row(visible=False)
 
     def votes_report():
         from playground.feedback.analysis import report
@@ -149,18 +95,6 @@ def build_feedback_tab(pg, service=None) -> None:
         return (*report_tables(rep, votes), str(folder / "votes.csv"), str(folder / "votes_trl.jsonl"),
                 bradley_terry_figure(rep["bradley_terry"]))
 
-    duel_outs = [answer_a, answer_b, duel_state, vote_row, reveal]
-    prompt.submit(generate, [prompt, adapter, temperature], duel_outs, api_visibility="private", **LM_EVENT)
-    go.click(generate, [prompt, adapter, temperature], duel_outs, api_name="duel", **LM_EVENT)
-    for button, (_label, outcome) in zip(buttons, BUTTONS, strict=True):
-        button.click(_bind(cast, outcome), [duel_state], [reveal, vote_row], api_visibility="private")
-    vote_api.click(cast, [outcome_api, duel_state], [reveal, vote_row], api_name="vote")
     refresh.click(votes_report, None, [summary, judges_df, bt_df, len_df, recent_df, csv_file, trl_file, bt_plot],
                   api_name="votes_report")
 
-
-def _bind(cast, outcome):
-    """`cast` with the outcome fixed (gr.Request is still injected by its annotation)."""
-    def vote_for(duel_id, request: gr.Request):
-        return cast(outcome, duel_id, request)
-    return vote_for

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 CSS = """
 .gradio-container {max-width: 1400px !important}
-#transcript {max-height: 64vh; overflow-y: auto; border: 1px solid var(--border-color-primary);
+#transcript {max-height: 64vh; overflow-y: auto !important; border: 1px solid var(--border-color-primary);
   border-radius: var(--radius-lg); background: var(--background-fill-primary); padding: 0 !important}
 #transcript .tx-head {position: sticky; top: 0; z-index: 2; display: grid; grid-template-columns: repeat(3, minmax(0, 1fr));
   gap: 14px; padding: 6px 12px; background: var(--background-fill-secondary); font-weight: 600;
@@ -23,6 +23,12 @@ CSS = """
 #transcript .continue {font-weight: 600; font-size: var(--text-sm); color: var(--link-text-color);
   text-decoration: underline; cursor: pointer}
 #transcript .continue-off {color: var(--body-text-color-subdued)}
+#transcript .pref {margin-top: 6px}
+#transcript .prefer {display: inline-block; font-size: var(--text-sm); padding: 2px 10px; border-radius: 999px;
+  border: 1px solid var(--border-color-primary); color: var(--body-text-color); text-decoration: none; cursor: pointer}
+#transcript .prefer:hover {border-color: var(--color-accent); background: var(--color-accent-soft)}
+#transcript .preferred {font-size: var(--text-sm); font-weight: 600; color: #15803d}
+#sbs-mode {overflow: hidden !important}
 #transcript .empty {padding: 24px 12px; color: var(--body-text-color-subdued)}
 #transcript .cursor {animation: pg-blink 1s steps(1) infinite}
 @keyframes pg-blink {50% {opacity: 0}}

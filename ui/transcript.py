@@ -15,14 +15,18 @@ SHORT = {"base": "Base", "realigned": "Realigned", "tuned": "Tuned"}
 EMPTY = ("Ask something: the base model, the realigned mix and the tuned model answer side by side, "
          "one row per turn.")
 LOADING = "loading the model (first start converts it, ≈ 30 s)…"
+PREFER = "👍 Prefer this one"
+PREFER_TIP = "Record that this answer is better than the other two (two votes, with the settings that regenerate them)"
 # js_on_load of the gr.HTML: the in-answer "continue" link triggers the component's click event with an action,
-# and a newly added turn is scrolled to the top of the transcript (its question in view, not the answers' ends).
+# "Prefer this one" its select event with the column, and a newly added turn is scrolled to the top of the
+# transcript (its question in view, not the answers' ends).
 JS_ON_LOAD = """
 element.addEventListener('click', (e) => {
   const a = e.target.closest('a[data-act]');
   if (!a) return;
   e.preventDefault();
-  trigger('click', {action: a.dataset.act});
+  if (a.dataset.act === 'prefer') trigger('select', {action: 'prefer', column: a.dataset.col});
+  else trigger('click', {action: a.dataset.act});
 });
 let turns = 0;
 watch('value', () => {
@@ -62,16 +66,28 @@ def _readout(cell: Cell) -> str:
     return f'<div class="ro">{parts}{warn}</div>'
 
 
-def _answer(column: str, cell: Cell | None, last: bool, status: str) -> str:
+def _prefer(column: str, preferred: str | None, votable: bool) -> str:
+    """Under an answer: the "Prefer this one" link (latest finished turn, no vote yet), or the vote once cast."""
+    if preferred == column:
+        return '<div class="pref"><span class="preferred">✓ Preferred</span></div>'
+    if votable and preferred is None:
+        return (f'<div class="pref"><a class="prefer" href="#" data-act="prefer" data-col="{column}" '
+                f'title="{escape(PREFER_TIP)}">{PREFER}</a></div>')
+    return ""
+
+
+def _answer(column: str, cell: Cell | None, last: bool, status: str, pref: str = "") -> str:
     if cell is None:
         body = f'<div class="a-text wait">{escape(status or "…")}</div>'
     else:
-        body = f'<div class="a-text">{_text(cell)}{_tail(cell, last)}</div>{_readout(cell)}'
+        body = f'<div class="a-text">{_text(cell)}{_tail(cell, last)}</div>{_readout(cell)}{pref}'
     return f'<article class="a col-{column}"><div class="a-title">{escape(SHORT[column])}</div>{body}</article>'
 
 
-def _turn(i: int, prompt: str, cells: dict[str, Cell] | None, last: bool, status: str = "") -> str:
-    answers = "".join(_answer(c, cells[c] if cells else None, last, status) for c in COLUMNS)
+def _turn(i: int, prompt: str, cells: dict[str, Cell] | None, last: bool, status: str = "",
+          preferred: str | None = None, votable: bool = False) -> str:
+    answers = "".join(_answer(c, cells[c] if cells else None, last, status, _prefer(c, preferred, votable))
+                      for c in COLUMNS)
     return (f'<section class="turn" data-turn="{i}"><div class="q"><span class="who">You</span>'
             f'<span class="q-text">{escape(prompt)}</span></div><div class="answers">{answers}</div></section>')
 
@@ -79,7 +95,8 @@ def _turn(i: int, prompt: str, cells: dict[str, Cell] | None, last: bool, status
 def render(conv: Conversation, pending: str | None = None, status: str = "") -> str:
     """The whole transcript; `pending` is a question sent but not answered yet (shown at once, with `status`)."""
     head = "".join(f'<div class="h col-{c}">{escape(TITLES[c])}</div>' for c in COLUMNS)
-    rows = [_turn(i, r.turn.prompt, r.cells, i == conv.turns - 1) for i, r in enumerate(conv.rows)]
+    rows = [_turn(i, r.turn.prompt, r.cells, i == conv.turns - 1, preferred=r.preferred,
+                  votable=i == conv.turns - 1 and pending is None and not r.streaming) for i, r in enumerate(conv.rows)]
     if pending is not None:
         rows.append(_turn(conv.turns, pending, None, True, status))
     body = "".join(rows) or f'<p class="empty">{escape(EMPTY)}</p>'

@@ -4,7 +4,7 @@
     python -m playground votes export --format trl|csv --out FILE [--include-simulated]
 
 The store is the one the app writes to: PLAYGROUND_DATABASE_URL, else `votes.sqlite3` in PLAYGROUND_DATA_DIR
-(see playground/feedback/config.py). `report` prints the counts, each judge's agreement with decisive human
+(see FeedbackSettings in playground/settings.py). `report` prints the counts, each judge's agreement with decisive human
 votes (share and Wilson 95% interval), the Bradley–Terry strengths of the (λ, T) settings and the length
 effect; `--json` prints the same as JSON. `export --format trl` writes TRL's conversational preference
 format (JSON Lines, decisive votes only), `--format csv` every field of every vote.

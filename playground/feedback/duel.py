@@ -7,6 +7,7 @@ bound to the browser session that asked for it. `DuelService.vote` turns the hum
 (idempotency key = duel id; both answers' settings, seed included, so each answer can be regenerated
 exactly) and stores it. The vote store opens lazily, on the first vote: when the database is unavailable,
 voting raises `FeedbackUnavailable` while generating (and the rest of the app) keeps working.
+`DuelService.vote_columns` records the Side-by-side tab's "Prefer this one" through the same store.
 """
 from __future__ import annotations
 
@@ -21,14 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from playground.feedback.config import FeedbackSettings
 from playground.feedback.vote import OUTCOMES, FeedbackError, FeedbackUnavailable, Vote, hash_session
-from playground.settings import DEFAULT_DECODE, LIMITS
+from playground.settings import COLUMNS, DEFAULT_DECODE, FEEDBACK_LIMITS, LIMITS, FeedbackSettings
 from playground.validation import check_choice, check_prompt, check_prompt_tokens, decode_settings
 
 DUEL_JUDGES = ("upbeat", "concise", "on_topic")  # every built-in judge scores both answers
 MAX_PENDING = 2000  # duels waiting for a vote, across all sessions; the oldest is dropped beyond this
-_LIMITS = FeedbackSettings(database_url="", data_dir=Path("."), salt="")  # default duel λ and expiry
 
 
 @dataclass
@@ -89,7 +88,7 @@ class DuelService:
             from playground.feedback.store import VoteStore
 
             store_factory = VoteStore.open
-        self.pg, self.limits, self.judges = pg, limits or _LIMITS, tuple(judges)
+        self.pg, self.limits, self.judges = pg, limits or FEEDBACK_LIMITS, tuple(judges)
         self.max_new_tokens, self.max_pending, self.clock = max_new_tokens, max_pending, clock
         self._store_factory = store_factory
         self._store: Any = None
@@ -97,6 +96,7 @@ class DuelService:
         self._lock = threading.Lock()
         self._store_lock = threading.Lock()
         self._hashes: dict[str, str] = {}
+        self._column_choices: OrderedDict[str, str] = OrderedDict()  # turn digest -> preferred column
 
     # --- the store, opened on first use -------------------------------------------------------------
     def store(self) -> Any:
@@ -219,20 +219,62 @@ class DuelService:
         if duel.outcome is not None and duel.outcome != outcome:
             raise FeedbackError(f"this duel was already voted on ({duel.outcome!r}); a vote cannot be changed")
         store = self.store()
-        salt = store.settings.salt if getattr(store, "settings", None) is not None else FeedbackSettings.from_env().salt
-        vote = Vote(idempotency_key=duel.duel_id, session_hash=hash_session(session_id, salt),
+        vote = Vote(idempotency_key=duel.duel_id, session_hash=hash_session(session_id, self._salt(store)),
                     base_model=self._base_model(), adapter=duel.adapter, adapter_hash=self._adapter_hash(duel.adapter),
                     prompt=duel.prompt, answer_a=duel.answer_a, answer_b=duel.answer_b, outcome=str(outcome),
                     source=source, tokens_a=duel.tokens_a, tokens_b=duel.tokens_b, settings_a=duel.settings_a,
                     settings_b=duel.settings_b, judge_scores=duel.judge_scores)
+        vote_id = self._record(store, vote)
+        with self._lock:
+            duel.outcome, duel.vote_id = str(outcome), vote_id
+        return vote_id, duel.reveal()
+
+    def vote_columns(self, conv: Any, column: object, session_id: str) -> list[int]:
+        """"Prefer this one" in the Side-by-side tab: `column` of the latest finished turn of `conv` beats each other
+        column (two votes, source "column"; playground/feedback/columns.py). Returns the vote ids; the same click
+        again returns the same ids, preferring another column of the same turn is refused."""
+        from playground.feedback.columns import check_column, column_votes, last_finished_row, turn_digest
+
+        chosen, row = check_column(column), last_finished_row(conv)
+        if not session_id:
+            raise FeedbackError("session_id: must not be empty")
+        store = self.store()
+        session_hash = hash_session(session_id, self._salt(store))
+        digest = turn_digest(session_hash, conv)
+        with self._lock:
+            earlier = self._column_choices.get(digest)
+            if earlier is not None and earlier != chosen:
+                raise FeedbackError(f"column: you already preferred {earlier!r} on this turn; a vote cannot be changed")
+            self._column_choices[digest] = chosen
+            while len(self._column_choices) > self.max_pending:
+                self._column_choices.popitem(last=False)
+        ids: list[int] = []
+        try:
+            texts = [row.cells[c].text for c in COLUMNS]
+            scores = {j: dict(zip(COLUMNS, self.pg.judge(j).score([row.turn.prompt] * len(texts), texts), strict=True))
+                      for j in self.judges}
+            for vote in column_votes(conv, chosen, session_hash=session_hash, base_model=self._base_model(),
+                                     adapter_hash=self._adapter_hash(row.turn.adapter), judge_scores=scores,
+                                     count=lambda tokens: len(self.pg.answer_ids(tokens))):
+                ids.append(self._record(store, vote))
+        except BaseException:
+            with self._lock:
+                if earlier is None and not ids:  # nothing stored: another column may still be chosen
+                    self._column_choices.pop(digest, None)
+            raise
+        return ids
+
+    def _record(self, store: Any, vote: Vote) -> int:
         try:
             vote_id, _created = store.record(vote)
         except FeedbackUnavailable:
             self._drop_store(store)  # reopened on the next vote: the database may be back (or fixed) by then
             raise
-        with self._lock:
-            duel.outcome, duel.vote_id = str(outcome), vote_id
-        return vote_id, duel.reveal()
+        return vote_id
+
+    @staticmethod
+    def _salt(store: Any) -> str:
+        return store.settings.salt if getattr(store, "settings", None) is not None else FeedbackSettings.from_env().salt
 
     def _base_model(self) -> str:
         source = str(getattr(getattr(self.pg, "base", None), "source", "") or "unknown")

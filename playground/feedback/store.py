@@ -44,7 +44,6 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from playground.feedback.config import FeedbackSettings
 from playground.feedback.vote import (
     OUTCOMES,
     SOURCES,
@@ -56,6 +55,7 @@ from playground.feedback.vote import (
     to_plain,
     validate_vote,
 )
+from playground.settings import FeedbackSettings
 
 SQLITE_BUSY_TIMEOUT_S = 30.0  # a writer waits this long for the SQLite write lock before giving up
 CONNECT_TIMEOUT_S = 5  # PostgreSQL: an unreachable server is reported after this many seconds

@@ -16,10 +16,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from playground.feedback.config import FeedbackSettings
+from playground.settings import FEEDBACK_LIMITS, FeedbackSettings
 
 OUTCOMES = ("a", "b", "tie", "both_bad")  # a / b preferred; equally good; both unacceptable
 SOURCES = ("duel", "column", "simulated")  # blind duel; votes on the side-by-side columns; a simulated voter
@@ -27,7 +26,6 @@ MODES = ("logits", "weights")
 ROLES = ("system", "user", "assistant")
 SETTING_KEYS = ("lambda", "mode", "temperature", "top_p", "max_new_tokens", "seed")  # regenerate an answer
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_DEFAULT_LIMITS = FeedbackSettings(database_url="", data_dir=Path("."), salt="")  # only its limits are used
 
 
 class FeedbackError(ValueError):
@@ -122,7 +120,7 @@ def _check_json(name: str, value: Any, limits: FeedbackSettings, limit: int | No
 
 def validate_vote(vote: Vote, limits: FeedbackSettings | None = None) -> None:
     """Raise FeedbackError naming the first bad field; return None when the vote can be stored."""
-    lim = limits or _DEFAULT_LIMITS
+    lim = limits or FEEDBACK_LIMITS
     if not isinstance(vote, Vote):
         raise FeedbackError(f"vote: must be a Vote, got {type(vote).__name__}")
     for name in ("idempotency_key", "base_model", "adapter", "adapter_hash"):

@@ -5,7 +5,8 @@ import stat
 
 import pytest
 
-from playground.feedback.config import FeedbackSettings, default_data_dir, load_or_create_salt
+from playground.feedback.config import default_data_dir, load_or_create_salt
+from playground.settings import FeedbackSettings
 from playground.feedback.store import VoteStore
 from playground.feedback.vote import FeedbackError, hash_session
 
@@ -62,3 +63,17 @@ def test_duel_answer_length_comes_from_the_environment():
     for bad in ("0", "257", "many"):
         with pytest.raises(ValueError, match="PLAYGROUND_DUEL_MAX_NEW_TOKENS must be an integer in"):
             duel_max_new_tokens({"PLAYGROUND_DUEL_MAX_NEW_TOKENS": bad})
+
+
+def test_feedback_settings_live_in_settings_which_imports_no_feedback_module():
+    import subprocess
+    import sys
+
+    from playground.feedback import config
+    from playground.settings import FeedbackSettings as FromSettings
+
+    assert config.FeedbackSettings is FromSettings
+    code = ("import sys, playground.settings as s; s.FeedbackSettings.from_env({'PLAYGROUND_VOTE_SALT': 'x', "
+            "'PLAYGROUND_DATABASE_URL': 'sqlite://'}); print(sorted(m for m in sys.modules if m.startswith('playground')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "playground.feedback" not in out and "playground.settings" in out

@@ -117,3 +117,29 @@ def test_a_duel_and_a_vote_through_the_app(app_client):
     assert "1 votes" in report[0]
     assert str(report[5]).endswith("votes.csv") and str(report[6]).endswith("votes_trl.jsonl")
     assert report[7] is not None  # the Bradley–Terry figure
+
+
+def test_prefer_a_column_through_the_app(app_client):
+    """/chat then /prefer: two column votes, a double click stores nothing new, no turn → the error names it."""
+    from gradio_client.exceptions import AppError
+
+    client, data = app_client
+    fresh = type(client)(client.src, verbose=False)  # its own session: no conversation yet
+    with pytest.raises(AppError, match="conversation: no finished turn to vote on yet"):
+        fresh.predict("tuned", api_name="/prefer")
+    out = fresh.predict("Tell me about dogs.", "a", 0.05, "logits", 0.7, 0.95, 8, 0, api_name="/chat")
+    html, result = fresh.predict("tuned", api_name="/prefer")
+    assert result["column"] == "tuned" and len(result["votes"]) == 2 and "✓ Preferred" in html
+    _html, again = fresh.predict("tuned", api_name="/prefer")  # a double click: the same votes
+    assert again["votes"] == result["votes"]
+    with pytest.raises(AppError, match="already preferred 'tuned'"):
+        fresh.predict("base", api_name="/prefer")
+    with pytest.raises(AppError, match="column"):
+        fresh.predict("best", api_name="/prefer")
+    with VoteStore(sqlite_url(data / "votes.sqlite3")) as store:
+        votes = [v for v in store.votes() if v.source == "column"]
+    assert [v.id for v in votes] == result["votes"]
+    assert {(v.settings_a["column"], v.settings_b["column"], v.outcome) for v in votes} == {
+        ("base", "tuned", "b"), ("realigned", "tuned", "b")}
+    tuned_answer = out[2][-1]["content"]
+    assert all(tuned_answer.startswith(v.answer_b) for v in votes)  # the API shows the answer + its readout line
