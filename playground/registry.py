@@ -84,17 +84,20 @@ BASE_MODELS: dict[str, BaseModelEntry] = {
 ADAPTERS: dict[str, AdapterEntry] = {
     entry.name: entry
     for entry in [
-        AdapterEntry("upbeat-b0.1", ADAPTER_DIR / "upbeat-b0.1", "smollm2-135m-instruct", "DPO towards a warm, positive tone (VADER judge), β = 0.1"),
+        AdapterEntry("upbeat-b0.1", ADAPTER_DIR / "upbeat-b0.1", "smollm2-135m-instruct", "Reward-hacking example (labelled): DPO towards a warm, positive tone (VADER judge), β = 0.1; its tone rises "
+                     "while answers address the prompt less and fill with stock phrases"),
         AdapterEntry("upbeat-b0.5", ADAPTER_DIR / "upbeat-b0.5", "smollm2-135m-instruct", "DPO towards a warm, positive tone (VADER judge), β = 0.5"),
-        AdapterEntry("concise-b0.1", ADAPTER_DIR / "concise-b0.1", "smollm2-135m-instruct", "DPO towards short, on-topic answers (MiniLM judge), β = 0.1"),
+        AdapterEntry("concise-b0.1", ADAPTER_DIR / "concise-b0.1", "smollm2-135m-instruct", "Helpful: DPO towards short, on-topic answers (MiniLM judge), β = 0.1; answers address the prompt more "
+                     "(on_topic, a judge it was not trained on, +0.13 on held-out prompts) and vary less"),
         AdapterEntry("upbeat-b0.1-3ep", ADAPTER_DIR / "upbeat-b0.1-3ep", "smollm2-135m-instruct",
-                     "Reward-hacking example (labelled): 3 DPO epochs towards the VADER 'upbeat' judge, β = 0.1; "
-                     "pair of upbeat-b0.5-3ep (same pairs) for the DeRa check"),
+                     "3 DPO epochs towards the VADER 'upbeat' judge on 87 pairs, β = 0.1: at λ = 1 its held-out answers are a "
+                     "little more on-topic (+0.04) and less diverse; pair of upbeat-b0.5-3ep (same pairs) for the DeRa check"),
         AdapterEntry("upbeat-b0.5-3ep", ADAPTER_DIR / "upbeat-b0.5-3ep", "smollm2-135m-instruct",
                      "Reward-hacking example (labelled): 3 DPO epochs towards the VADER 'upbeat' judge, β = 0.5; "
                      "pair of upbeat-b0.1-3ep (same pairs) for the DeRa check"),
         AdapterEntry("on-topic-b0.1", ADAPTER_DIR / "on-topic-b0.1", "smollm2-135m-instruct",
-                     "Helpful: DPO towards answers that address the prompt (MiniLM prompt–answer similarity judge), β = 0.1"),
+                     "Helpful: DPO towards answers that address the prompt (MiniLM prompt–answer similarity judge), β = 0.1; "
+                     "also better on the concise judge it was not trained on (+0.08 on held-out prompts), less diverse"),
         AdapterEntry("sim-votes-b0.1", ADAPTER_DIR / "sim-votes-b0.1", "smollm2-135m-instruct",
                      "Trained on simulated votes: DPO on 200 duel votes of a scripted voter that prefers on-topic answers "
                      "(15% noise; models/simulate_votes.py), β = 0.1"),

@@ -29,10 +29,12 @@ SWEEP_EVENT = {"concurrency_id": "lm_jobs", "concurrency_limit": SERVE.job_concu
 TOKEN_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
 SOURCES = ["Built-in held-out prompts", "Typed (one per line)", "Uploaded .txt"]
 SAMPLE_COLUMNS = ["prompt", "lambda", "temperature", "sample", "text", "reward", "heldout_reward", "kl_mean", "tokens"]
-EXPLAIN = """**Trade-off explorer.** Each setting realigns the adapter at `λ = β_train/β` and samples every prompt
-several times. Per setting: reward under the adapter's own (training) judge and a held-out judge, KL to the base
-model, and diversity across the samples of each prompt. **Higher λ (lower β) → more aligned, further from the
-base model, usually less diverse; higher temperature → more diverse, usually lower reward.**"""
+EXPLAIN = """**Trade-off explorer.** Each setting realigns the adapter at `λ = β_train/β` (β is nominal: see the DeRa
+check) and samples every prompt several times. Per setting: reward under the adapter's own (training) judge and a
+held-out judge, KL to the base model, and diversity across the samples of each prompt, each with a 95% interval
+over prompts. **Higher λ moves further from the base model and raises the training judge's reward; whether
+diversity falls depends on the adapter**: on 81 held-out prompts, upbeat-b0.1's meaning diversity changed within
+noise from λ 0 to 1, while on-topic-b0.1's fell clearly (see the README). Higher temperature → more diverse."""
 
 _STOPS: dict[str, JobControl] = {}  # session → its running sweep's stop control (set by Cancel)
 SWEEP_OUTPUTS = ("table", "frontier", "diversity", "metrics", "overopt", "warning", "files", "samples", "summary")
