@@ -254,6 +254,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         cells["gain"] = {j: _triple(grouped_difference([(x["prompt_index"], x[j]) for x in base_rows],
                                                        [(x["prompt_index"], x[j]) for x in tuned_rows]))
                          for j in JUDGES}  # tuned − base, paired by prompt (same seeds)
+        cells["voter_prefers_tuned"] = held_out_votes(prompts, base_rows, tuned_rows, args.noise, args.seed)
         out["adapters"][info.name] = {"path": str(info.path), "judge": info.judge, "beta": info.beta_train, **cells,
                                       "seconds": round(time.perf_counter() - start, 1),
                                       "mean_words_tuned": float(np.mean([len(x["text"].split()) for x in samples
@@ -267,6 +268,35 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def held_out_votes(prompts: list[str], base_rows: list[dict], tuned_rows: list[dict], noise: float, seed: int) -> dict:
+    """The simulated voter (same rule and noise as the training votes, fresh seed) judges base vs tuned answers
+    of held-out prompts, paired by (prompt, sample): share of decisive votes for the tuned answer, 95% CI
+    bootstrapped over prompts, noisy and noise-free (the voter's rule alone)."""
+    import numpy as np
+
+    from playground.feedback.voters import CloserInMeaningVoter
+    from playground.judges.embeddings import get_embedder
+    from playground.stats import cluster_bootstrap
+
+    voter = CloserInMeaningVoter(get_embedder().encode, noise=noise)
+    rng = np.random.default_rng(seed + 10_000)  # not the training votes' stream
+    base = {(x["prompt_index"], x["sample"]): x for x in base_rows}
+    noisy, clean, ids = [], [], []
+    for t in tuned_rows:
+        b = base.get((t["prompt_index"], t["sample"]))
+        if b is None:
+            continue
+        p = prompts[t["prompt_index"]]
+        rule = voter.prefer(p, t["text"], b["text"], {}, {})
+        vote = voter.vote(p, t["text"], b["text"], {}, {}, rng)
+        if vote != "tie":
+            noisy.append(float(vote == "a"))
+            clean.append(float(rule == "a"))
+            ids.append(t["prompt_index"])
+    return {"votes": len(noisy), "noisy": _triple(cluster_bootstrap(noisy, ids)),
+            "noise_free": _triple(cluster_bootstrap(clean, ids)), "noise": noise}
+
+
 def cmd_table(args: argparse.Namespace) -> int:
     """The `compare` JSON as the README's markdown table (gains are tuned − base, paired by prompt, 95% CI)."""
     r = json.loads(Path(args.input).read_text())
@@ -274,12 +304,14 @@ def cmd_table(args: argparse.Namespace) -> int:
     def ci(t: list[float]) -> str:
         return f"{t[0]:+.3f} [{t[1]:+.3f}, {t[2]:+.3f}]"
 
-    print("| adapter | Δ on_topic (the voter's rule) | Δ concise | Δ upbeat | KL to base (nats/token) "
-          "| meaning diversity base → tuned | distinct-2 base → tuned | words (tuned) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| adapter | held-out votes for tuned over base | Δ on_topic (the voter's rule) | Δ concise | Δ upbeat "
+          "| KL to base (nats/token) | meaning diversity base → tuned | distinct-2 base → tuned | words (tuned) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, a in r["adapters"].items():
         g = a["gain"]
-        print(f"| {name} ({'votes' if a['judge'] == 'on_topic' else a['judge'] + ' judge'}) | {ci(g['on_topic'])} "
+        v = a.get("voter_prefers_tuned")
+        shown = f"{v['noisy'][0]:.0%} [{v['noisy'][1]:.0%}, {v['noisy'][2]:.0%}] of {v['votes']}" if v else "–"
+        print(f"| {name} ({'votes' if a['judge'] == 'on_topic' else a['judge'] + ' judge'}) | {shown} | {ci(g['on_topic'])} "
               f"| {ci(g['concise'])} | {ci(g['upbeat'])} | {a['tuned']['kl_to_base']:.4f} "
               f"| {a['base']['semantic_diversity'][0]:.3f} → {a['tuned']['semantic_diversity'][0]:.3f} "
               f"| {a['base']['distinct_2']:.3f} → {a['tuned']['distinct_2']:.3f} | {a['mean_words_tuned']:.1f} |")
@@ -319,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-new-tokens", type=int, default=48)
     c.add_argument("--temperature", type=float, default=0.7)
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--noise", type=float, default=0.15, help="the held-out voter's flip rate (as in generate)")
     c.add_argument("--out", default=None)
     c.set_defaults(func=cmd_compare)
     t = sub.add_parser("table", help="the compare JSON as a markdown table")
