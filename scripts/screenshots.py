@@ -13,13 +13,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-from benchmarks.load import start_app
 from tests.browser import drive, drive_feedback
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SHOTS = {  # name -> what it shows (docs/<name>.png)
     "chat": ("chat_streaming", "chat_done", "chat_error", "chat_shared", "chat_phone_streaming", "chat_phone_done",
@@ -36,6 +40,25 @@ def feedback_data_dir() -> Path:
         if (SIMULATED_VOTES / name).exists():
             shutil.copy2(SIMULATED_VOTES / name, folder / name)
     return folder
+
+
+def start_app(timeout_s: float = 300.0) -> tuple[subprocess.Popen, str]:
+    """`python app.py` on a free loopback port; returns once the UI answers (the model may still be loading)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url, deadline = f"http://127.0.0.1:{port}/", time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(url, timeout=1).status == 200:
+                return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"app.py did not answer on {url} within {timeout_s:.0f} s")
 
 
 def main() -> None:

@@ -49,8 +49,9 @@ def build_duel_panel(pg, service) -> None:
         go = gr.Button("Generate two answers", variant="primary", scale=1, min_width=120, elem_id="duel-generate")
     gr.Examples(list(CHAT.examples), inputs=prompt)
     with gr.Row(equal_height=True, elem_id="duel-answers"):
-        answer_a = gr.Textbox(label="Answer A", lines=8, interactive=False, elem_id="duel-a")
-        answer_b = gr.Textbox(label="Answer B", lines=8, interactive=False, elem_id="duel-b")
+        # min_width: side by side on a wide screen, one above the other on a phone
+        answer_a = gr.Textbox(label="Answer A", lines=8, interactive=False, elem_id="duel-a", min_width=300)
+        answer_b = gr.Textbox(label="Answer B", lines=8, interactive=False, elem_id="duel-b", min_width=300)
     with gr.Row(visible=False, elem_id="duel-votes") as vote_row:
         buttons = [gr.Button(label, elem_id=f"vote-{outcome}", min_width=80) for label, outcome in BUTTONS]
     reveal = gr.Markdown(elem_id="duel-reveal")

@@ -60,7 +60,7 @@ def build_feedback_tab(pg, service) -> None:
     """`pg`: a Playground or a LazyPlayground still loading; `service`: the DuelService whose store holds the votes."""
     gr.Markdown(EXPLAIN)
     with gr.Column(elem_id="votes-report"):
-        with gr.Row(equal_height=True):
+        with gr.Row():
             refresh = gr.Button("Refresh report", variant="primary", scale=0, min_width=180, elem_id="votes-refresh")
             summary = gr.Markdown(elem_id="votes-summary")
         with gr.Row():
@@ -73,7 +73,7 @@ def build_feedback_tab(pg, service) -> None:
                     "P(A beats B) = σ(θ_A − θ_B); 95% bootstrap intervals over votes).")
         with gr.Row(equal_height=True):
             bt_df = gr.Dataframe(headers=BT_COLS, interactive=False, scale=1)
-            bt_plot = gr.Plot(label="θ per (λ, T) with 95% CI", scale=1, elem_id="bt-plot")
+            bt_plot = gr.Plot(label="θ per (λ, T) with 95% CI", show_label=False, scale=1, elem_id="bt-plot")
         gr.Markdown("**Length effect**: does the longer answer win?")
         len_df = gr.Dataframe(headers=LEN_COLS, interactive=False)
         gr.Markdown(f"**Recent votes** (newest {RECENT})")
