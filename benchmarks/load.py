@@ -34,6 +34,7 @@ import json
 import math
 import os
 import runpy
+import shutil
 import socket
 import statistics
 import subprocess
@@ -137,8 +138,9 @@ class Server:
         start = time.perf_counter()
         while time.perf_counter() - start < timeout_s:
             if self.proc.poll() is not None:
+                tail = self.log_tail()
                 self.stop()
-                raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(f"app exited with {self.proc.returncode}:\n{tail}")
             if self.stats().get("ready"):
                 try:
                     if urllib.request.urlopen(self.url, timeout=2).status == 200:
@@ -146,8 +148,9 @@ class Server:
                 except OSError:
                     pass
             time.sleep(0.2)
+        tail = self.log_tail()
         self.stop()
-        raise RuntimeError(f"app not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(f"app not ready after {timeout_s:.0f} s:\n{tail}")
 
     def stats(self) -> dict:
         try:
@@ -170,6 +173,7 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)  # stats file and server log
 
 
 # --- watching the server from outside (/proc) --------------------------------------------------------------
