@@ -2,14 +2,14 @@
 
 One place: the UI reads its defaults and slider ranges from here, and `playground.validation` turns raw
 input (UI event, Gradio API, CLI) into these objects once, checked against `Limits` (Gradio's API skips
-slider limits). Nothing here imports torch, gradio or another playground module at import time
-(`FeedbackSettings.from_env` calls the stdlib-only `playground.datadir` for the data directory's files).
+slider limits). Nothing here imports torch, gradio or another playground module at import time (the human
+feedback part, `FeedbackSettings` and `TrainingSettings`, lives in `settings_votes.py` and is re-exported here;
+their `from_env` calls the stdlib-only `playground.datadir` for the data directory's files).
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -238,8 +238,10 @@ class ServeSettings:
     """Queue, concurrency and exposure of the Gradio app."""
 
     queue_max_size: int = 16  # requests waiting beyond this get "busy, try again" at once
-    lm_concurrency: int = 4  # interactive LM events (chat turns, token view) running together
-    # Long LM jobs (sweeps, probes) have their own pool, so chat keeps its 4 slots whatever the jobs do,
+    # Interactive LM events (chat turns, duels, token view) handed to the scheduler together; it batches them
+    # into one decode loop, so this bounds waiting there, not compute (its own caps: SchedulerSettings).
+    lm_concurrency: int = 16
+    # Long LM jobs (sweeps, probes) have their own pool, so chat keeps its slots whatever the jobs do,
     # and one browser session runs at most `jobs_per_session` of them at a time.
     job_concurrency: int = 1
     jobs_per_session: int = 1
@@ -280,6 +282,8 @@ class SchedulerSettings:
     bulk_threshold: int = 8
     # The KV cache grows only within this many MB (rows × longest row); beyond it requests wait.
     max_kv_mb: int = 2048
+    # Of that, sweeps may fill all but this many MB, so a chat turn (5 rows) can join a running sweep at once.
+    chat_kv_reserve_mb: int = 512
     # Submissions waiting to start; beyond it "busy, try again in N s".
     max_waiting: int = 32
     # Concurrent submissions (waiting or running) per client key.
@@ -299,53 +303,6 @@ def server_name(env: dict | None = None) -> str:
     return SERVE.local_host
 
 
-# --- human feedback: where votes live and the limits they are checked against ----------------------------
-SPACE_DATA_DIR = Path("/data")  # Hugging Face Spaces persistent storage
-APP_DIR_NAME = "controllability-playground"
-DB_FILE_NAME = "votes.sqlite3"
-SALT_FILE_NAME = "vote_salt"
-
-
-@dataclass(frozen=True)
-class FeedbackSettings:
-    """The vote store: location, privacy salt and limits. `from_env` reads (at call time, never at import):
-
-    - `PLAYGROUND_DATABASE_URL`: any SQLAlchemy URL, e.g. `postgresql+psycopg://user:pw@host/db` (several replicas
-      share one database). Unset: the SQLite file `votes.sqlite3` (WAL mode) in the data directory.
-    - `PLAYGROUND_DATA_DIR`: the data directory. Unset: `/data/controllability-playground` when `/data` is a
-      writable folder (a Space's persistent storage), else `$XDG_DATA_HOME` (`~/.local/share`)`/controllability-playground`.
-    - `PLAYGROUND_VOTE_SALT`: the secret session ids are hashed with. Unset: a random salt created once and kept in
-      `<data dir>/vote_salt` (mode 0600), so a restart hashes the same session to the same value.
-    - `PLAYGROUND_DUEL_MAX_NEW_TOKENS` (read by `playground.feedback.config.duel_max_new_tokens`): a duel's answer
-      length cap, default `DEFAULT_DECODE.max_new_tokens`, at most `LIMITS.max_new_tokens`.
-    """
-
-    database_url: str  # "sqlite:///path/votes.sqlite3" or "postgresql+psycopg://..."
-    data_dir: Path  # the default SQLite file and the persisted salt
-    salt: str = field(repr=False)  # mixed into every session-id hash (HMAC-SHA256); never logged or shown
-    duel_expiry_s: float = 30 * 60  # a duel waiting for a vote expires; a late vote is refused
-    max_prompt_chars: int = 4000  # longest stored prompt (the UI caps prompts at 4000 before generating)
-    max_answer_chars: int = 16000  # longest stored answer (256 tokens rarely exceed 2000 characters)
-    max_conversation_chars: int = 200_000  # earlier conversation, JSON-encoded (8 turns of prompt + answer)
-    max_name_chars: int = 200  # model / adapter name, hash, idempotency key or judge name
-    max_json_chars: int = 4000  # JSON of one answer's settings, or of the judge scores
-    # λ values a duel draws its two answers from: 0 = base model, 1 = tuned as trained, 2 = extrapolated.
-    duel_lambdas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, space_dir: Path = SPACE_DATA_DIR) -> FeedbackSettings:
-        """Settings from the environment (`env` defaults to os.environ); creates the data dir if needed."""
-        from playground.datadir import default_data_dir, load_or_create_salt, sqlite_url  # stdlib-only file helpers
-
-        env = os.environ if env is None else env
-        data_dir = default_data_dir(env, space_dir)
-        url = env.get("PLAYGROUND_DATABASE_URL", "").strip()
-        if not url:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            url = sqlite_url(data_dir / DB_FILE_NAME)
-        salt = env.get("PLAYGROUND_VOTE_SALT", "").strip() or load_or_create_salt(data_dir)
-        return cls(database_url=url, data_dir=data_dir, salt=salt)
-
-
-FEEDBACK_LIMITS = FeedbackSettings(database_url="", data_dir=Path("."), salt="")  # the default limits alone
-
+# Human feedback (the vote store, training on votes): defined in settings_votes.py, re-exported here.
+from playground.settings_votes import (APP_DIR_NAME, DB_FILE_NAME, FEEDBACK_LIMITS, SALT_FILE_NAME,  # noqa: E402,F401
+                                       SPACE_DATA_DIR, TRAINED_DIR_NAME, TRAINING, FeedbackSettings, TrainingSettings)

@@ -17,12 +17,12 @@ from playground.probes.outputs import EXAMPLE_HEADERS, HEADERS, examples, figure
 from playground.probes.registry import PROBES
 from playground.settings import LIMITS, SERVE
 from playground.validation import InputError
-from ui.components import Dropdown, Number, Slider
+from ui.components import ADAPTER_PICKER, Dropdown, Number, Slider
 from ui.jobs import JobControl, run_job
 
 # A probe decodes prompts × λ × samples answers (minutes on a CPU): the sweep's limit, enforced here as well,
 # since Gradio applies `time_limit` to streaming events only.
-PROBE_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.sweep_timeout_s}
+PROBE_EVENT = {"concurrency_id": "lm_jobs", "concurrency_limit": SERVE.job_concurrency, "time_limit": LIMITS.sweep_timeout_s}
 ALL = "all λ"
 EXPLAIN = """**Probes: the known limits of preference tuning.** Each probe decodes a fixed, documented prompt set
 at every λ (0 = base model, 1 = the adapter as trained, > 1 = weaker KL, i.e. pushed further) and measures one
@@ -93,7 +93,7 @@ def build_probes_tab(pg) -> None:
     gr.Markdown(EXPLAIN)
     with gr.Row():
         probe = Dropdown([(p.title, n) for n, p in PROBES.items()], value=first, label="Probe", scale=2)
-        adapter = Dropdown(names, value=default_adapter, label="Adapter", scale=1)
+        adapter = Dropdown(names, value=default_adapter, label="Adapter", scale=1, elem_classes=[ADAPTER_PICKER])
     about = gr.Markdown(describe(first))
     with gr.Row():
         lambdas = gr.Textbox(",".join(f"{v:g}" for v in DEFAULT_LAMBDAS), label="λ values (comma-separated)",

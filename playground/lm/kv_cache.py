@@ -28,6 +28,7 @@ class SlotCache:
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
         self.lengths = torch.zeros(0, dtype=torch.long)  # tokens cached per live row
+        self.max_bytes: int | None = None  # set by the scheduler: growth stays within it where the need does
 
     @property
     def rows(self) -> int:
@@ -38,18 +39,26 @@ class SlotCache:
         return (self.keys[0].shape[0], self.keys[0].shape[2]) if self.keys else (0, 0)
 
     def _grown(self, rows: int, cols: int) -> tuple[int, int]:
-        """Row and column capacity after `reserve(rows, cols)`."""
-        new_r, new_c = max(self.capacity[0], self.min_rows), max(self.capacity[1], self.min_cols)
+        """Row and column capacity after `reserve(rows, cols)`: doubling (few copies), unless that would pass
+        `max_bytes` while the exact need (rows to a multiple of 8, columns of SPAN_TILE) fits: then that."""
+        old_r, old_c = max(self.capacity[0], self.min_rows), max(self.capacity[1], self.min_cols)
+        new_r, new_c = old_r, old_c
         while new_r < rows:
             new_r *= 2
         while new_c < cols:
             new_c *= 2
+        if self.max_bytes is not None and self._bytes(new_r, new_c) > self.max_bytes:
+            tight = max(old_r, -(-rows // 8) * 8), max(old_c, -(-cols // SPAN_TILE) * SPAN_TILE)
+            if self._bytes(*tight) < self._bytes(new_r, new_c):
+                return tight
         return new_r, new_c
+
+    def _bytes(self, rows: int, cols: int) -> int:
+        return 2 * self.layers * rows * self.kv_heads * cols * self.head_dim * self.dtype.itemsize
 
     def bytes_for(self, rows: int, cols: int) -> int:
         """Memory the cache would hold after `reserve(rows, cols)` (keys and values, all layers)."""
-        r, c = self._grown(rows, cols)
-        return 2 * self.layers * r * self.kv_heads * c * self.head_dim * self.dtype.itemsize
+        return self._bytes(*self._grown(rows, cols))
 
     def reserve(self, rows: int, cols: int) -> None:
         """Make room for `rows` live rows of up to `cols` tokens each (doubling; contents kept)."""

@@ -199,12 +199,14 @@ class Scheduler:
         cache = self.batch.decoder.cache
         rows, cols = self.batch.rows, max((len(m.request.prompt_ids) + m.request.max_new_tokens for m in self.batch.members), default=0)
         budget = max(c.max_kv_mb * 2**20, cache.bytes_for(0, 0))  # growing past the budget waits; what is there stays
+        cache.max_bytes = budget
+        bulk_budget = budget - c.chat_kv_reserve_mb * 2**20  # sweeps leave this much of the cache to chat turns
         prefill = 0  # prompt tokens planned at this boundary
         for sub in sorted(self.waiting, key=lambda s: s.bulk):  # stable: arrival order within each class
             while sub.pending:
                 take = list(sub.pending)[: c.bulk_chunk] if sub.bulk else list(sub.pending)
                 need, reach, tokens = sub.rows(take), max(cols, sub.columns(take)), sub.prefill_tokens(take)
-                fits = (need <= free and cache.bytes_for(rows + need + 3, reach) <= budget
+                fits = (need <= free and cache.bytes_for(rows + need + 3, reach) <= (bulk_budget if sub.bulk else budget)
                         and (not sub.bulk or bulk + need <= c.bulk_rows) and (not plan or prefill + tokens <= c.prefill_tokens))
                 if not fits and (self.batch.members or plan):
                     break

@@ -66,3 +66,19 @@ def test_lora_delta_keeps_its_precision_at_bfloat16(tiny_model_dir, tiny_adapter
         want = (x_in @ q.lora_A["a"].float().T) @ q.lora_B["a"].float().T
         torch.testing.assert_close(y[1:2] - y[:1], want, rtol=1e-2, atol=2.0 ** -22 * float(y.abs().max()))
         assert (want.abs() < 0.5 * 2.0 ** -8 * y[:1].abs()).float().mean() > 0.5  # mostly below half a bf16 step
+
+
+def test_kv_cache_growth_stays_within_its_budget_where_the_need_fits():
+    """Doubling 64 → 128 rows would pass the budget; the exact need (rows to a multiple of 8) fits, so the cache
+    grows to that instead, and a chat turn can still join a sweep that nearly fills the KV budget."""
+    from playground.lm.kv_cache import SlotCache
+
+    cache = SlotCache(layers=2, kv_heads=2, head_dim=16, dtype=torch.float32)
+    per_cell = 2 * 2 * 2 * 16 * 4  # K and V, layers, heads, head_dim, bytes
+    cache.reserve(64, 512)
+    assert cache.bytes_for(69, 512) == 128 * 512 * per_cell  # no budget: doubling
+    cache.max_bytes = 80 * 512 * per_cell
+    assert cache.bytes_for(69, 512) == 72 * 512 * per_cell
+    cache.reserve(69, 512)
+    assert cache.capacity == (72, 512)
+    assert cache.bytes_for(100, 512) == 104 * 512 * per_cell  # over budget either way: the caller waits
