@@ -240,7 +240,7 @@ class ServeSettings:
     queue_max_size: int = 16  # requests waiting beyond this get "busy, try again" at once
     # Interactive LM events (chat turns, duels, token view) handed to the scheduler together; it batches them
     # into one decode loop, so this bounds waiting there, not compute (its own caps: SchedulerSettings).
-    lm_concurrency: int = 16
+    lm_concurrency: int = 8
     # Long LM jobs (sweeps, probes) have their own pool, so chat keeps its slots whatever the jobs do,
     # and one browser session runs at most `jobs_per_session` of them at a time.
     job_concurrency: int = 1
@@ -283,7 +283,7 @@ class SchedulerSettings:
     # The KV cache grows only within this many MB (rows × longest row); beyond it requests wait.
     max_kv_mb: int = 2048
     # Of that, sweeps may fill all but this many MB, so a chat turn (5 rows) can join a running sweep at once.
-    chat_kv_reserve_mb: int = 512
+    chat_kv_reserve_mb: int = 768
     # Submissions waiting to start; beyond it "busy, try again in N s".
     max_waiting: int = 32
     # Concurrent submissions (waiting or running) per client key.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.load import start_app
+from scripts.screenshots import start_app
 from tests.browser import DESKTOP, PHONE, launch, open_page
 
 ROOT = Path(__file__).resolve().parent.parent
