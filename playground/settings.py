@@ -180,7 +180,7 @@ class Throughput:
     chars_per_token: float = 3.0  # a prompt's tokens ≈ characters / 3 (English), for the estimate before tokenizing
     step_floor_s: float = 0.05  # one decoding step of a small batch (≈ 30 tok/s for one realigned stream): few rows
     # cannot go faster than tokens × this, whatever the throughput
-    job_overhead_s: float = 8.0  # judging, embeddings for diversity, bootstrap intervals and plots after decoding
+    job_overhead_s: float = 15.0  # judging, embeddings for diversity, bootstrap intervals and plots after decoding
 
 
 THROUGHPUT = Throughput()

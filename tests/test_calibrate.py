@@ -1,6 +1,8 @@
 """The DeRa check: KL(π_B ‖ π_λ) math on synthetic logits, the run on the tiny model, the CLI and the tab."""
 from __future__ import annotations
 
+import asyncio
+
 import argparse
 import json
 import shutil
@@ -195,7 +197,13 @@ def test_tab_builds_reading_only_adapters_and_runs_as_a_job(tiny_playground):
     assert fn.concurrency_id == "lm_jobs" and fn.concurrency_limit == SERVE.job_concurrency
     assert fn.time_limit == LIMITS.sweep_timeout_s
     run = _tab_fn(tiny_playground, "dera_check").fn
-    text, fig, files = run("a", "b", 2, 1, 4, 0, None, progress=lambda f, desc=None: None)
+    async def last():
+        out = None
+        async for update in run("a", "b", 2, 1, 4, 0, None, progress=lambda f, desc=None: None):
+            out = update  # heartbeats (gr.skip) until the result
+        return out
+
+    text, fig, files = asyncio.run(last())
     assert text.startswith("**nominal λ = 0.2, best λ = ") and "optimum" in text
     assert fig.axes and [f.rsplit(".", 1)[1] for f in files] == ["json", "png"]
     assert json.loads(open(files[0]).read())["n_prompts"] == 2

@@ -17,7 +17,7 @@ from playground.tradeoff.calibrate import (CALIBRATION, CalibrationCancelled, ca
                                            run_calibration, verdict)
 from playground.tradeoff.outputs import read_prompt_file
 from playground.validation import InputError
-from ui.components import Dropdown, Number, Slider
+from ui.components import ADAPTER_PICKER, Dropdown, Number, Slider
 from ui.jobs import JobControl, run_job
 
 # A long LM job: its own pool (chat keeps its slots); Gradio applies time_limit to streaming events only, so
@@ -54,8 +54,8 @@ def build_calibrate_tab(pg) -> None:
     default_a, default_b = _defaults(names)
     gr.Markdown(EXPLAIN)
     with gr.Row():
-        adapter = Dropdown(names, value=default_a, label="Adapter A (its λ-mix is fitted)")
-        against = Dropdown(names, value=default_b, label="Adapter B (same pairs, another β)")
+        adapter = Dropdown(names, value=default_a, label="Adapter A (its λ-mix is fitted)", elem_classes=[ADAPTER_PICKER])
+        against = Dropdown(names, value=default_b, label="Adapter B (same pairs, another β)", elem_classes=[ADAPTER_PICKER])
     with gr.Row():
         prompts = Slider(2, LIMITS.max_sweep_prompts, value=CALIBRATION.prompts, step=1, label="Held-out prompts",
                             info="From models/prompts/eval.txt; more = tighter interval, slower")
@@ -126,6 +126,7 @@ def build_calibrate_tab(pg) -> None:
 
     inputs = [adapter, against, prompts, samples, max_new, seed]
     for box in inputs:
-        box.change(estimate_text, inputs, estimate, api_visibility="private", show_progress="hidden")
+        box.change(estimate_text, inputs, estimate, api_visibility="private", show_progress="hidden",
+                   concurrency_id="estimates", concurrency_limit=1, trigger_mode="always_last")  # in order: the last wins
     run_event = run_btn.click(run, inputs, [sentence, plot, files], api_name="dera_check", **CALIBRATE_EVENT)
     cancel_btn.click(cancel, None, None, cancels=[run_event], api_name="dera_check_cancel", queue=False)

@@ -19,7 +19,7 @@ from playground.tradeoff.plots import all_figures, overoptimisation_warning
 from playground.tradeoff.sweep import SweepCancelled, run_sweep
 from playground.tradeoff.token_view import token_view
 from playground.validation import InputError, check_prompt, decode_settings, sweep_settings
-from ui.components import Dropdown, Number, Radio, Slider
+from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider
 from ui.jobs import JobControl, run_job
 
 # A sweep decodes prompts × settings × samples answers and can take minutes on a CPU, so it gets a larger
@@ -97,7 +97,7 @@ def build_tradeoff_tab(pg) -> None:
     gr.Markdown(EXPLAIN)
     with gr.Accordion("1 · Adapter and prompts", open=True):
         with gr.Row():
-            adapter = Dropdown(names, value=default_adapter, label="Adapter")
+            adapter = Dropdown(names, value=default_adapter, label="Adapter", elem_classes=[ADAPTER_PICKER])
             judge = Dropdown(["", *judges], value="", label="Training judge (reward)", info="Empty = the adapter's own judge")
             heldout = Dropdown(["", *judges], value="", label="Held-out judge",
                                info="Empty = on_topic: does the answer address the prompt?")
@@ -126,7 +126,7 @@ def build_tradeoff_tab(pg) -> None:
     summary = gr.Markdown()
     warning = gr.Markdown()
     with gr.Accordion("3 · Results", open=True):
-        table = gr.Dataframe(label="One row per (λ, T) — 95% intervals bootstrapped over prompts; 'vs λ=0' paired by prompt",
+        table = gr.Dataframe(label="One row per (λ, T) — 95% intervals bootstrapped over prompts; ↑ / ↓ = above / below λ = 0 beyond noise, ≈ = within noise (paired by prompt)",
                              headers=[title for _, title, _ in COLUMNS], interactive=False, wrap=True)
         with gr.Row():
             frontier, diversity = gr.Plot(show_label=False), gr.Plot(show_label=False)
@@ -201,7 +201,8 @@ def build_tradeoff_tab(pg) -> None:
 
     inputs = [adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed]
     for box in inputs:
-        box.change(estimate_text, inputs, estimate, api_visibility="private", show_progress="hidden")
+        box.change(estimate_text, inputs, estimate, api_visibility="private", show_progress="hidden",
+                   concurrency_id="estimates", concurrency_limit=1, trigger_mode="always_last")  # in order: the last wins
     outputs = [table, frontier, diversity, metrics, overopt, warning, files, samples_df, summary]
     assert len(outputs) == len(SWEEP_OUTPUTS)
     run_event = run_btn.click(sweep, inputs, outputs, api_name="tradeoff_sweep", show_progress_on=[summary], **SWEEP_EVENT)

@@ -19,13 +19,13 @@ from playground.validation import InputError
 PLOTS = ("frontier", "diversity", "metrics", "overopt")
 # (row key, readable header with unit, format): the order key columns are shown in.
 COLUMNS = (("lambda", "λ", "{:.3g}"), ("kl_strength", "β (nominal)", "{:.3g}"), ("temperature", "T", "{:.3g}"),
-           ("reward_mean", "reward [95% CI]", "ci+"), ("reward_vs_base", "reward vs λ=0", "{}"),
-           ("heldout_reward_mean", "held-out [95% CI]", "ci+"), ("heldout_vs_base", "held-out vs λ=0", "{}"),
-           ("kl_to_base", "KL (nats/token)", "{:.4f}"), ("semantic_diversity", "meaning diversity [95% CI]", "ci"),
-           ("diversity_vs_base", "diversity vs λ=0", "{}"), ("boilerplate", "boiler-plate", "{:.0%}"),
-           ("pareto", "Pareto-optimal", "{}"), ("length_mean", "length (tokens)", "{:.1f}"),
-           ("kl_seq", "KL (nats/answer)", "{:.2f}"), ("entropy", "entropy (nats)", "{:.3f}"),
-           ("distinct_2", "distinct-2", "{:.3f}"), ("self_bleu", "self-BLEU", "{:.3f}"))
+           ("reward_mean", "reward [95% CI] vs λ=0", "ci+"), ("heldout_reward_mean", "held-out [95% CI] vs λ=0", "ci+"),
+           ("kl_to_base", "KL (nats/token)", "{:.4f}"), ("semantic_diversity", "meaning diversity [95% CI] vs λ=0", "ci"),
+           ("boilerplate", "boiler-plate", "{:.0%}"), ("pareto", "Pareto-optimal", "{}"),
+           ("length_mean", "length (tokens)", "{:.1f}"), ("kl_seq", "KL (nats/answer)", "{:.2f}"),
+           ("entropy", "entropy (nats)", "{:.3f}"), ("distinct_2", "distinct-2", "{:.3f}"), ("self_bleu", "self-BLEU", "{:.3f}"))
+VS_BASE = {"reward_mean": "reward_vs_base", "heldout_reward_mean": "heldout_vs_base", "semantic_diversity": "diversity_vs_base"}
+MARKS = {"up": "↑", "down": "↓", "within noise": "≈"}  # against λ = 0, paired by prompt; ≈ = the interval covers 0
 # "ci" / "ci+" (signed): the mean with its interval from the row's `<name>_lo` / `<name>_hi` (the raw keys stay in JSON and CSV)
 
 
@@ -100,6 +100,8 @@ def readable(rows: Sequence[dict]) -> list[dict]:
                 stem, sign = key.removesuffix("_mean"), "+" if fmt == "ci+" else ""
                 lo, hi = r.get(f"{stem}_lo"), r.get(f"{stem}_hi")
                 shown[title] = f"{v:{sign}.3f}" + (f" [{lo:{sign}.2f}, {hi:{sign}.2f}]" if lo is not None and hi is not None else "")
+                if r.get(VS_BASE.get(key, "")) and r.get("lambda"):
+                    shown[title] += " " + MARKS.get(r[VS_BASE[key]], r[VS_BASE[key]])
             elif isinstance(v, (int, float, np.floating)) and not isinstance(v, bool):
                 shown[title] = fmt.format(v)
             else:
