@@ -20,6 +20,7 @@ from ui.guidance_tab import build_guidance_tab
 from ui.probes_tab import build_probes_tab
 from ui.style import CSS, JS
 from ui.tradeoff_tab import build_tradeoff_tab
+from ui.train_panel import wire_adapter_pickers
 
 TITLE = "Controllability Playground"
 INTRO = f"""# {TITLE}
@@ -37,7 +38,7 @@ def build_demo(pg) -> gr.Blocks:
         with gr.Tab("Side by side"):
             build_chat_tab(pg, votes)
         with gr.Tab("Feedback"):
-            build_feedback_tab(pg, votes)
+            train_panel = build_feedback_tab(pg, votes)
         with gr.Tab("Trade-off"):
             build_tradeoff_tab(pg)
         with gr.Tab("DeRa check"):
@@ -46,6 +47,7 @@ def build_demo(pg) -> gr.Blocks:
             build_probes_tab(pg)
         with gr.Tab("Diffusion guidance"):
             build_guidance_tab()
+        wire_adapter_pickers(demo, pg, train_panel)  # a trained adapter shows in every picker without a restart
     # api_open=False: no route skips the bounded queue and its concurrency groups (POST /gradio_api/run/... is off).
     demo.queue(max_size=SERVE.queue_max_size, default_concurrency_limit=SERVE.lm_concurrency, api_open=False)
     return demo

@@ -123,3 +123,37 @@ def get_adapter(name: str) -> AdapterEntry:
 def installed_adapters(base: str | None = None) -> list[AdapterEntry]:
     """Registry adapters whose files exist (and fit `base` if given)."""
     return [a for a in ADAPTERS.values() if a.installed and (base is None or a.base == base)]
+
+
+def trained_entry(path: Path, bases: tuple[str, ...]) -> AdapterEntry:
+    """The entry of an adapter trained in the app, `<data dir>/adapters/<name>/`; CardError says why it is unusable.
+
+    It needs adapter_config.json, adapter_model.safetensors and a card.json with a positive beta, a judge and a
+    `base_model` among `bases` (the loaded base's names); its name must not be a registry adapter's.
+    """
+    entry = AdapterEntry(path.name, path, bases[0] if bases else "", "")
+    if path.name in ADAPTERS:
+        raise CardError(f"{path}: the name is a registry adapter's")
+    missing = [f for f in ("adapter_config.json", "adapter_model.safetensors") if not (path / f).is_file()]
+    if missing:
+        raise CardError(f"{path}: {', '.join(missing)} missing")
+    card = entry.card()
+    if card.get("base_model") not in bases:
+        raise CardError(f"{path / 'card.json'}: base_model {card.get('base_model')!r} is not the loaded base {bases}")
+    entry.beta_train, entry.judge  # noqa: B018 - both checked now, not when a visitor picks the adapter
+    return AdapterEntry(path.name, path, entry.base, str(card.get("description") or "trained on votes"))
+
+
+def trained_adapters(root: Path, bases: tuple[str, ...]) -> tuple[list[AdapterEntry], list[str]]:
+    """Every usable `root/<name>/` (see trained_entry), sorted by name, and why the others were skipped.
+    Hidden folders (`.staging-*`: unfinished jobs) are not adapters."""
+    found: list[AdapterEntry] = []
+    skipped: list[str] = []
+    if not root.is_dir():
+        return found, skipped
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            found.append(trained_entry(path, bases))
+        except CardError as err:
+            skipped.append(str(err))
+    return found, skipped

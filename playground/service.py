@@ -9,12 +9,13 @@ that reproduce them.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from playground import registry
-from playground.settings import COLUMNS, DecodeSettings, model_dtype_name, nominal_beta
+from playground.settings import COLUMNS, DecodeSettings, TrainingSettings, model_dtype_name, nominal_beta
 from playground.validation import check_choice, check_prompt, decode_settings
 
 if TYPE_CHECKING:  # torch loads after the UI is served
@@ -93,14 +94,16 @@ class Playground:
         from playground.lm.prompts import stop_token_ids
 
         self.base, self.chat = base, chat
+        self.base_name = base_names[0] if base_names else base.source  # what adapter cards name as their base
         self._tokenizer = base.tokenizer
         self._adapter_set = AdapterSet(base.model, base_names=[base.source, *base_names])
-        self.adapters: dict[str, AdapterInfo] = {}
-        for info in adapters:
-            self._adapter_set.add(info.name, info.path)
-            self.adapters[info.name] = info
         self._stop_ids = stop_token_ids(self._tokenizer)
         self.engine = Engine(base.model, self._tokenizer, self._adapter_set, self._stop_ids)
+        self._add_lock = threading.Lock()
+        # Replaced, never mutated, by add_adapter: a reader iterating the old dict is never disturbed.
+        self.adapters: dict[str, AdapterInfo] = {}
+        for info in adapters:
+            self.add_adapter(info)
 
     @classmethod
     def from_registry(cls, base: str = registry.DEFAULT_BASE, adapters: Sequence[str] | None = None,
@@ -114,7 +117,40 @@ class Playground:
         for name in names:
             a = registry.get_adapter(name)
             infos.append(AdapterInfo(a.name, a.path, a.beta_train, a.judge, a.description))
-        return cls(loaded, infos, base_names=[entry.name], chat=entry.chat)
+        pg = cls(loaded, infos, base_names=[entry.name], chat=entry.chat)
+        if adapters is None:  # and those trained in the app (they survive restarts in the data dir)
+            for problem in pg.load_trained(TrainingSettings.from_env().adapters_dir):
+                print(f"skipped a trained adapter: {problem}", flush=True)
+        return pg
+
+    # --- adapters added while serving -------------------------------------------------------------
+    def add_adapter(self, info: AdapterInfo) -> AdapterInfo:
+        """Load one more adapter; the pickers see it once it is in `adapters` (decoders rebuild on their own)."""
+        with self._add_lock:
+            if info.name in self.adapters:
+                raise ValueError(f"adapter name {info.name!r} is taken")
+            with self.engine.lock:  # no forward runs while the LoRA modules change
+                self._adapter_set.add(info.name, info.path)
+            self.adapters = {**self.adapters, info.name: info}
+        return info
+
+    def add_trained(self, path: Path) -> AdapterInfo:
+        """Load an adapter trained in the app (`<data dir>/adapters/<name>/`, checked by registry.trained_entry)."""
+        e = registry.trained_entry(Path(path), (self.base_name, self.base.source))
+        return self.add_adapter(AdapterInfo(e.name, e.path, e.beta_train, e.judge, e.description))
+
+    def load_trained(self, root: Path) -> list[str]:
+        """Add the adapters trained in the app under `root` (see registry.trained_adapters); why any was skipped."""
+        entries, skipped = registry.trained_adapters(root, (self.base_name, self.base.source))
+        for e in entries:
+            if e.name in self.adapters:
+                skipped.append(f"{e.path}: the name {e.name!r} is taken")
+                continue
+            try:
+                self.add_adapter(AdapterInfo(e.name, e.path, e.beta_train, e.judge, e.description))
+            except Exception as err:  # noqa: BLE001 - one unusable folder must not stop the app
+                skipped.append(f"{e.path}: {type(err).__name__}: {err}")
+        return skipped
 
     # --- the boundary the wings use ---------------------------------------------------------------
     @property

@@ -12,7 +12,7 @@ import threading
 from typing import TYPE_CHECKING, Callable
 
 from playground import registry
-from playground.settings import SERVE
+from playground.settings import SERVE, TrainingSettings
 from playground.validation import InputError
 
 if TYPE_CHECKING:
@@ -25,18 +25,26 @@ class LazyPlayground:
     """`adapters` (name -> entry with beta_train, judge, description) now; everything else once `load` ran."""
 
     def __init__(self, adapters: dict) -> None:
-        self.adapters = adapters
+        self._adapters = adapters
         self._ready = threading.Event()
         self._pg: Playground | None = None
 
     @classmethod
     def from_registry(cls, base: str = registry.DEFAULT_BASE) -> "LazyPlayground":
-        return cls({a.name: a for a in registry.installed_adapters(base)})
+        """The registry's installed adapters and those trained in the app (the data dir's `adapters/`)."""
+        entry = registry.get_base(base)
+        trained, _skipped = registry.trained_adapters(TrainingSettings.from_env().adapters_dir, (entry.name, entry.source))
+        return cls({a.name: a for a in [*registry.installed_adapters(base), *trained]})
+
+    @property
+    def adapters(self) -> dict:
+        """The loaded Playground's adapters (adapters added while serving included), the registry's until then."""
+        return self._pg.adapters if self._pg is not None else self._adapters
 
     def load(self, make: Callable[[], "Playground"]) -> "Playground":
         """Build the real Playground (e.g. `Playground.from_registry`) and release waiting requests."""
         pg = make()
-        self._pg, self.adapters = pg, pg.adapters
+        self._pg = pg
         self._ready.set()
         return pg
 

@@ -17,7 +17,7 @@ from playground.readouts import lambda_label, settings_warning
 from playground.settings import CHAT, COLUMNS, DEFAULT_DECODE, LIMITS, SERVE
 from playground.validation import InputError
 from ui.chat_events import StreamEvents, knobs_of, wire_prefer
-from ui.components import Dropdown, Number, Radio, Slider
+from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider
 from ui.duel_panel import build_duel_panel
 from ui.transcript import JS_ON_LOAD, legend, render
 
@@ -69,7 +69,7 @@ def build_chat_tab(pg, service=None) -> None:
             replay = gr.Button("▶ Replay the shared answers", variant="primary", size="sm", elem_id="replay", scale=0)
         with gr.Row(elem_id="knobs-1"):
             adapter = Dropdown(names, value=default_adapter, label="Adapter (preference-tuned LoRA)",
-                               info=pg.adapters[default_adapter].description if default_adapter else "")
+                               elem_classes=[ADAPTER_PICKER], info=pg.adapters[default_adapter].description if default_adapter else "")
             mode = Radio([("Decoding-time realignment (exact KL trade-off)", "logits"),
                           ("Weight scaling: LoRA × λ (cheaper approximation)", "weights")],
                          value="logits", label="How λ is applied")
@@ -170,7 +170,7 @@ def build_chat_tab(pg, service=None) -> None:
 
     def on_adapter(name, kl_value, temp, p, n):
         if name not in pg.adapters:
-            raise gr.Error(f"unknown adapter {name!r}; available: {', '.join(names)}")
+            raise gr.Error(f"unknown adapter {name!r}; available: {', '.join(sorted(pg.adapters))}")
         b = pg.adapters[name].beta_train
         return (Slider(minimum=b / LIMITS.max_lambda, maximum=CHAT.beta_max_factor * b, value=DEFAULT_BETA_FACTOR * b,
                        step=b / 40),

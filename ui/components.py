@@ -39,3 +39,11 @@ class Number(_NamedErrors, gr.Number):
 
 class Textbox(_NamedErrors, gr.Textbox):
     pass
+
+
+ADAPTER_PICKER = "adapter-picker"  # elem_classes of every adapter dropdown: refreshed when an adapter is trained
+
+
+def adapter_pickers(demo: gr.Blocks) -> list[gr.Dropdown]:
+    """The adapter dropdowns of every tab (marked with ADAPTER_PICKER), in the order they were built."""
+    return [b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and ADAPTER_PICKER in (b.elem_classes or [])]

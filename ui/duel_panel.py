@@ -10,7 +10,7 @@ import gradio as gr
 from playground.feedback.vote import OUTCOMES, FeedbackError, FeedbackUnavailable
 from playground.settings import CHAT, DEFAULT_DECODE, LIMITS, SERVE
 from playground.validation import InputError
-from ui.components import Dropdown, Radio, Slider
+from ui.components import ADAPTER_PICKER, Dropdown, Radio, Slider
 
 LM_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
 USER_ERRORS = (InputError, FeedbackError, FeedbackUnavailable)
@@ -40,7 +40,7 @@ def build_duel_panel(pg, service) -> None:
     gr.Markdown(EXPLAIN, elem_id="duel-explain")
     duel_state = gr.State("")
     with gr.Row():
-        adapter = Dropdown(names, value=default_adapter, label="Adapter (preference-tuned LoRA)")
+        adapter = Dropdown(names, value=default_adapter, label="Adapter (preference-tuned LoRA)", elem_classes=[ADAPTER_PICKER])
         temperature = Slider(0.0, LIMITS.max_temperature, value=DEFAULT_DECODE.temperature, step=0.05,
                              label="Temperature", info="Both answers use it; higher = more random")
     with gr.Row(elem_id="duel-input"):

@@ -2,7 +2,7 @@
 
 Votes are cast in the Side-by-side tab (the "Blind duel" mode, ui/duel_panel.py, and "Prefer this one" under
 the three columns). Only components and event wiring live here; the report is `playground/feedback/analysis.py`,
-the downloads `playground/feedback/export.py`.
+the downloads `playground/feedback/export.py`, the training panel `ui/train_panel.py`.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import gradio as gr
 
 from playground.feedback.vote import FeedbackError, FeedbackUnavailable
+from ui.train_panel import build_train_panel
 
 USER_ERRORS = (FeedbackError, FeedbackUnavailable)
 RECENT = 20
@@ -56,8 +57,9 @@ def report_tables(rep: dict, votes: list) -> tuple:
     return summary, judges, arms, lengths, recent
 
 
-def build_feedback_tab(pg, service) -> None:
-    """`pg`: a Playground or a LazyPlayground still loading; `service`: the DuelService whose store holds the votes."""
+def build_feedback_tab(pg, service):
+    """`pg`: a Playground or a LazyPlayground still loading; `service`: the DuelService whose store holds the votes.
+    Returns the "Train an adapter from these votes" panel (ui/train_panel.py), for wire_adapter_pickers."""
     gr.Markdown(EXPLAIN)
     with gr.Column(elem_id="votes-report"):
         with gr.Row():
@@ -97,4 +99,5 @@ def build_feedback_tab(pg, service) -> None:
 
     refresh.click(votes_report, None, [summary, judges_df, bt_df, len_df, recent_df, csv_file, trl_file, bt_plot],
                   api_name="votes_report")
+    return build_train_panel(pg, service)
 

@@ -9,6 +9,8 @@ handler is an async generator that beats every `SERVE.job_heartbeat_s`, yielding
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import threading
 import time
 from typing import Any, AsyncIterator, Callable
@@ -35,7 +37,10 @@ async def run_job(work: Callable[[Callable[[], bool]], Any], n_outputs: int,
                   control: JobControl | None = None) -> AsyncIterator[Any]:
     """Yield no-op updates while `work(should_stop)` runs in a thread, then its result (a list of n outputs)."""
     control = control or JobControl()
-    future = asyncio.get_running_loop().run_in_executor(None, work, control)
+    # The worker runs in the handler's context: gr.Progress finds its event through context variables, which
+    # run_in_executor alone does not carry into the thread (the progress bar would stay empty).
+    call = functools.partial(contextvars.copy_context().run, work, control)
+    future = asyncio.get_running_loop().run_in_executor(None, call)
     future.add_done_callback(lambda _: release_memory())  # the job's KV cache goes back to the OS, also after a cancel
     skip = [gr.skip()] * n_outputs if n_outputs > 1 else gr.skip()
     try:

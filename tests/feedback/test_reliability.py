@@ -34,12 +34,12 @@ KILL_AFTER = 24  # acknowledged votes before the SIGKILL
 
 
 @contextmanager
-def app_process(db_url: str, model_dir: Path, adapters: dict, log: Path):
+def app_process(db_url: str, model_dir: Path, adapters: dict, log: Path, extra_env: dict | None = None):
     """The app serving on a free port; yields (process, base URL); killed on exit."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "PLAYGROUND_DATABASE_URL": db_url,
            "PLAYGROUND_VOTE_SALT": "reliability-salt", "PLAYGROUND_DUEL_MAX_NEW_TOKENS": "2",
-           "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
+           "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1", **(extra_env or {})}
     args = [sys.executable, str(SERVER), str(port), str(model_dir), *(f"{k}={v}" for k, v in adapters.items())]
     with open(log, "a") as err:
         proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
