@@ -6,7 +6,6 @@ the run and the figure come from `playground.tradeoff.calibrate`.
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from playground.tradeoff.calibrate import (CALIBRATION, CalibrationCancelled, ca
                                            run_calibration, verdict)
 from playground.tradeoff.outputs import read_prompt_file
 from playground.validation import InputError
+from playground.scratch import job_folder
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Slider
 from ui.jobs import JobControl, run_job
 
@@ -99,7 +99,7 @@ def build_calibrate_tab(pg) -> None:
                 del _STOPS[key]
 
     def present(result) -> tuple:
-        out = Path(tempfile.mkdtemp(prefix="calibrate-")) / f"calibration_{result.adapter}_vs_{result.against}.json"
+        out = Path(job_folder("calibrate")) / f"calibration_{result.adapter}_vs_{result.against}.json"
         out.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         fig = calibration_figure(result)
         fig.savefig(out.with_suffix(".png"))

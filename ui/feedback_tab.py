@@ -6,12 +6,12 @@ the downloads `playground/feedback/export.py`, the training panel `ui/train_pane
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import gradio as gr
 
 from playground.feedback.vote import FeedbackError, FeedbackUnavailable
+from playground.scratch import job_folder
 from ui.train_panel import build_train_panel
 
 USER_ERRORS = (FeedbackError, FeedbackUnavailable)
@@ -91,7 +91,7 @@ def build_feedback_tab(pg, service):
         except USER_ERRORS as err:
             raise gr.Error(str(err)) from None
         rep = report(votes, n_boot=200)
-        folder = Path(tempfile.mkdtemp(prefix="votes-"))
+        folder = Path(job_folder("votes"))
         write_csv(votes, folder / "votes.csv")
         write_trl_jsonl(votes, folder / "votes_trl.jsonl")
         return (*report_tables(rep, votes), str(folder / "votes.csv"), str(folder / "votes_trl.jsonl"),

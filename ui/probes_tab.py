@@ -5,7 +5,6 @@ decoding, statistics, tables and figures come from `playground.probes` (generati
 """
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from playground.probes.outputs import EXAMPLE_HEADERS, HEADERS, examples, figure
 from playground.probes.registry import PROBES
 from playground.settings import LIMITS, SERVE
 from playground.validation import InputError
+from playground.scratch import job_folder
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Slider
 from ui.jobs import JobControl, run_job
 
@@ -141,7 +141,7 @@ def build_probes_tab(pg) -> None:
             except InputError as err:
                 late = " (over the time limit)" if time.monotonic() > deadline else ""
                 raise InputError(f"{err}{late}") from None
-            return outputs(done, tempfile.mkdtemp(prefix="probe-"))  # a fresh directory per request
+            return outputs(done, job_folder("probe"))  # a fresh directory per request
 
         try:
             async for update in run_job(work, 8, control):

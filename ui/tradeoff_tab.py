@@ -5,7 +5,6 @@ the sweep, metrics and figures come from `playground.tradeoff.sweep` and `playgr
 """
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from playground.tradeoff.plots import all_figures, overoptimisation_warning
 from playground.tradeoff.sweep import SweepCancelled, run_sweep
 from playground.tradeoff.token_view import token_view
 from playground.validation import InputError, check_prompt, decode_settings, sweep_settings
+from playground.scratch import job_folder
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider
 from ui.jobs import JobControl, run_job
 
@@ -163,7 +163,7 @@ def build_tradeoff_tab(pg) -> None:
             except SweepCancelled as err:
                 why = "over the time limit" if time.monotonic() > deadline else "cancelled"
                 raise InputError(f"{err} ({why}): nothing was computed; the results shown are from before") from None
-            return _outputs(result, tempfile.mkdtemp(prefix="tradeoff-"))  # a fresh directory per request
+            return _outputs(result, job_folder("tradeoff"))  # a fresh directory per request
 
         try:
             async for update in run_job(work, len(SWEEP_OUTPUTS), control):
