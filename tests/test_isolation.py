@@ -34,7 +34,8 @@ def test_concurrent_clients_match_serial_reference(app_url):
     serial = [ask(s) for s in SETTINGS]
     with ThreadPoolExecutor(max_workers=8) as pool:
         concurrent = list(pool.map(ask, SETTINGS * 2))
-    mismatches = sum(got != serial[i % len(SETTINGS)] for i, got in enumerate(concurrent))
-    assert mismatches == 0
+    wrong = [(SETTINGS[i % len(SETTINGS)], serial[i % len(SETTINGS)], got) for i, got in enumerate(concurrent)
+             if got != serial[i % len(SETTINGS)]]
+    assert not wrong, f"{len(wrong)} of {len(concurrent)} differ, e.g. {wrong[:2]}"
     assert len({tuple(a) for a in serial}) > 4  # the settings really differ
 
