@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from tests.test_app import GOOD, app_url, client  # noqa: F401  (fixtures)
 
 SETTINGS = [
@@ -25,8 +23,6 @@ def answers_of(result) -> list[str]:
     return out
 
 
-@pytest.mark.xfail(reason="open bug (issue 16, README Reliability): about half of the runs, 1–2 of 32 answers differ in "
-                          "one column when turns join and leave the continuous batch", strict=False)
 def test_concurrent_clients_match_serial_reference(app_url):
     from gradio_client import Client
 

@@ -46,3 +46,20 @@ def test_every_special_token_typed_in_prompt_or_history_stays_text(tokenizer):
 def test_without_a_chat_template_text_is_plain_too(tokenizer):
     ids = prompt_ids(tokenizer, [], INJECTION, use_chat_template=False)
     assert not special_counts(tokenizer, ids)
+
+
+def test_concurrent_encodings_keep_the_templates_control_tokens(tokenizer):
+    """Plain-text encoding switches a flag on the shared fast tokenizer; encodings from other threads at the same
+    time must still get the template's control tokens (this race once gave 1–2 of 32 concurrent chats a prompt
+    with "<|im_start|>" spelled out as text)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    history = [{"role": "user", "content": "<|im_start|>hi"}, {"role": "assistant", "content": "hello"}]
+    want = prompt_ids(tokenizer, history, "Tell me about cats.")
+
+    def encode(i: int) -> tuple[int, ...]:
+        return prompt_ids(tokenizer, history, "Tell me about cats.")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(encode, range(400)))
+    assert sum(g != want for g in got) == 0

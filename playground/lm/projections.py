@@ -90,7 +90,24 @@ class LoraFactors:
                 b[sum(outs[:j]): sum(outs[: j + 1]), j * rank:(j + 1) * rank] = m.lora_B[name].float()
             else:
                 a_blocks.append(torch.zeros(rank, modules[0].in_features))
-        self.a_t, self.b_t = torch.cat(a_blocks).T.contiguous(), b.T.contiguous()
+        a_t, b_t = torch.cat(a_blocks).T, b.T
+        pad = invariant_width(a_t.shape[1]) - a_t.shape[1]  # zero columns of A and rows of B: Δ unchanged
+        if pad:
+            a_t = torch.cat([a_t, a_t.new_zeros(a_t.shape[0], pad)], 1)
+            b_t = torch.cat([b_t, b_t.new_zeros(pad, b_t.shape[1])], 0)
+        self.a_t, self.b_t = a_t.contiguous(), b_t.contiguous()
+
+
+# MKL's float32 GEMM is not batch-invariant for outputs 12…23 columns wide (measured on this CPU, torch 2.13:
+# with x [M, K] @ A [K, N] on ROW_TILE-padded rows, row j differs from the row alone for M ≥ 13 at N = 12…23,
+# for any K; N < 12 and N ≥ 24 are exact for M = 1…200). A rank-16 LoRA on a single projection (o_proj,
+# down_proj) has N = 16, so its factors are padded with zeros to the next safe width.
+NARROW_UNSAFE = range(12, 24)
+
+
+def invariant_width(n: int) -> int:
+    """The width to compute an [M, n] float32 product at so that each row is independent of M."""
+    return NARROW_UNSAFE.stop if n in NARROW_UNSAFE else n
 
 
 class Projection:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 from collections.abc import Sequence
 
 from playground.validation import check_prompt, check_prompt_tokens
@@ -23,9 +24,17 @@ def conversation(history: Sequence[Message], prompt: str) -> list[Message]:
     return turns + [{"role": "user", "content": prompt}]
 
 
+# A fast tokenizer implements `split_special_tokens=True` by switching a flag on its one shared Rust tokenizer
+# for the duration of the call. Another thread encoding the chat template meanwhile would then see its control
+# tokens split into plain text ("<|im_start|>" as 7 ordinary tokens): a wrong prompt for that request (found as
+# 1–2 of 32 concurrent answers differing from the serial run). So every encoding here holds this lock.
+_ENCODE_LOCK = threading.RLock()
+
+
 def plain_ids(tokenizer, text: str) -> list[int]:
     """Token ids of `text` as plain characters: special-token strings inside it are split, not recognised."""
-    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+    with _ENCODE_LOCK:
+        return list(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
 
 def _template_ids(tokenizer, messages: list[Message]) -> list[int]:
@@ -39,7 +48,8 @@ def _template_ids(tokenizer, messages: list[Message]) -> list[int]:
         if piece in marks:
             ids += plain_ids(tokenizer, messages[marks.index(piece)]["content"])
         elif piece:
-            ids += tokenizer(piece, add_special_tokens=False)["input_ids"]  # the template's own control tokens
+            with _ENCODE_LOCK:  # not while another thread has special-token splitting switched on
+                ids += tokenizer(piece, add_special_tokens=False)["input_ids"]  # the template's own control tokens
     return ids
 
 

@@ -82,3 +82,18 @@ def test_kv_cache_growth_stays_within_its_budget_where_the_need_fits():
     cache.reserve(69, 512)
     assert cache.capacity == (72, 512)
     assert cache.bytes_for(100, 512) == 104 * 512 * per_cell  # over budget either way: the caller waits
+
+
+@pytest.mark.parametrize("width", [8, 16, 20, 32, 48])
+def test_narrow_lora_products_are_batch_invariant(width):
+    """x A (A: in × width) for a rank-16 LoRA on one projection (width 16) went through an MKL kernel whose rows
+    depend on M; the factors are padded to a safe width, so every row equals the row alone (M = 1…64)."""
+    from playground.lm.projections import fp32_matmul, invariant_width
+
+    gen = torch.Generator().manual_seed(width)
+    a = torch.randn(64, width, generator=gen)
+    a = torch.cat([a, a.new_zeros(64, invariant_width(width) - width)], 1)
+    x = torch.randn(64, 64, generator=gen)
+    for m in (1, 5, 13, 17, 29, 41, 64):
+        y = fp32_matmul(x[:m], a)
+        assert all(torch.equal(y[j], fp32_matmul(x[j:j + 1], a)[0]) for j in range(m)), (width, m)
