@@ -237,10 +237,10 @@ GUIDANCE_PROGRESS = (8, 6)  # the tab's x̂_0 strip: samples shown × frames
 class ServeSettings:
     """Queue, concurrency and exposure of the Gradio app."""
 
-    queue_max_size: int = 16  # requests waiting beyond this get "busy, try again" at once
+    queue_max_size: int = 32  # requests waiting beyond this get "busy, try again" at once
     # Interactive LM events (chat turns, duels, token view) handed to the scheduler together; it batches them
     # into one decode loop, so this bounds waiting there, not compute (its own caps: SchedulerSettings).
-    lm_concurrency: int = 8
+    lm_concurrency: int = 16
     # Long LM jobs (sweeps, probes) have their own pool, so chat keeps its slots whatever the jobs do,
     # and one browser session runs at most `jobs_per_session` of them at a time.
     job_concurrency: int = 1
