@@ -102,3 +102,17 @@ def engine_idle(pg) -> bool:
         lock.release()
         return True
     return False
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Debian Chromium through Playwright (tests/browser.py), one per test module."""
+    pytest.importorskip("playwright")
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import launch
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()

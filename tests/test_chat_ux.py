@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.browser import PHONE, answers, chromium_path, launch, open_page, overlays, send, wait_done, wait_streaming
+from tests.browser import PHONE, answers, chromium_path, open_page, overlays, send, wait_done, wait_streaming
 from tests.test_app import free_port, slow_engine
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(chromium_path() is None, reason="Debian chromium is not installed")]
@@ -28,15 +28,6 @@ def url(tiny_playground):
     demo.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    pytest.importorskip("playwright")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ the run and the figure come from `playground.tradeoff.calibrate`.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -18,7 +17,7 @@ from playground.tradeoff.outputs import read_prompt_file
 from playground.validation import InputError
 from playground.scratch import job_folder
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Slider
-from ui.jobs import JobControl, run_job
+from ui.jobs import SessionJobs
 
 # A long LM job: its own pool (chat keeps its slots); Gradio applies time_limit to streaming events only, so
 # the deadline is also enforced through should_stop.
@@ -29,11 +28,8 @@ the λ-mix of adapter A (ℓ_base + λ(ℓ_A − ℓ_base)) and finds the λ wit
 the 95% interval is a bootstrap over the held-out prompts. **Nominal λ outside the interval: the adapters did not
 reach the optimum, and the β shown beside λ elsewhere in the app is nominal.**"""
 
-_STOPS: dict[str, JobControl] = {}  # session → its running check's stop flag (set by Cancel)
+CHECKS = SessionJobs("a DeRa check", LIMITS.sweep_timeout_s)  # one per session; Cancel finds it
 
-
-def _session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "anonymous"
 
 
 def heldout_prompts(n: int) -> list[str]:
@@ -75,28 +71,16 @@ def build_calibrate_tab(pg) -> None:
                                     max_new_tokens=t, seed=s)
 
     async def run(a, b, n, k, t, s, request: gr.Request, progress=gr.Progress()):  # noqa: B008
-        key, control = _session(request), JobControl()
-        if key in _STOPS:  # one long job per visitor
-            raise gr.Error("you already have a DeRa check running; wait for it or press Cancel")
-        _STOPS[key] = control
-        deadline = time.monotonic() + LIMITS.sweep_timeout_s
-
-        def work(should_stop):
+        def work(control):
             checked = settings(a, b, n, k, t, s)
             try:
-                result = run_calibration(pg, checked, progress=lambda f, m: progress(f, desc=m),
-                                         should_stop=lambda: should_stop() or time.monotonic() > deadline)
+                result = run_calibration(pg, checked, progress=lambda f, m: progress(f, desc=m), should_stop=control)
             except CalibrationCancelled as err:
-                why = "over the time limit" if time.monotonic() > deadline else "cancelled"
-                raise InputError(f"{err} ({why}); no results") from None
+                raise InputError(f"{err} ({'over the time limit' if control.late else 'cancelled'}); no results") from None
             return list(present(result))
 
-        try:
-            async for update in run_job(work, 3, control):
-                yield update
-        finally:
-            if _STOPS.get(key) is control:
-                del _STOPS[key]
+        async for update in CHECKS.run(request, work, 3):
+            yield update
 
     def present(result) -> tuple:
         out = Path(job_folder("calibrate")) / f"calibration_{result.adapter}_vs_{result.against}.json"
@@ -111,8 +95,7 @@ def build_calibrate_tab(pg) -> None:
         return text, fig, [str(out), str(out.with_suffix(".png"))]
 
     def cancel(request: gr.Request):
-        if (control := _STOPS.get(_session(request))) is not None:
-            control.stopped.set()
+        CHECKS.cancel(request)
 
     def estimate_text(a, b, n, k, t, s):
         try:

@@ -25,12 +25,18 @@ from playground.validation import InputError
 class JobControl:
     """The stop condition handed to the work: an explicit stop, or a handler nobody pulls any more."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit_s: float | None = None) -> None:
         self.stopped = threading.Event()
         self.pulled = time.monotonic()
+        self.deadline = None if limit_s is None else self.pulled + limit_s
+
+    @property
+    def late(self) -> bool:
+        """Past the job's time limit (the stop was the deadline, not a cancel)."""
+        return self.deadline is not None and time.monotonic() > self.deadline
 
     def __call__(self) -> bool:
-        return self.stopped.is_set() or time.monotonic() - self.pulled > SERVE.job_stale_s
+        return self.stopped.is_set() or time.monotonic() - self.pulled > SERVE.job_stale_s or self.late
 
 
 async def run_job(work: Callable[[Callable[[], bool]], Any], n_outputs: int,
@@ -57,3 +63,34 @@ async def run_job(work: Callable[[Callable[[], bool]], Any], n_outputs: int,
     finally:
         control.stopped.set()  # a cancel lands here (CancelledError); after a normal end it is harmless
     yield result
+
+
+def session_key(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "anonymous"
+
+
+class SessionJobs:
+    """One long job per browser session (`ServeSettings.jobs_per_session`): the running job's control, found
+    again by the tab's Cancel button. `what` names the job in the refusal ("a sweep", "a probe")."""
+
+    def __init__(self, what: str, limit_s: float) -> None:
+        self.what, self.limit_s = what, limit_s
+        self.running: dict[str, JobControl] = {}
+
+    async def run(self, request: gr.Request | None, work: Callable[[JobControl], Any], n_outputs: int) -> AsyncIterator[Any]:
+        """`work(control)` in a worker thread (see run_job); `control()` is its stop condition, `control.late`
+        says the deadline ended it."""
+        key, control = session_key(request), JobControl(self.limit_s)
+        if key in self.running:
+            raise gr.Error(f"you already have {self.what} running; wait for it or press Cancel")
+        self.running[key] = control
+        try:
+            async for update in run_job(work, n_outputs, control):
+                yield update
+        finally:
+            if self.running.get(key) is control:
+                del self.running[key]
+
+    def cancel(self, request: gr.Request | None) -> None:
+        if (control := self.running.get(session_key(request))) is not None:
+            control.stopped.set()  # the worker sees it at its next token or step and frees the model

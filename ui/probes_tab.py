@@ -5,7 +5,6 @@ decoding, statistics, tables and figures come from `playground.probes` (generati
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -18,7 +17,7 @@ from playground.settings import LIMITS, SERVE
 from playground.validation import InputError
 from playground.scratch import job_folder
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Slider
-from ui.jobs import JobControl, run_job
+from ui.jobs import SessionJobs
 
 # A probe decodes prompts × λ × samples answers (minutes on a CPU): the sweep's limit, enforced here as well,
 # since Gradio applies `time_limit` to streaming events only.
@@ -29,11 +28,8 @@ at every λ (0 = base model, 1 = the adapter as trained, > 1 = weaker KL, i.e. p
 failure mode. Every number carries a 95% interval bootstrapped over prompts; "within noise" means the change vs
 λ = 0 is not distinguishable from zero at this sample size."""
 
-_STOPS: dict[str, JobControl] = {}  # session → its running probe's stop flag (set by Cancel)
+PROBE_JOBS = SessionJobs("a probe", LIMITS.sweep_timeout_s)  # one per session; Cancel finds it
 
-
-def _session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "anonymous"
 
 
 def describe(name: str) -> str:
@@ -127,32 +123,19 @@ def build_probes_tab(pg) -> None:
 
     async def run(name, adapter, lambdas, temperature, samples, max_new, seed, limit, request: gr.Request,
                   progress=gr.Progress()):  # noqa: B008 (Gradio's way of asking for a progress tracker)
-        key, control = _session(request), JobControl()
-        if key in _STOPS:  # one long job per visitor
-            raise gr.Error("you already have a probe running; wait for it or press Cancel")
-        _STOPS[key] = control
-        deadline = time.monotonic() + LIMITS.sweep_timeout_s
-
-        def work(should_stop):
+        def work(control):
             checked, s = _settings(pg, name, adapter, lambdas, temperature, samples, max_new, seed, limit)
             try:
-                done = run_on_playground(pg, checked, s, progress=lambda f, m: progress(f, desc=m),
-                                         should_stop=lambda: should_stop() or time.monotonic() > deadline)
+                done = run_on_playground(pg, checked, s, progress=lambda f, m: progress(f, desc=m), should_stop=control)
             except InputError as err:
-                late = " (over the time limit)" if time.monotonic() > deadline else ""
-                raise InputError(f"{err}{late}") from None
+                raise InputError(f"{err}{' (over the time limit)' if control.late else ''}") from None
             return outputs(done, job_folder("probe"))  # a fresh directory per request
 
-        try:
-            async for update in run_job(work, 8, control):
-                yield update
-        finally:
-            if _STOPS.get(key) is control:
-                del _STOPS[key]
+        async for update in PROBE_JOBS.run(request, work, 8):
+            yield update
 
     def cancel(request: gr.Request):
-        if (control := _STOPS.get(_session(request))) is not None:
-            control.stopped.set()  # the worker sees it after its next token and frees the model
+        PROBE_JOBS.cancel(request)
 
     quiet = {"queue": False, "api_visibility": "private", "show_progress": "hidden"}
     probe.change(describe, probe, about, **quiet)

@@ -5,7 +5,6 @@ the sweep, metrics and figures come from `playground.tradeoff.sweep` and `playgr
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import gradio as gr
@@ -20,7 +19,7 @@ from playground.tradeoff.token_view import token_view
 from playground.validation import InputError, check_prompt, decode_settings, sweep_settings
 from playground.scratch import job_folder
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider
-from ui.jobs import JobControl, run_job
+from ui.jobs import JobControl, SessionJobs, run_job
 
 # A sweep decodes prompts × settings × samples answers and can take minutes on a CPU, so it gets a larger
 # limit than a chat turn. Gradio applies `time_limit` only to streaming events, so the limit is also enforced
@@ -36,12 +35,9 @@ over prompts. **Higher λ moves further from the base model and raises the train
 diversity falls depends on the adapter**: on 81 held-out prompts, upbeat-b0.1's meaning diversity changed within
 noise from λ 0 to 1, while on-topic-b0.1's fell clearly (see the README). Higher temperature → more diverse."""
 
-_STOPS: dict[str, JobControl] = {}  # session → its running sweep's stop control (set by Cancel)
+SWEEPS = SessionJobs("a sweep", LIMITS.sweep_timeout_s)  # one per session; Cancel finds it
 SWEEP_OUTPUTS = ("table", "frontier", "diversity", "metrics", "overopt", "warning", "files", "samples", "summary")
 
-
-def _session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "anonymous"
 
 
 def _prompts(source: str, typed: str, upload: str | None) -> list[str]:
@@ -149,44 +145,30 @@ def build_tradeoff_tab(pg) -> None:
 
     async def sweep(adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed,
                     request: gr.Request, progress=gr.Progress()):
-        key, control = _session(request), JobControl()
-        if key in _STOPS:  # jobs_per_session = 1: one visitor cannot queue several long jobs
-            raise gr.Error("you already have a sweep running; wait for it or press Cancel")
-        _STOPS[key] = control
-        deadline = time.monotonic() + LIMITS.sweep_timeout_s
-
-        def work(should_stop):
+        def work(control):
             settings = _settings(pg, adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed)
             try:
-                result = run_sweep(pg, settings, progress=lambda f, m: progress(f, desc=m),
-                                   should_stop=lambda: should_stop() or time.monotonic() > deadline)
+                result = run_sweep(pg, settings, progress=lambda f, m: progress(f, desc=m), should_stop=control)
             except SweepCancelled as err:
-                why = "over the time limit" if time.monotonic() > deadline else "cancelled"
+                why = "over the time limit" if control.late else "cancelled"
                 raise InputError(f"{err} ({why}): nothing was computed; the results shown are from before") from None
             return _outputs(result, job_folder("tradeoff"))  # a fresh directory per request
 
-        try:
-            async for update in run_job(work, len(SWEEP_OUTPUTS), control):
-                yield update
-        finally:
-            if _STOPS.get(key) is control:
-                del _STOPS[key]
+        async for update in SWEEPS.run(request, work, len(SWEEP_OUTPUTS)):
+            yield update
 
     def cancel(request: gr.Request):
-        if (control := _STOPS.get(_session(request))) is not None:
-            control.stopped.set()  # the worker thread sees it at its next token and frees the model
+        SWEEPS.cancel(request)
 
     async def tokens(adapter, prompt, lam, temperature, seed, max_new):
-        deadline = time.monotonic() + LIMITS.request_timeout_s
-
         def work(should_stop):
             checked = check_prompt(prompt)
             d = decode_settings(lam=lam, beta_train=pg.beta_train(adapter), temperature=temperature, top_p=1.0,
                                 max_new_tokens=max_new, seed=seed)
-            view = token_view(pg, checked, adapter, d, should_stop=lambda: should_stop() or time.monotonic() > deadline)
+            view = token_view(pg, checked, adapter, d, should_stop=should_stop)
             return _highlights(view)
 
-        async for update in run_job(work, 3):
+        async for update in run_job(work, 3, JobControl(LIMITS.request_timeout_s)):  # the deadline is in the control
             yield update
 
     def estimate_text(*values):

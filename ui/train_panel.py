@@ -15,7 +15,7 @@ import gradio as gr
 from playground.feedback.training import TrainingError, VoteTraining
 from playground.settings import TrainingSettings
 from ui.components import Number, Slider, Textbox, adapter_pickers
-from ui.jobs import JobControl, run_job
+from ui.jobs import JobControl, run_job, session_key
 
 QUICK = {"concurrency_id": "adapter-pickers", "concurrency_limit": None, "show_progress": "hidden",
          "api_visibility": "private"}
@@ -27,10 +27,6 @@ the votes used, β, steps and how often each judge agrees with those votes."""
 OFF = """🔒 **Training is off on this server.** The operator turns it on with `PLAYGROUND_ALLOW_TRAINING=1` (off by
 default, so a visitor of a public Space cannot start a CPU-heavy job). Meanwhile, train with
 `python models/train_adapter.py all --judge votes --name my-votes --beta 0.1` (README, *Human feedback*)."""
-
-
-def _session(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "anonymous"
 
 
 @dataclass
@@ -68,7 +64,7 @@ def build_train_panel(pg, service, settings: TrainingSettings | None = None) -> 
         control = JobControl()
 
         def work(should_stop):
-            training.start(name_value, beta_value, steps_value, owner=_session(request))  # TrainingError: a toast
+            training.start(name_value, beta_value, steps_value, owner=session_key(request))  # TrainingError: a toast
             while True:
                 st = training.wait(settings.poll_s)
                 if st.running:
@@ -89,7 +85,7 @@ def build_train_panel(pg, service, settings: TrainingSettings | None = None) -> 
 
     def cancel(request: gr.Request):
         try:
-            stopped = training.cancel(owner=_session(request))
+            stopped = training.cancel(owner=session_key(request))
         except TrainingError as err:
             raise gr.Error(str(err)) from None
         return "**Stopped**: cancelled" if stopped else "no training job of yours is running"

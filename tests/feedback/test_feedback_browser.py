@@ -8,7 +8,7 @@ import pytest
 
 from playground.feedback.config import sqlite_url
 from playground.feedback.store import VoteStore
-from tests.browser import chromium_path, launch, open_duel, open_page, open_report, overlays, send, wait_done
+from tests.browser import chromium_path, open_duel, open_page, open_report, overlays, send, wait_done
 from tests.test_app import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(chromium_path() is None, reason="Debian chromium is not installed")]
@@ -32,15 +32,6 @@ def app(tiny_playground, tmp_path_factory):
             demo.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    pytest.importorskip("playwright")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 def votes(db, source):
