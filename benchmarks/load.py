@@ -83,10 +83,10 @@ def _publish_stats(pg, path: Path, stop: threading.Event) -> None:
         info: dict = {"ready": True, "t": time.time(), "scheduler": s is not None}
         if s is not None:
             try:
-                cache = s.batch.decoder.cache
+                kv = s.batch.decoder.kv
                 info |= {"stats": dict(s.stats), "waiting": len(s.waiting), "active": len(s.active),
                          "rows": s.batch.rows, "step_s": s.step_s, "config": dict(vars(s.config)),
-                         "kv_mb": cache.bytes_for(*cache.capacity) / 2**20, "dtype": str(engine.model.dtype)}
+                         "kv_mb": kv.nbytes / 2**20, "dtype": str(engine.model.dtype)}
             except Exception:  # noqa: BLE001 - the loop changed under us; next sample
                 continue
         tmp.write_text(json.dumps(info))

@@ -284,6 +284,10 @@ class SchedulerSettings:
     max_kv_mb: int = 2048
     # Of that, sweeps may fill all but this many MB, so a chat turn (5 rows) can join a running sweep at once.
     chat_kv_reserve_mb: int = 768
+    # KV width classes (columns): a row's cache slot is as wide as the smallest class that holds its prompt and
+    # new tokens (wider rows: one pool for the rest), so chat rows beside long sweep rows stay narrow. More
+    # classes: less memory per row, a few more attention calls per step.
+    kv_widths: tuple[int, ...] = (128, 256, 512, 1024)
     # Submissions waiting to start; beyond it "busy, try again in N s".
     max_waiting: int = 32
     # Concurrent submissions (waiting or running) per client key.

@@ -95,9 +95,11 @@ def test_fp32_matches_hf(tiny_llama):
 
 
 def test_cache_grows_past_capacity(tiny_llama):
-    fast = FastLlamaDecoder(tiny_llama, PAD, capacity=4)  # longest prompt 7 -> 8 columns, then 16, 32
-    hf, got = decode([HFDecoder(tiny_llama, PAD), fast], steps=20)
-    assert fast.cache.capacity[1] == 32 and fast.cache.lengths.tolist() == [27, 22, 24, 21]
+    """Rows that outgrow their pool's width (here 64 columns) make it grow: doubled, contents kept."""
+    fast = FastLlamaDecoder(tiny_llama, PAD, widths=(64,))
+    hf, got = decode([HFDecoder(tiny_llama, PAD), fast], steps=60)
+    assert [p for p, _ in fast.kv.where] == [0, 0, 0, 0] and fast.kv.lengths.tolist() == [67, 62, 64, 61]
+    assert fast.kv.pools[0].capacity[1] == 128
     assert max_diff(hf, got) < 1e-4
 
 
@@ -148,3 +150,62 @@ def test_two_adapters_different_ranks_and_targets(tiny_llama, adapter_dir, tmp_p
                     out.append(d.step(tokens))
     assert max_diff(*outs) < (1e-4 if dtype == torch.float32 else 0.1)  # bf16: rounding order of the deltas differs
     assert (outs[0][0][1] - outs[0][0][0]).abs().max() > 1e-2  # b really changes its row
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_one_prefill_for_prompts_of_different_lengths_equals_each_alone(tiny_llama, adapter_dir, dtype):
+    """Requests joining at one step boundary (several submissions) are prefilled in one forward whatever their
+    lengths; each row's logits, cache and next steps are bit-identical to the row prefilled on its own."""
+    model, _ = with_adapter(tiny_llama, adapter_dir, dtype)
+    prompts = PROMPTS + [[7, 8], [9, 10, 11, 12]]  # lengths 7, 2, 4, 1, 2, 4: groups of equal length share attention
+    routes = ROUTES + [("a", 1.0), (None, 0.0)]
+    together = FastLlamaDecoder(model, PAD)
+    with torch.inference_mode():
+        got = [together.add(prompts, routes)]
+        for _ in range(5):
+            got.append(together.step(got[-1].argmax(-1)))
+        for i, (p, r) in enumerate(zip(prompts, routes)):
+            alone = FastLlamaDecoder(model, PAD)
+            want = alone.add([p], [r])[0]
+            assert torch.equal(got[0][i], want), i
+            for before, after in zip(got, got[1:]):
+                want = alone.step(before[i:i + 1].argmax(-1))[0]  # the token the row was fed together
+                assert torch.equal(after[i], want), i
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rows_in_kv_pools_of_different_widths_equal_each_row_alone(tiny_llama, adapter_dir, dtype):
+    """Rows go to the KV pool of the columns they can reach (here 64, 128 and wider); rows join and leave across
+    pools mid-decode (slots move, rows keep their order), and every row's logits stay bit-identical to the row
+    decoded on its own."""
+    model, _ = with_adapter(tiny_llama, adapter_dir, dtype)
+    prompts = PROMPTS + [[7, 8], [9, 10, 11, 12, 13, 14, 15, 16, 17, 18]]
+    routes = ROUTES + [("a", 1.0), (None, 0.0)]
+    reach = [64, 300, 100, 30, 128, 129]  # pools: 64-wide, wider, 128-wide, 64-wide, 128-wide, wider
+    late = ([[21, 22, 23]], [("a", 0.5)], [20])  # joins after the first leave, into the 64-wide pool
+    together = FastLlamaDecoder(model, PAD, widths=(64, 128))
+    alone = {}
+    with torch.inference_mode():
+        logits = together.add(prompts, routes, reach)
+        assert [p for p, _ in together.kv.where] == [0, 2, 1, 0, 1, 2]
+        rows = list(range(len(prompts)))  # request index of each live row
+        for step in range(6):
+            for r, i in enumerate(rows):
+                if i not in alone:
+                    single = FastLlamaDecoder(model, PAD, widths=(64, 128))
+                    p, ro, re = (late[0][0], late[1][0], late[2][0]) if i == len(prompts) else (prompts[i], routes[i], reach[i])
+                    alone[i] = (single, single.add([p], [ro], [re]))
+                    assert torch.equal(logits[r], alone[i][1][0]), (step, i)
+                else:
+                    assert torch.equal(logits[r], alone[i][1][0]), (step, i)
+            if step == 2:  # rows of the 64-wide and the wider pool leave; one joins
+                order = together.remove([0, 1, 3])
+                rows, logits = [rows[j] for j in order], logits[order]
+                logits = torch.cat([logits, together.add(*late)])
+                rows.append(len(prompts))
+                continue
+            tokens = logits.argmax(-1)
+            for r, i in enumerate(rows):
+                single, _ = alone[i]
+                alone[i] = (single, single.step(tokens[r:r + 1]))
+            logits = together.step(tokens)

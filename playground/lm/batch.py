@@ -86,20 +86,30 @@ class RunningBatch:
 
     def join(self, requests: Sequence, streams: Sequence, owner=None, start: float | None = None) -> list[Member]:
         """Prefill the requests' rows; they sample their first token at the next `sample`."""
-        start = time.perf_counter() if start is None else start
+        return self.join_groups([(requests, streams, owner, start)])[0]
+
+    def join_groups(self, groups: Sequence[tuple]) -> list[list[Member]]:
+        """`join` for several (requests, streams, owner, start) groups at once: one prefill forward for all."""
         first = self.decoder.rows
-        routes, prompts, members = [], [], []
-        for req, stream in zip(requests, streams):
-            r = routes_of(req)
-            members.append(Member(req, stream, list(range(first + len(routes), first + len(routes) + len(r))), owner, start))
-            routes += r
-            prompts += [req.prompt_ids] * len(r)
-        logits = self.decoder.add(prompts, routes)
+        routes, prompts, reach, joined = [], [], [], []
+        for requests, streams, owner, start in groups:
+            start = time.perf_counter() if start is None else start
+            members = []
+            for req, stream in zip(requests, streams):
+                r = routes_of(req)
+                rows = list(range(first + len(routes), first + len(routes) + len(r)))
+                members.append(Member(req, stream, rows, owner, start))
+                routes += r
+                prompts += [req.prompt_ids] * len(r)
+                reach += [len(req.prompt_ids) + req.max_new_tokens] * len(r)  # the columns its rows can fill
+            joined.append(members)
+        logits = self.decoder.add(prompts, routes, reach)
         assert first == 0 or self.logits is not None, "join after leave needs an advance first"
         self.logits = logits if first == 0 else torch.cat([self.logits[:first], logits])
-        self.members += members
-        self.sampler.extend([r.temperature for r in requests], [r.top_p for r in requests], [r.seed for r in requests])
-        return members
+        for (requests, *_), members in zip(groups, joined):
+            self.members += members
+            self.sampler.extend([r.temperature for r in requests], [r.top_p for r in requests], [r.seed for r in requests])
+        return joined
 
     def sample(self, stop_ids: torch.Tensor) -> list[Member]:
         """Draw one token for every member from its realigned distribution; record it; return those now finished."""

@@ -86,7 +86,7 @@ class _StaticRows:
     def rows(self) -> int:
         return len(self.routes)
 
-    def add(self, prompts, routes) -> torch.Tensor:
+    def add(self, prompts, routes, reach=None) -> torch.Tensor:
         assert not self.routes, "the generic decoder takes all rows at once"
         self.routes = list(routes)
         return self.engine.forward(lambda: self.decoder.start(prompts), self.routes)

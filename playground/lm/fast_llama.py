@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from playground.lm.kv_cache import SlotCache
+from playground.lm.kv_pools import KVPools
 from playground.lm.lora import RoutedLoRALinear
 from playground.lm.projections import ROW_TILE, Projection, base_linear, can_pack, tile_rows
+from playground.settings import SCHEDULER
 
 __all__ = ["FastLlamaDecoder", "supports", "can_pack"]
 Route = tuple[str | None, float]  # (adapter or None, LoRA scale) of one forward row
@@ -101,8 +102,8 @@ class _Layer:
 class FastLlamaDecoder:
     """Rows that `add` (prefill), `step` (one token each) and `remove`, over a slot KV cache; logits float32."""
 
-    def __init__(self, model: nn.Module, pad_id: int = 0, capacity: int = 128, pack: bool | None = None,
-                 cache_dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, model: nn.Module, pad_id: int = 0, widths: Sequence[int] = SCHEDULER.kv_widths,
+                 pack: bool | None = None, cache_dtype: torch.dtype = torch.float32) -> None:
         cfg, inner = model.config, model.model
         self.dtype = inner.embed_tokens.weight.dtype
         pack = can_pack(self.dtype) if pack is None else pack
@@ -116,47 +117,46 @@ class FastLlamaDecoder:
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.inv_freq = inner.rotary_emb.inv_freq.float()  # θ_j = base^(-2j/d), exactly the buffer HF uses
         self.cos = self.sin = torch.zeros(0, self.head_dim)
-        self.cache = SlotCache(len(self.layers), self.kv_heads, self.head_dim, cache_dtype, cols=capacity)
+        self.kv = KVPools(len(self.layers), self.kv_heads, self.head_dim, cache_dtype, widths)  # slots by row width
         self.routes: list[Route] = []
         self._scales: dict | None = None  # S_a per routed adapter for the live rows, rebuilt when rows change
 
     @property
     def rows(self) -> int:
-        return self.cache.rows
+        return self.kv.rows
 
     # --- rows joining and leaving ------------------------------------------------------------------
     @torch.inference_mode()
-    def add(self, prompts: Sequence[Sequence[int]], routes: Sequence[Route]) -> torch.Tensor:
-        """Prefill new rows (slots after the live ones, in order); return their next-token logits [k, V] float32.
+    def add(self, prompts: Sequence[Sequence[int]], routes: Sequence[Route], reach: Sequence[int] | None = None) -> torch.Tensor:
+        """Prefill new rows (after the live ones, in order); return their next-token logits [k, V] float32.
 
-        Identical (prompt, route) rows are computed once and copied; the others are prefilled in groups of
-        equal prompt length (no padding), each row from column 0 of its own slot."""
+        reach[i]: the columns row i can reach (prompt + new tokens; default prompt + 1), which picks its KV
+        pool. Identical (prompt, route) rows are computed once and copied; the others are prefilled together
+        in one forward (see `_prefill`), each row from column 0 of its own slot."""
         routes = [(r[0], float(r[1])) if r[0] is not None and r[1] != 0.0 else (None, 0.0) for r in routes]
-        slots = self.cache.add_rows([len(p) for p in prompts])
+        lengths = [len(p) for p in prompts]
+        start = self.rows
+        slots = self.kv.add_rows(lengths, reach if reach is not None else [n + 1 for n in lengths])
         self.routes.extend(routes)
         self._scales = None
         unique: dict[tuple, int] = {}  # (prompt, route) -> first new row with it
         first = [unique.setdefault((tuple(p), r), i) for i, (p, r) in enumerate(zip(prompts, routes))]
-        by_len: dict[int, list[int]] = {}
-        for i in unique.values():
-            by_len.setdefault(len(prompts[i]), []).append(i)
-        logits: dict[int, torch.Tensor] = {}
+        idx = sorted(unique.values(), key=lambda i: (slots[i][0], lengths[i]))  # by pool, equal lengths side by side
         try:
-            for length, idx in by_len.items():
-                out = self._prefill([prompts[i] for i in idx], [slots[i] for i in idx], [routes[i] for i in idx], length)
-                logits.update(zip(idx, out))
+            out = self._prefill([prompts[i] for i in idx], [slots[i] for i in idx], [routes[i] for i in idx])
         except BaseException:
-            self.remove(list(slots))  # leave the live rows as they were
+            self.remove(list(range(start, self.rows)))  # leave the live rows as they were
             raise
+        logits = dict(zip(idx, out))
         for i, f in enumerate(first):
             if f != i:
-                self.cache.copy_row(slots[f], slots[i])
+                self.kv.copy_row(start + f, start + i)
         return torch.stack([logits[f] for f in first])
 
     @torch.inference_mode()
     def remove(self, rows: Sequence[int]) -> list[int]:
-        """Drop rows; returns the old index of each remaining row (see SlotCache.remove)."""
-        order = self.cache.remove(rows)
+        """Drop rows; returns the old index of each remaining row (see KVPools.remove)."""
+        order = self.kv.remove(rows)
         self.routes = [self.routes[i] for i in order]
         self._scales = None
         return order
@@ -178,10 +178,11 @@ class FastLlamaDecoder:
         return routes
 
     # --- forward -------------------------------------------------------------------------------------
-    def _route_scales(self, routes: Sequence[Route], repeat: int = 1) -> dict[str, torch.Tensor]:
-        """S_a [rows·repeat, 1] float32 per routed adapter, each row's scale repeated `repeat` times."""
+    def _route_scales(self, routes: Sequence[Route], repeat: int | Sequence[int] = 1) -> dict[str, torch.Tensor]:
+        """S_a [Σ repeats, 1] float32 per routed adapter, row i's scale repeated `repeat` (or repeat[i]) times."""
         names = sorted({n for n, s in routes if n is not None})
-        return {n: torch.tensor([s if r == n else 0.0 for r, s in routes]).repeat_interleave(repeat)[:, None] for n in names}
+        reps = repeat if isinstance(repeat, int) else torch.tensor(list(repeat))
+        return {n: torch.tensor([s if r == n else 0.0 for r, s in routes]).repeat_interleave(reps)[:, None] for n in names}
 
     def _rope_tables(self, positions: int) -> None:
         """cos/sin tables for positions < `positions` (float32, as HF): rotate_half(x)·sin = roll(x, d/2)·[-sin, sin]."""
@@ -224,63 +225,93 @@ class FastLlamaDecoder:
         y = torch.ops.mkldnn._linear_pointwise(n, w, None, "none", [], "") if packed else F.linear(n, w)
         return y[: len(x_last)]
 
-    def _prefill(self, prompts: Sequence[Sequence[int]], slots: Sequence[int], routes: Sequence[Route], t: int) -> torch.Tensor:
-        """Prompts of equal length t into their slots (columns 0..t-1); logits of their last position [k, V]."""
-        k_rows, hk, d = len(prompts), self.kv_heads, self.head_dim
-        ids = torch.tensor([list(p) for p in prompts], dtype=torch.long).flatten()  # [k·t]
-        self._rope_tables(t)
-        pos = torch.arange(t).repeat(k_rows)
-        slot_idx = torch.tensor(list(slots))
-        cdtype = self.cache.dtype
+    def _prefill(self, prompts: Sequence[Sequence[int]], slots: Sequence[tuple[int, int]], routes: Sequence[Route]) -> torch.Tensor:
+        """Prompts (by pool, equal lengths side by side) into their (pool, slot), columns 0..t_i-1; logits of their
+        last positions [k, V].
+
+        One forward for all of them (a join of several submissions costs one pass over the weights): the
+        projections take every prompt's tokens as rows of one matmul (row-invariant, see projections.py), and
+        attention runs per run of equal length t in one pool, on [k_t, heads, t, d], causal within each prompt."""
+        hk, d = self.kv_heads, self.head_dim
+        lengths = [len(p) for p in prompts]
+        ids = torch.tensor([tok for p in prompts for tok in p], dtype=torch.long)  # [Σ t_i]
+        self._rope_tables(max(lengths))
+        pos = torch.cat([torch.arange(t) for t in lengths])
+        groups, start = [], 0  # [token offset, rows, length t, pool, its slots] per run of equal (pool, length)
+        for (pool, slot), t in zip(slots, lengths):
+            if groups and groups[-1][2] == t and groups[-1][3] == pool:
+                groups[-1][1] += 1
+                groups[-1][4].append(slot)
+            else:
+                groups.append([start, 1, t, pool, [slot]])
+            start += t
+        cdtype = self.kv.dtype
 
         def attend(i: int, q, k, v):
-            keys = k.view(k_rows, t, hk, d).transpose(1, 2).to(cdtype)  # [k, kv_heads, t, d]
-            values = v.view(k_rows, t, hk, d).transpose(1, 2).to(cdtype)
-            self.cache.keys[i][slot_idx, :, :t] = keys
-            self.cache.values[i][slot_idx, :, :t] = values
-            qh = q.view(k_rows, t, self.heads, d).transpose(1, 2).to(cdtype)
-            a = F.scaled_dot_product_attention(qh, keys, values, is_causal=True, enable_gqa=self.heads != hk)
-            return a.transpose(1, 2).reshape(k_rows * t, -1).float()
+            out = []
+            for off, rows, t, pool, group_slots in groups:
+                span, cache = slice(off, off + rows * t), self.kv.pools[pool]
+                keys = k[span].view(rows, t, hk, d).transpose(1, 2).to(cdtype)  # [rows, kv_heads, t, d]
+                values = v[span].view(rows, t, hk, d).transpose(1, 2).to(cdtype)
+                slot_idx = torch.tensor(group_slots)
+                cache.keys[i][slot_idx, :, :t] = keys
+                cache.values[i][slot_idx, :, :t] = values
+                qh = q[span].view(rows, t, self.heads, d).transpose(1, 2).to(cdtype)
+                a = F.scaled_dot_product_attention(qh, keys, values, is_causal=True, enable_gqa=self.heads != hk)
+                out.append(a.transpose(1, 2).reshape(rows * t, -1))
+            return (out[0] if len(out) == 1 else torch.cat(out)).float()
 
-        x = self._layers(ids, pos, self._route_scales(routes, t), attend)
-        return self._logits(x.view(k_rows, t, -1)[:, -1])
+        x = self._layers(ids, pos, self._route_scales(routes, lengths), attend)
+        last = torch.tensor(lengths).cumsum(0) - 1  # each prompt's last position among the packed tokens
+        return self._logits(x[last])
 
     @torch.inference_mode()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """Append one token per live row [rows]; return next-token logits [rows, V] float32.
 
-        The rows are padded to a multiple of ROW_TILE (padding rows use spare slots at position 0), so the
-        float32 matmuls never need their own padding."""
+        The projections run on all rows, padded to a multiple of ROW_TILE (the padding rows get no attention);
+        attention runs pool by pool, each row over its own pool's span with columns past its position masked."""
         n, hk, d = self.rows, self.kv_heads, self.head_dim
         m = n + (-n % ROW_TILE)
-        lengths = self.cache.lengths  # the new token goes to column lengths[r] = its position
-        top = int(lengths.max()) + 1
-        self.cache.reserve(m, top)
-        self._rope_tables(top)
-        span = min(self.cache.span(extra=1), self.cache.capacity[1])
-        pos = torch.cat([lengths, lengths[:1].expand(m - n)])  # padding rows: spare slots, at row 0's position
-        column = int(lengths[0]) if bool((lengths == lengths[0]).all()) else None  # all rows write one column: a slice
+        lengths = self.kv.lengths  # the new token goes to column lengths[r] = its position
+        self._rope_tables(int(lengths.max()) + 1)
+        pos = torch.cat([lengths, lengths.new_zeros(m - n)])  # padding rows: position 0
         ids = torch.cat([tokens.long(), tokens.new_full((m - n,), self.pad_id, dtype=torch.long)])
-        cdtype = self.cache.dtype
-        mask = torch.zeros(m, 1, 1, span, dtype=cdtype).masked_fill_(
-            torch.arange(span) > pos[:, None, None, None], float("-inf"))  # row r sees columns 0..pos_r
-        rows = torch.arange(m)
+        cdtype = self.kv.dtype
+        plan = []  # per pool: (cache, its rows, all rows in order?, span, lengths, one column or None, mask)
+        for p, rows in self.kv.groups():
+            cache = self.kv.pools[p]
+            at = cache.lengths
+            self.kv.reserve(p, cache.rows, int(at.max()) + 1)
+            span = min(cache.span(extra=1), cache.capacity[1])
+            column = int(at[0]) if bool((at == at[0]).all()) else None  # all rows write one column: a slice
+            mask = torch.zeros(len(at), 1, 1, span, dtype=cdtype).masked_fill_(
+                torch.arange(span) > at[:, None, None, None], float("-inf"))  # row r sees columns 0..pos_r
+            whole = len(rows) == n and bool((rows == torch.arange(n)).all())
+            plan.append((cache, rows, whole, span, at, column, mask))
         if self._scales is None:
             self._scales = self._route_scales(self.routes + [(None, 0.0)] * (m - n))
 
         def attend(i: int, q, k, v):
-            kc, vc = self.cache.keys[i], self.cache.values[i]
-            if column is not None:
-                kc[:m, :, column] = k
-                vc[:m, :, column] = v
-            else:
-                kc[rows, :, pos] = k.to(cdtype)
-                vc[rows, :, pos] = v.to(cdtype)
-            # decode: a kv group's query heads act as the group's query positions (no GQA expand)
-            qh = q.to(cdtype).view(m, hk, -1, d)
-            a = F.scaled_dot_product_attention(qh, kc[:m, :, :span], vc[:m, :, :span], attn_mask=mask)
-            return a.reshape(m, -1).float()
+            out = q.new_zeros(m, self.heads * d, dtype=cdtype)
+            for cache, rows, whole, span, at, column, mask in plan:
+                kc, vc, r = cache.keys[i], cache.values[i], len(at)
+                kr, vr, qr = (k[:n], v[:n], q[:n]) if whole else (k[rows], v[rows], q[rows])
+                if column is not None:
+                    kc[:r, :, column] = kr
+                    vc[:r, :, column] = vr
+                else:
+                    kc[torch.arange(r), :, at] = kr.to(cdtype)
+                    vc[torch.arange(r), :, at] = vr.to(cdtype)
+                # decode: a kv group's query heads act as the group's query positions (no GQA expand)
+                qh = qr.to(cdtype).view(r, hk, -1, d)
+                a = F.scaled_dot_product_attention(qh, kc[:r, :, :span], vc[:r, :, :span], attn_mask=mask).reshape(r, -1)
+                if whole:
+                    out[:n] = a
+                else:
+                    out[rows] = a
+            return out.float()
 
         x = self._layers(ids, pos, self._scales, attend)
-        self.cache.lengths = lengths + 1
+        self.kv.advanced()
         return self._logits(x)[:n]

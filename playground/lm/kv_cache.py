@@ -39,8 +39,9 @@ class SlotCache:
         return (self.keys[0].shape[0], self.keys[0].shape[2]) if self.keys else (0, 0)
 
     def _grown(self, rows: int, cols: int) -> tuple[int, int]:
-        """Row and column capacity after `reserve(rows, cols)`: doubling (few copies), unless that would pass
-        `max_bytes` while the exact need (rows to a multiple of 8, columns of SPAN_TILE) fits: then that."""
+        """Row and column capacity after `reserve(rows, cols)`: doubling (few copies). Where doubling would pass
+        `max_bytes`: columns to the need (a multiple of SPAN_TILE) and as many rows as fit in `max_bytes` (a
+        multiple of 8, at least the need), so a cache near its budget grows once rather than at every join."""
         old_r, old_c = max(self.capacity[0], self.min_rows), max(self.capacity[1], self.min_cols)
         new_r, new_c = old_r, old_c
         while new_r < rows:
@@ -48,17 +49,26 @@ class SlotCache:
         while new_c < cols:
             new_c *= 2
         if self.max_bytes is not None and self._bytes(new_r, new_c) > self.max_bytes:
-            tight = max(old_r, -(-rows // 8) * 8), max(old_c, -(-cols // SPAN_TILE) * SPAN_TILE)
-            if self._bytes(*tight) < self._bytes(new_r, new_c):
-                return tight
+            need_r, need_c = self._need(rows, cols)
+            c = new_c if self._bytes(need_r, new_c) <= self.max_bytes else need_c
+            fit_r = self.max_bytes // self._bytes(1, c) // 8 * 8
+            r = max(need_r, min(new_r, fit_r))
+            if self._bytes(r, c) < self._bytes(new_r, new_c):
+                return r, c
         return new_r, new_c
+
+    def _need(self, rows: int, cols: int) -> tuple[int, int]:
+        """The least capacity that holds `rows` × `cols` (rows to a multiple of 8, columns of SPAN_TILE)."""
+        old_r, old_c = max(self.capacity[0], self.min_rows), max(self.capacity[1], self.min_cols)
+        return max(old_r, -(-rows // 8) * 8), max(old_c, -(-cols // SPAN_TILE) * SPAN_TILE)
 
     def _bytes(self, rows: int, cols: int) -> int:
         return 2 * self.layers * rows * self.kv_heads * cols * self.head_dim * self.dtype.itemsize
 
     def bytes_for(self, rows: int, cols: int) -> int:
-        """Memory the cache would hold after `reserve(rows, cols)` (keys and values, all layers)."""
-        return self._bytes(*self._grown(rows, cols))
+        """Memory the cache must hold at least to take `rows` × `cols` (what it holds now, or the need rounded to
+        whole tiles); `reserve` may add headroom, without passing `max_bytes` where the need fits in it."""
+        return self._bytes(*self._need(rows, cols))
 
     def reserve(self, rows: int, cols: int) -> None:
         """Make room for `rows` live rows of up to `cols` tokens each (doubling; contents kept)."""

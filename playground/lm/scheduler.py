@@ -61,9 +61,16 @@ class Submission:
     def rows(self, indices: Sequence[int]) -> int:
         return sum(len(routes_of(self.requests[i])) for i in indices)
 
-    def columns(self, indices: Sequence[int]) -> int:
-        """Cache columns the longest of these requests can reach."""
-        return max((len(self.requests[i].prompt_ids) + self.requests[i].max_new_tokens for i in indices), default=0)
+    def kv_rows(self, indices: Sequence[int], kv, extra: dict[int, tuple[int, int]]) -> dict[int, tuple[int, int]]:
+        """`extra` (rows, longest reach per KV pool) with these requests' rows added to their pools."""
+        out = dict(extra)
+        for i in indices:
+            req = self.requests[i]
+            reach = len(req.prompt_ids) + req.max_new_tokens
+            p = kv.place(reach, len(req.prompt_ids))
+            rows, cols = out.get(p, (0, 0))
+            out[p] = (rows + len(routes_of(req)), max(cols, reach))
+        return out
 
     def prefill_tokens(self, indices: Sequence[int]) -> int:
         """Prompt tokens the decoder prefills for these requests (identical prompt + route rows are computed once)."""
@@ -173,8 +180,8 @@ class Scheduler:
                     return
                 admit = self._plan()
             tick = time.perf_counter()
-            for sub, indices in admit:
-                self._join(sub, indices)
+            if admit:
+                self._join(admit)
             self.stats["prefill_s"] += time.perf_counter() - tick
             self.stats["joins"] += len(admit)
             if not self.batch.members:
@@ -196,17 +203,17 @@ class Scheduler:
             self.batch = self._new_batch()
         free = c.max_rows - self.batch.rows
         bulk = sum(len(m.rows) for m in self.batch.members if m.owner.bulk)
-        cache = self.batch.decoder.cache
-        rows, cols = self.batch.rows, max((len(m.request.prompt_ids) + m.request.max_new_tokens for m in self.batch.members), default=0)
-        budget = max(c.max_kv_mb * 2**20, cache.bytes_for(0, 0))  # growing past the budget waits; what is there stays
-        cache.max_bytes = budget
+        kv = self.batch.decoder.kv
+        budget = max(c.max_kv_mb * 2**20, kv.nbytes)  # growing past the budget waits; what is there stays
+        kv.max_bytes = budget
         bulk_budget = budget - c.chat_kv_reserve_mb * 2**20  # sweeps leave this much of the cache to chat turns
+        extra: dict[int, tuple[int, int]] = {}  # rows and longest reach planned per KV pool at this boundary
         prefill = 0  # prompt tokens planned at this boundary
         for sub in sorted(self.waiting, key=lambda s: s.bulk):  # stable: arrival order within each class
             while sub.pending:
                 take = list(sub.pending)[: c.bulk_chunk] if sub.bulk else list(sub.pending)
-                need, reach, tokens = sub.rows(take), max(cols, sub.columns(take)), sub.prefill_tokens(take)
-                fits = (need <= free and cache.bytes_for(rows + need + 3, reach) <= (bulk_budget if sub.bulk else budget)
+                need, tokens, trial = sub.rows(take), sub.prefill_tokens(take), sub.kv_rows(take, kv, extra)
+                fits = (need <= free and kv.bytes_for(trial) <= (bulk_budget if sub.bulk else budget)
                         and (not sub.bulk or bulk + need <= c.bulk_rows) and (not plan or prefill + tokens <= c.prefill_tokens))
                 if not fits and (self.batch.members or plan):
                     break
@@ -216,7 +223,7 @@ class Scheduler:
                     plan[-1][1].extend(take)
                 else:
                     plan.append((sub, take))
-                free, rows, cols, prefill = free - need, rows + need, reach, prefill + tokens
+                free, extra, prefill = free - need, trial, prefill + tokens
                 if sub.bulk:
                     bulk += need
         for sub, _ in plan:
@@ -224,16 +231,23 @@ class Scheduler:
                 self.waiting.remove(sub)
         return plan
 
-    def _join(self, sub: Submission, indices: list[int]) -> None:
+    def _join(self, plan: list[tuple[Submission, list[int]]]) -> None:
+        """Prefill the planned requests in one forward; when that fails, each submission alone, so only the one
+        that cannot join fails (e.g. a prompt the model cannot take)."""
+        groups = [([sub.requests[i] for i in idx], [sub.streams[i] for i in idx], sub, sub.start) for sub, idx in plan]
         try:
-            members = self.engine.forward(lambda: self.batch.join(
-                [sub.requests[i] for i in indices], [sub.streams[i] for i in indices], owner=sub, start=sub.start))
-        except Exception as err:  # noqa: BLE001 - e.g. a prompt the model cannot take: this submission fails
+            joined = self.engine.forward(lambda: self.batch.join_groups(groups))
+        except Exception as err:  # noqa: BLE001 - a failed join leaves the running rows as they were
+            if len(plan) > 1:
+                for entry in plan:
+                    self._join([entry])
+                return
             with self.cond:
-                sub.error = err
-                self._close(sub)
+                plan[0][0].error = err
+                self._close(plan[0][0])
             return
-        sub.admitted += len(members)
+        for (sub, _), members in zip(plan, joined):
+            sub.admitted += len(members)
 
     def _step(self) -> None:
         """sample → publish → leave → advance (see the module docstring)."""

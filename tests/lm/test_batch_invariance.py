@@ -69,19 +69,25 @@ def test_lora_delta_keeps_its_precision_at_bfloat16(tiny_model_dir, tiny_adapter
 
 
 def test_kv_cache_growth_stays_within_its_budget_where_the_need_fits():
-    """Doubling 64 → 128 rows would pass the budget; the exact need (rows to a multiple of 8) fits, so the cache
-    grows to that instead, and a chat turn can still join a sweep that nearly fills the KV budget."""
+    """Doubling 64 → 128 rows would pass the budget; the need (rows to a multiple of 8) fits, so the cache grows
+    to as many rows as the budget holds (once, not at every join), and a chat turn can still join a sweep that
+    nearly fills the KV budget."""
     from playground.lm.kv_cache import SlotCache
 
     cache = SlotCache(layers=2, kv_heads=2, head_dim=16, dtype=torch.float32)
     per_cell = 2 * 2 * 2 * 16 * 4  # K and V, layers, heads, head_dim, bytes
     cache.reserve(64, 512)
-    assert cache.bytes_for(69, 512) == 128 * 512 * per_cell  # no budget: doubling
-    cache.max_bytes = 80 * 512 * per_cell
-    assert cache.bytes_for(69, 512) == 72 * 512 * per_cell
+    assert cache.bytes_for(69, 512) == 72 * 512 * per_cell  # the need, rounded to 8 rows
     cache.reserve(69, 512)
-    assert cache.capacity == (72, 512)
-    assert cache.bytes_for(100, 512) == 104 * 512 * per_cell  # over budget either way: the caller waits
+    assert cache.capacity == (128, 512)  # no budget: doubling
+    cache = SlotCache(layers=2, kv_heads=2, head_dim=16, dtype=torch.float32)
+    cache.reserve(64, 512)
+    cache.max_bytes = 84 * 512 * per_cell
+    cache.reserve(69, 512)
+    assert cache.capacity == (80, 512)  # all the budget holds, in whole tiles of 8 rows
+    cache.reserve(77, 512)
+    assert cache.capacity == (80, 512)  # the next joins need no copy
+    assert cache.bytes_for(100, 512) == 104 * 512 * per_cell > cache.max_bytes  # over budget: the caller waits
 
 
 @pytest.mark.parametrize("width", [8, 16, 20, 32, 48])
