@@ -53,14 +53,15 @@ def build_demo(pg) -> gr.Blocks:
     return demo
 
 
-def launch_kwargs() -> dict:
-    """Upload and body caps, security headers, no extra served paths (tests launch with the same)."""
+def launch_kwargs(demo: gr.Blocks | None = None) -> dict:
+    """Upload and body caps, security headers, no extra served paths, and (given the demo) 404 for direct runs
+    of anything but its public unqueued events (tests launch with the same)."""
     from starlette.middleware import Middleware
 
-    from playground.http_guard import HttpGuard
+    from playground.http_guard import HttpGuard, run_names
 
-    return dict(css=CSS, js=JS, allowed_paths=[], max_file_size=SERVE.max_file_size,
-                app_kwargs={"middleware": [Middleware(HttpGuard, max_body_bytes=SERVE.max_body_bytes)]})
+    guard = Middleware(HttpGuard, max_body_bytes=SERVE.max_body_bytes, run_names=run_names(demo) if demo else None)
+    return dict(css=CSS, js=JS, allowed_paths=[], max_file_size=SERVE.max_file_size, app_kwargs={"middleware": [guard]})
 
 
 def main() -> None:
@@ -68,7 +69,7 @@ def main() -> None:
     start = time.perf_counter()
     pg = LazyPlayground.from_registry()
     demo = build_demo(pg)
-    demo.launch(server_name=server_name(), prevent_thread_lock=True, **launch_kwargs(),
+    demo.launch(server_name=server_name(), prevent_thread_lock=True, **launch_kwargs(demo),
                 server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     print(f"UI served in {time.perf_counter() - start:.2f} s; loading the model", flush=True)
     try:

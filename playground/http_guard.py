@@ -6,6 +6,10 @@
 - Every response gets `X-Content-Type-Options: nosniff`, `Referrer-Policy: same-origin`, and a
   `Content-Security-Policy: frame-ancestors` that allows this site and Hugging Face (a Space embeds the
   app in an iframe there) instead of X-Frame-Options, which cannot name several origins.
+- `POST /gradio_api/run/<name>` (and `/api/<name>`) answers 404 for every name but the app's public unqueued
+  events (`run_names`, e.g. the Cancel buttons) and `predict` (the page's own route for unqueued events,
+  by fn_index). Queued events get Gradio's own 404 (`api_open=False`); without this, the events Gradio
+  named itself (`js_fn`, `lambda_6`, … front-end steps and UI helpers) answered 500 with no message.
 """
 from __future__ import annotations
 
@@ -24,9 +28,31 @@ class BodyTooLarge(Exception):
     pass
 
 
+def run_names(demo) -> frozenset[str]:
+    """Names a direct `POST /gradio_api/run/<name>` may call: `predict` and the public unqueued Python events."""
+    return frozenset({"predict"} | {f.api_name for f in demo.fns.values() if f.fn is not None and not f.queue
+                                    and f.api_name and getattr(f, "api_visibility", "public") == "public"})
+
+
 class HttpGuard:
-    def __init__(self, app, max_body_bytes: int) -> None:
-        self.app, self.max_body_bytes = app, max_body_bytes
+    def __init__(self, app, max_body_bytes: int, run_names: frozenset[str] | None = None) -> None:
+        self.app, self.max_body_bytes, self.run_names = app, max_body_bytes, run_names
+
+    def _unknown_run(self, scope: Scope) -> str | None:
+        """The name in a direct run route that is not an endpoint (None when the route is something else)."""
+        if self.run_names is None or scope.get("method") != "POST":
+            return None
+        parts = scope.get("path", "").rstrip("/").split("/")
+        if len(parts) == 4 and parts[1] == "gradio_api" and parts[2] in ("run", "api") and parts[3] not in self.run_names:
+            return parts[3]
+        return None
+
+    async def _not_found(self, send: Send, name: str) -> None:
+        body = ('{"detail": "no API endpoint named %s here; the public ones are listed at /gradio_api/info"}'
+                % name.encode("ascii", "replace").decode()[:100].replace('"', "")).encode()
+        await send({"type": "http.response.start", "status": 404,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *HEADERS]})
+        await send({"type": "http.response.body", "body": body})
 
     async def _refuse(self, send: Send) -> None:
         body = f"request body over {self.max_body_bytes} bytes".encode()
@@ -37,6 +63,9 @@ class HttpGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        unknown = self._unknown_run(scope)
+        if unknown is not None:
+            return await self._not_found(send, unknown)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             return await self._refuse(send)

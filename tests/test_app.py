@@ -18,7 +18,7 @@ def app_url(tiny_playground):
 
     demo = build_demo(tiny_playground)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs())
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(demo))
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 

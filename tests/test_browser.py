@@ -19,7 +19,7 @@ def test_browser_side_by_side(tiny_playground, tmp_path):
 
     demo = build_demo(tiny_playground)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs())
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(demo))
     try:
         out = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
         seen = drive(f"http://127.0.0.1:{port}/", out, prompt="Tell me about cats.")

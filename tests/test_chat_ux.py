@@ -17,7 +17,7 @@ def serve(pg):
 
     demo = build_demo(pg)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs())
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(demo))
     return demo, f"http://127.0.0.1:{port}/"
 
 

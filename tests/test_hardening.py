@@ -28,6 +28,25 @@ def test_direct_routes_do_not_skip_the_queue(app_url):
         assert status >= 400, route
 
 
+def test_direct_runs_of_events_gradio_named_itself_get_404_with_a_message(app_url):
+    """The app's config names ~80 events that are no API (front-end steps `js_fn*`, `lambda_*`, UI helpers):
+    a direct run of any of them is 404 with a message (they answered 500 with none); the page's own route
+    for its unqueued events (`/run/predict` by fn_index) and the public Cancel events still answer."""
+    with urllib.request.urlopen(app_url + "config", timeout=30) as r:
+        deps = json.loads(r.read())["dependencies"]
+    named = {d["api_name"]: d for d in deps if d.get("api_name")}
+    internal = [n for n, d in named.items() if d.get("api_visibility", "public") != "public"]
+    assert len(internal) > 20
+    for name in internal + ["no_such_event"]:
+        status, _, text = post(f"{app_url}gradio_api/run/{name}", b'{"data": []}')
+        assert status == 404 and b"no API endpoint" in text, (name, status, text[:200])
+    status, _, _ = post(f"{app_url}gradio_api/run/probe_cancel", b'{"data": []}')
+    assert status == 200
+    unqueued = next(i for i, d in enumerate(deps) if d.get("api_name") == "probe_cancel")
+    status, _, text = post(f"{app_url}gradio_api/run/predict", json.dumps({"data": [], "fn_index": unqueued}).encode())
+    assert status == 200, text[:300]
+
+
 def test_oversized_bodies_are_refused_before_they_are_read(app_url):
     import socket
     from urllib.parse import urlparse

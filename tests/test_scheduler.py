@@ -141,3 +141,28 @@ def test_engine_stream_routes_through_the_scheduler(tiny_playground, reqs, alone
     got = engine.generate(reqs[:4])
     assert engine.scheduler.running
     assert [s.tokens for s in got] == alone[:4]
+
+
+def test_a_chat_turn_joins_beside_long_sweep_rows_that_hold_the_sweeps_kv_share(tiny_playground, reqs, alone):
+    """KV slots are as wide as a row's width class, not as the longest row: a sweep of long answers (its rows in
+    the 512-column pool) holds its whole share of a 3 MB budget, and a chat turn (short rows, 128-column pool)
+    still joins at the next step and finishes first. With one width for all rows, the turn's slots would
+    be 512 columns too (4 MB in all) and it would wait for the sweep."""
+    cfg = SchedulerConfig(bulk_threshold=4, bulk_chunk=8, max_kv_mb=3, chat_kv_reserve_mb=1, kv_widths=(128, 512))
+    sched = Scheduler(tiny_playground.engine, cfg)
+    try:
+        prompt = reqs[1].prompt_ids
+        sweep = [Request(prompt, None, 0.0, temperature=1.0, max_new_tokens=500 - len(prompt), seed=k) for k in range(8)]
+        log: list = []
+        sub = sched.submit(sweep)
+        while not sub.admitted:
+            time.sleep(0.001)
+        kv = sched.batch.decoder.kv
+        assert [p for p, _ in kv.where] == [1] * 8 and kv.nbytes == 2 * 2**20  # 8 slots × 512 columns
+        turn = drain(sched.stream([reqs[0], reqs[3], reqs[6]]), log, "turn")
+        assert not sub.closed  # the sweep still decodes
+        assert [s.tokens for s in turn] == [alone[0], alone[3], alone[6]]
+        assert {p for p, _ in kv.where} == {1}  # the turn's rows left the 128-column pool
+        assert kv.bytes_for({0: (5, 128)}) <= 3 * 2**20 < kv.pools[1].bytes_for(8 + 5, 512)
+    finally:
+        sched.close()

@@ -1,4 +1,4 @@
-"""FastLlamaDecoder: an explicit Llama forward over a slot KV cache, written out like nanoGPT.
+"""FastLlamaDecoder: an explicit Llama forward over slot KV caches (kv_pools.py), written out like nanoGPT.
 
 For a plain Llama (default RoPE, no biases, SiLU MLP, full attention) each layer is
 
@@ -8,7 +8,8 @@ For a plain Llama (default RoPE, no biases, SiLU MLP, full attention) each layer
 
 with every projection W + the routed LoRA deltas (`projections.Projection`). Rows join (`add`: prefill
 their prompts) and leave (`remove`) between steps; `step` appends one token to every live row. Each row
-sits in its own cache slot from column 0, so its positions, keys and masks do not depend on its batch.
+sits in its own cache slot from column 0, in the KV pool of its width class, so its positions, keys and
+masks do not depend on its batch; rows joining together are prefilled in one forward.
 
 Precision at bfloat16 weights: the matmuls read bf16 weights, but the residual stream x, the norms,
 RoPE, the LoRA deltas, the attention and the logits are float32: keys and values are cached in float32
@@ -100,7 +101,7 @@ class _Layer:
 
 
 class FastLlamaDecoder:
-    """Rows that `add` (prefill), `step` (one token each) and `remove`, over a slot KV cache; logits float32."""
+    """Rows that `add` (prefill), `step` (one token each) and `remove`, over KV pools; logits float32."""
 
     def __init__(self, model: nn.Module, pad_id: int = 0, widths: Sequence[int] = SCHEDULER.kv_widths,
                  pack: bool | None = None, cache_dtype: torch.dtype = torch.float32) -> None:

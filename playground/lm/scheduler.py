@@ -2,7 +2,8 @@
 
 Scheduling is per iteration, not per request (Orca, OSDI 2022; vLLM, TGI): a single thread runs
 
-    admit   waiting submissions join the running batch: their prompts are prefilled into free KV slots
+    admit   waiting submissions join the running batch: their prompts are prefilled into free KV slots,
+            all of them in one forward
     sample  every live request draws its next token from ℓ_λ = ℓ_base + λ(ℓ_tuned − ℓ_base)
     publish each submission's streams are updated; finished and cancelled requests leave at once
     advance one decoding step for all rows that are left (one batched forward on the shared weights)
@@ -13,7 +14,9 @@ than `bulk_threshold` requests (sweeps) join in chunks of `bulk_chunk` requests 
 `bulk_rows` of the `max_rows` forward rows, so an interactive turn submitted during a sweep finds room at
 the next step; interactive submissions are admitted first, in arrival order. At most `prefill_tokens`
 prompt tokens are prefilled per step (at least one submission), so joining never stalls the running rows
-for long, and the KV cache only grows within `max_kv_mb`. At most `max_waiting`
+for long, and the KV cache only grows within `max_kv_mb`. A row's KV slot is as wide as its width class
+(`kv_widths`, kv_pools.py), not as the longest row, so a chat turn's short rows beside a sweep's long ones
+take little of that budget. At most `max_waiting`
 submissions wait to start; past that `submit` raises InputError ("busy, try again in N s"). A `client`
 key caps that client's concurrent submissions at `max_per_client`.
 
@@ -120,7 +123,7 @@ class Scheduler:
 
     def _new_batch(self) -> RunningBatch:
         self.adapter_version = self.engine.adapters.version
-        return RunningBatch(FastLlamaDecoder(self.engine.model, self.engine.pad_id))
+        return RunningBatch(FastLlamaDecoder(self.engine.model, self.engine.pad_id, widths=self.config.kv_widths))
 
     # --- submitting (any thread) --------------------------------------------------------------------
     def submit(self, requests: Sequence, should_stop: Callable[[], bool] | None = None, client: str | None = None,

@@ -41,7 +41,7 @@ def main() -> None:
     pg.judge("on_topic").score(["warm up"], ["the embedding model"])  # load judges before "ready"
     demo = app_module.build_demo(pg)
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **app_module.launch_kwargs())
+                **app_module.launch_kwargs(demo))
     print("ready", flush=True)
     threading.Event().wait()  # serve until killed
 

@@ -30,7 +30,7 @@ def launched(tiny_playground, monkeypatch):
         demo = app_module.build_demo(tiny_playground)
         port = free_port()
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    **app_module.launch_kwargs())
+                    **app_module.launch_kwargs(demo))
         demos.append(demo)
         return lambda: Client(f"http://127.0.0.1:{port}/", verbose=False)
 

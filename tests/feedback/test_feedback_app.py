@@ -82,7 +82,7 @@ def app_client(tiny_playground, tmp_path_factory):
         mp.setenv("PLAYGROUND_VOTE_SALT", "app-salt")
         demo = app_module.build_demo(tiny_playground)
         port = free_port()
-        extra = app_module.launch_kwargs() if hasattr(app_module, "launch_kwargs") else {}
+        extra = app_module.launch_kwargs(demo) if hasattr(app_module, "launch_kwargs") else {}
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **extra)
         try:
             yield Client(f"http://127.0.0.1:{port}/", verbose=False), data

@@ -25,7 +25,7 @@ def app(tiny_playground, tmp_path_factory):
         mp.setenv("PLAYGROUND_VOTE_SALT", "browser-salt")
         demo = build_demo(tiny_playground)
         port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs())
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(demo))
         try:
             yield f"http://127.0.0.1:{port}/", data / "votes.sqlite3"
         finally:

@@ -33,7 +33,7 @@ def test_training_is_off_by_default_and_the_api_refuses_too(tiny_playground, mon
     assert _block(demo, "train-go").interactive is False and _block(demo, "train-off").visible is True
     assert len(adapter_pickers(demo)) == 6  # chat, duel, trade-off, DeRa check (2), probes
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs())
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(demo))
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         with pytest.raises(Exception, match="training is off on this server: the operator enables it with "
