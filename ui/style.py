@@ -27,6 +27,7 @@ CSS = """
 #transcript .prefer {display: inline-block; font-size: var(--text-sm); padding: 2px 10px; border-radius: 999px;
   border: 1px solid var(--border-color-primary); color: var(--body-text-color); text-decoration: none; cursor: pointer}
 #transcript .prefer:hover {border-color: var(--color-accent); background: var(--color-accent-soft)}
+#transcript .prefer svg {display: inline-block; vertical-align: -2px; margin-right: 3px}
 #transcript .preferred {font-size: var(--text-sm); font-weight: 600; color: #15803d}
 #sbs-mode {overflow: hidden !important}
 #transcript .empty {padding: 24px 12px; color: var(--body-text-color-subdued)}

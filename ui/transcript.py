@@ -15,7 +15,11 @@ SHORT = {"base": "Base", "realigned": "Realigned", "tuned": "Tuned"}
 EMPTY = ("Ask something: the base model, the realigned mix and the tuned model answer side by side, "
          "one row per turn.")
 LOADING = "loading the model (first start converts it, ≈ 30 s)…"
-PREFER = "👍 Prefer this one"
+# A thumbs-up drawn inline (an emoji needs an emoji font, which some desktops and headless browsers lack)
+THUMB = ('<svg aria-hidden="true" width="13" height="13" viewBox="0 0 24 24" fill="none" stroke="currentColor" '
+         'stroke-width="2" stroke-linecap="round" stroke-linejoin="round" style="vertical-align:-2px">'
+         '<path d="M7 10v11H3V10h4zM7 10l4-8a3 3 0 0 1 3 3v4h6a2 2 0 0 1 2 2.3l-1.4 8A2 2 0 0 1 18.6 21H7"/></svg>')
+PREFER = f"{THUMB} Prefer this one"
 PREFER_TIP = "Record that this answer is better than the other two (two votes, with the settings that regenerate them)"
 # js_on_load of the gr.HTML: the in-answer "continue" link triggers the component's click event with an action,
 # "Prefer this one" its select event with the column, and a newly added turn is scrolled to the top of the
