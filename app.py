@@ -79,6 +79,9 @@ def main() -> None:
     except BaseException:
         demo.close()
         raise
+    from playground.threads import release_openmp_pool
+
+    release_openmp_pool()  # loading ran torch here; this thread now only waits (playground/threads.py)
     print(f"model ready in {time.perf_counter() - start:.2f} s", flush=True)
     demo.block_thread()
 

@@ -92,7 +92,7 @@ class TrainingSettings:
     # The train event's own pool. 2, not 1: one job runs per process, and a second request reaches the manager and is
     # refused at once (with 1 it would wait in the queue until the first job ends, then start).
     event_concurrency: int = 2
-    nice: int = 10  # the trainer runs at a lower CPU priority than the app, so chat keeps answering
+    nice: int = 10  # the trainer's process and session run at a lower CPU priority than the app, so chat keeps answering
     # Share of the progress bar per step of models/train_adapter.py (no evaluate step: it is slow on a CPU).
     phases: tuple[tuple[str, float], ...] = (("pairs", 0.05), ("train", 0.9), ("export", 0.05))
 

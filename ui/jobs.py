@@ -19,6 +19,7 @@ import gradio as gr
 
 from playground.memory import release_memory
 from playground.settings import SERVE
+from playground.threads import releases_pool
 from playground.validation import InputError
 
 
@@ -45,7 +46,7 @@ async def run_job(work: Callable[[Callable[[], bool]], Any], n_outputs: int,
     control = control or JobControl()
     # The worker runs in the handler's context: gr.Progress finds its event through context variables, which
     # run_in_executor alone does not carry into the thread (the progress bar would stay empty).
-    call = functools.partial(contextvars.copy_context().run, work, control)
+    call = functools.partial(contextvars.copy_context().run, releases_pool(work), control)  # no pool stays behind
     future = asyncio.get_running_loop().run_in_executor(None, call)
     future.add_done_callback(lambda _: release_memory())  # the job's KV cache goes back to the OS, also after a cancel
     skip = [gr.skip()] * n_outputs if n_outputs > 1 else gr.skip()

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 from playground.diffusion.digits import IMAGE_SIZE, NULL_CLASS, class_probabilities, features
 from playground.settings import LIMITS, REPO_ROOT, SCHEDULERS, GuidanceSettings
 from playground.sources import is_local, local_or_hub
+from playground.threads import releases_pool
 from playground.validation import InputError, check_choice, check_int, check_number, check_prompt, parse_floats
 
 MODEL_DIR = REPO_ROOT / "models" / "digits"
@@ -84,6 +85,7 @@ def guided_eps(unet: UNet2DModel, x_in: torch.Tensor, t: torch.Tensor, y: torch.
 
 
 @torch.no_grad()
+@releases_pool  # a handler thread keeps no OpenMP pool afterwards (playground/threads.py)
 def sample(settings: GuidanceSettings, unet: UNet2DModel | None = None, progress_frames: int = 0,
            should_stop=lambda: False) -> GuidanceResult:
     """Draw `num_samples` digits with guidance scale w; optionally keep `progress_frames` x̂_0 snapshots.
@@ -271,6 +273,7 @@ def pipeline_kwargs(call: object, prompt: str, guidance_scale: float, steps: int
     return {k: v for k, v in wanted.items() if k in params}
 
 
+@releases_pool
 def generate_with_pipeline(
     src: str, prompt: str, guidance_scale: float = 7.5, steps: int = 30, seed: int = 0, n: int = 1
 ) -> list[np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from playground.lm.loading import check_safetensors_dir
 from playground.sources import is_local
+from playground.threads import releases_pool
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +59,7 @@ class UpbeatJudge:
 
         self._analyzer = SentimentIntensityAnalyzer()
 
+    @releases_pool  # torch in a handler thread: its OpenMP pool must not stay behind (playground/threads.py)
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         _check_pairs(prompts, responses)
         return np.array([self._analyzer.polarity_scores(r)["compound"] for r in responses], dtype=np.float64)
@@ -83,6 +85,7 @@ class ConciseJudge:
 
         self._embedder = get_embedder(embedder_path)
 
+    @releases_pool  # torch in a handler thread: its OpenMP pool must not stay behind (playground/threads.py)
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         _check_pairs(prompts, responses)
         out = np.full(len(responses), self.minimum, dtype=np.float64)
@@ -112,6 +115,7 @@ class OnTopicJudge:
 
         self._embedder = get_embedder(embedder_path)
 
+    @releases_pool  # torch in a handler thread: its OpenMP pool must not stay behind (playground/threads.py)
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         _check_pairs(prompts, responses)
         out = np.full(len(responses), -1.0, dtype=np.float64)
@@ -181,6 +185,7 @@ class RewardModelJudge:
         logits = self.model(**batch).logits.double()
         return logits[:, 0] if logits.shape[-1] == 1 else logits[:, 1] - logits[:, 0]
 
+    @releases_pool
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         import torch  # imported with the reward model, not with this module
 

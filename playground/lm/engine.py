@@ -28,6 +28,7 @@ from playground.lm.decoder import HFDecoder
 from playground.lm.fast_llama import FastLlamaDecoder, supports
 from playground.lm.lora import AdapterSet
 from playground.settings import SCHEDULER
+from playground.threads import release_unless_loop, releases_pool
 
 __all__ = ["Engine", "Request", "Stream", "realign"]
 
@@ -155,18 +156,21 @@ class Engine:
         fast = isinstance(decoder, FastLlamaDecoder)
         batch = RunningBatch(decoder if fast else _StaticRows(decoder, self))
         streams = [Stream() for _ in requests]
-        if fast:
-            self.forward(lambda: batch.join(requests, streams))
-        else:
-            batch.join(requests, streams)
-        while True:
-            finished = batch.sample(self.stop_ids)
-            yield streams
-            stop = should_stop() or (deadline is not None and time.monotonic() > deadline)
-            if batch.all_done() or stop:
-                return
-            batch.leave(finished)
-            self.forward(batch.advance) if fast else batch.advance()
+        try:
+            if fast:
+                self.forward(lambda: batch.join(requests, streams))
+            else:
+                batch.join(requests, streams)
+            while True:
+                finished = batch.sample(self.stop_ids)
+                yield streams
+                stop = should_stop() or (deadline is not None and time.monotonic() > deadline)
+                if batch.all_done() or stop:
+                    return
+                batch.leave(finished)
+                self.forward(batch.advance) if fast else batch.advance()
+        finally:
+            release_unless_loop()  # the thread that ran the last step keeps no OpenMP pool (playground/threads.py)
 
     def generate(self, requests: Sequence[Request]) -> list[Stream]:
         streams: list[Stream] = []
@@ -174,6 +178,7 @@ class Engine:
             pass
         return streams
 
+    @releases_pool  # decodes in the caller's thread, which keeps no OpenMP pool afterwards (playground/threads.py)
     def step_logits(self, requests: Sequence[Request], continuation: Sequence[int]) -> list[torch.Tensor]:
         """Realigned logits ℓ_λ at each position of a fixed continuation (teacher forcing); for tests/metrics."""
         decoder = self.new_decoder()

@@ -36,7 +36,7 @@ import torch
 
 from playground.lm.batch import RunningBatch, routes_of
 from playground.lm.fast_llama import FastLlamaDecoder
-from playground.lm.threads import release_openmp_pool
+from playground.threads import LOOP_THREAD, release_openmp_pool
 from playground.settings import SCHEDULER, SchedulerSettings
 from playground.validation import InputError
 
@@ -107,7 +107,7 @@ class Scheduler:
         self.min_left = 0  # fewest tokens any running request has left (updated each step)
         self.stats = {"steps": 0, "rows": 0, "joins": 0, "prefill_s": 0.0, "sample_s": 0.0, "forward_s": 0.0}
         self._stop = False
-        self.thread = threading.Thread(target=self._loop, name="playground-scheduler", daemon=True)
+        self.thread = threading.Thread(target=self._loop, name=LOOP_THREAD, daemon=True)
         self.thread.start()
         atexit.register(self.close)  # stop the loop before the interpreter (and OpenMP) shut down
 

@@ -223,6 +223,23 @@ def test_the_job_dies_with_the_app(lora, tmp_path):
     assert not any(alive(p) for p in pids), "the trainer outlived the app"
 
 
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="this kernel has no scheduler autogroups")
+def test_the_trainer_session_yields_the_cpu_to_the_app():
+    """The guard starts a new session: with autogroups on, the CPU is first split evenly between sessions, so a
+    process nice alone left the app's decode loop half the cores (a 16-token chat turn took 21 s instead of 1 s
+    while an adapter trained). The trainer's session gets the nice too; its commands see both."""
+    show = "import os; print('niceness', os.nice(0)); print(open('/proc/self/autogroup').read().strip())"
+    job = json.dumps({"nice": 10, "phases": [["show", [sys.executable, "-c", show]]]})
+    guard = subprocess.Popen([sys.executable, "-m", "playground.feedback.guard", job], cwd=REPO, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # stdin open: the guard's "app is alive"
+    out = guard.stdout.read()
+    assert guard.wait(60) == 0, out
+    guard.stdin.close()
+    assert "niceness 10" in out
+    assert out.strip().endswith("nice 10"), out  # "/autogroup-N nice 10": the session's weight
+
+
 def test_real_training_on_the_tiny_model(pg, votes_url, tmp_path):
     """models/train_adapter.py pairs, train, export on the tiny model (≈ 20 s here): the adapter loads and decodes."""
     settings = TrainingSettings(allowed=True, adapters_dir=tmp_path / "adapters", min_votes=5)
