@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Awaitable, Callable
 
 Scope = dict[str, Any]
@@ -48,8 +49,8 @@ class HttpGuard:
         return None
 
     async def _not_found(self, send: Send, name: str) -> None:
-        body = ('{"detail": "no API endpoint named %s here; the public ones are listed at /gradio_api/info"}'
-                % name.encode("ascii", "replace").decode()[:100].replace('"', "")).encode()
+        body = json.dumps({"detail": f"no API endpoint named {name[:100]} here; the public ones are listed at "
+                                     "/gradio_api/info"}).encode()
         await send({"type": "http.response.start", "status": 404,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *HEADERS]})
         await send({"type": "http.response.body", "body": body})

@@ -12,14 +12,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url(tiny_playground):
-    from app import build_demo, launch_kwargs
+def launch(demo) -> str:
+    """A built app launched on a free loopback port with the production launch options; its URL."""
+    from app import launch_kwargs
 
-    demo = build_demo(tiny_playground)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(demo))
-    yield f"http://127.0.0.1:{port}/"
+    return f"http://127.0.0.1:{port}/"
+
+
+def serve(pg) -> tuple:
+    """`app.build_demo(pg)`, launched (see `launch`): (demo, url). Close the demo when done."""
+    from app import build_demo
+
+    demo = build_demo(pg)
+    return demo, launch(demo)
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_playground):
+    demo, url = serve(tiny_playground)
+    yield url
     demo.close()
 
 

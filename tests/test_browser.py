@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import chromium_path, drive
-from tests.test_app import free_port
+from tests.test_app import serve
 
 pytestmark = pytest.mark.browser
 
@@ -15,14 +15,10 @@ pytestmark = pytest.mark.browser
 @pytest.mark.skipif(chromium_path() is None, reason="Debian chromium is not installed")
 def test_browser_side_by_side(tiny_playground, tmp_path):
     pytest.importorskip("playwright")
-    from app import build_demo, launch_kwargs
-
-    demo = build_demo(tiny_playground)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(demo))
+    demo, url = serve(tiny_playground)
     try:
         out = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
-        seen = drive(f"http://127.0.0.1:{port}/", out, prompt="Tell me about cats.")
+        seen = drive(url, out, prompt="Tell me about cats.")
     finally:
         demo.close()
     assert seen["kept_text"] == "And what if it snows?"

@@ -7,18 +7,9 @@ import time
 import pytest
 
 from tests.browser import PHONE, answers, chromium_path, open_page, overlays, send, wait_done, wait_streaming
-from tests.test_app import free_port, slow_engine
+from tests.test_app import serve, slow_engine
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(chromium_path() is None, reason="Debian chromium is not installed")]
-
-
-def serve(pg):
-    from app import build_demo, launch_kwargs
-
-    demo = build_demo(pg)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(demo))
-    return demo, f"http://127.0.0.1:{port}/"
 
 
 @pytest.fixture(scope="module")

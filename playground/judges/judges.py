@@ -59,7 +59,6 @@ class UpbeatJudge:
 
         self._analyzer = SentimentIntensityAnalyzer()
 
-    @releases_pool  # torch in a handler thread: its OpenMP pool must not stay behind (playground/threads.py)
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         _check_pairs(prompts, responses)
         return np.array([self._analyzer.polarity_scores(r)["compound"] for r in responses], dtype=np.float64)
@@ -85,7 +84,6 @@ class ConciseJudge:
 
         self._embedder = get_embedder(embedder_path)
 
-    @releases_pool  # torch in a handler thread: its OpenMP pool must not stay behind (playground/threads.py)
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         _check_pairs(prompts, responses)
         out = np.full(len(responses), self.minimum, dtype=np.float64)
@@ -115,7 +113,6 @@ class OnTopicJudge:
 
         self._embedder = get_embedder(embedder_path)
 
-    @releases_pool  # torch in a handler thread: its OpenMP pool must not stay behind (playground/threads.py)
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         _check_pairs(prompts, responses)
         out = np.full(len(responses), -1.0, dtype=np.float64)
@@ -185,7 +182,7 @@ class RewardModelJudge:
         logits = self.model(**batch).logits.double()
         return logits[:, 0] if logits.shape[-1] == 1 else logits[:, 1] - logits[:, 0]
 
-    @releases_pool
+    @releases_pool  # torch in a handler thread: its OpenMP pool must not stay behind (playground/threads.py)
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         import torch  # imported with the reward model, not with this module
 

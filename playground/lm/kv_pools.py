@@ -93,16 +93,14 @@ class KVPools:
     # --- rows joining and leaving ------------------------------------------------------------------------
     def add_rows(self, lengths: Sequence[int], reach: Sequence[int]) -> list[tuple[int, int]]:
         """Append rows holding lengths[i] tokens (written by the caller's prefill), each in the pool of reach[i]."""
-        by_pool: dict[int, list[int]] = {}
-        for i, (n, r) in enumerate(zip(lengths, reach)):
-            by_pool.setdefault(self.place(r, n), []).append(i)
+        pools = [self.place(r, n) for n, r in zip(lengths, reach)]
         slots: dict[int, int] = {}
-        for p, idx in by_pool.items():
+        for p in sorted(set(pools)):
+            idx = [i for i, q in enumerate(pools) if q == p]
             pool = self.pools[p]
             self.reserve(p, pool.rows + len(idx), max(lengths[i] for i in idx) + 1)
-            for i, s in zip(idx, pool.add_rows([lengths[i] for i in idx])):
-                slots[i] = s
-        placed = [(self.place(r, n), slots[i]) for i, (n, r) in enumerate(zip(lengths, reach))]
+            slots.update(zip(idx, pool.add_rows([lengths[i] for i in idx])))
+        placed = [(p, slots[i]) for i, p in enumerate(pools)]
         self.where += placed
         self.reach += [max(r, n + 1) for n, r in zip(lengths, reach)]
         self._groups = None

@@ -10,7 +10,7 @@ from playground.settings import FeedbackSettings
 from playground.feedback.duel import DuelService
 from playground.feedback.store import VoteStore
 from playground.feedback.vote import FeedbackError
-from tests.test_app import free_port
+from tests.test_app import free_port, serve
 
 CHAT = ("Tell me about cats.", "a", 0.05, "logits", 0.7, 0.95, 2, 0)  # /chat: the Side-by-side tab's API
 
@@ -20,19 +20,14 @@ def launched(tiny_playground, monkeypatch):
     """Start the whole app in this process (env read at build/vote time); yields a function making clients."""
     from gradio_client import Client
 
-    import app as app_module
-
     monkeypatch.setenv("PLAYGROUND_VOTE_SALT", "bad-votes-salt")
     monkeypatch.setenv("PLAYGROUND_DUEL_MAX_NEW_TOKENS", "2")
     demos = []
 
     def start():
-        demo = app_module.build_demo(tiny_playground)
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    **app_module.launch_kwargs(demo))
+        demo, url = serve(tiny_playground)
         demos.append(demo)
-        return lambda: Client(f"http://127.0.0.1:{port}/", verbose=False)
+        return lambda: Client(url, verbose=False)
 
     yield start
     for demo in demos:

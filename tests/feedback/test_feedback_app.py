@@ -11,7 +11,7 @@ from playground.feedback.config import sqlite_url
 from playground.feedback.export import read_csv
 from playground.feedback.store import VoteStore
 from tests.feedback.factory import make_vote, settings
-from tests.test_app import free_port
+from tests.test_app import serve
 
 
 @pytest.fixture
@@ -74,18 +74,13 @@ def test_unavailable_database_is_one_error_line(tmp_path, monkeypatch, capsys):
 def app_client(tiny_playground, tmp_path_factory):
     from gradio_client import Client
 
-    import app as app_module
-
     data = tmp_path_factory.mktemp("votes")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PLAYGROUND_DATABASE_URL", sqlite_url(data / "votes.sqlite3"))
         mp.setenv("PLAYGROUND_VOTE_SALT", "app-salt")
-        demo = app_module.build_demo(tiny_playground)
-        port = free_port()
-        extra = app_module.launch_kwargs(demo) if hasattr(app_module, "launch_kwargs") else {}
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **extra)
+        demo, url = serve(tiny_playground)
         try:
-            yield Client(f"http://127.0.0.1:{port}/", verbose=False), data
+            yield Client(url, verbose=False), data
         finally:
             demo.close()
 

@@ -9,7 +9,7 @@ import pytest
 from playground.feedback.config import sqlite_url
 from playground.feedback.store import VoteStore
 from tests.browser import chromium_path, open_duel, open_page, open_report, overlays, send, wait_done
-from tests.test_app import free_port
+from tests.test_app import serve
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(chromium_path() is None, reason="Debian chromium is not installed")]
 SHOTS = os.environ.get("PLAYGROUND_TEST_SHOTS")  # a folder: save what the tests saw there
@@ -17,17 +17,13 @@ SHOTS = os.environ.get("PLAYGROUND_TEST_SHOTS")  # a folder: save what the tests
 
 @pytest.fixture(scope="module")
 def app(tiny_playground, tmp_path_factory):
-    from app import build_demo, launch_kwargs
-
     data = tmp_path_factory.mktemp("votes")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PLAYGROUND_DATABASE_URL", sqlite_url(data / "votes.sqlite3"))
         mp.setenv("PLAYGROUND_VOTE_SALT", "browser-salt")
-        demo = build_demo(tiny_playground)
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(demo))
+        demo, url = serve(tiny_playground)
         try:
-            yield f"http://127.0.0.1:{port}/", data / "votes.sqlite3"
+            yield url, data / "votes.sqlite3"
         finally:
             demo.close()
 

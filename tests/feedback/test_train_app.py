@@ -14,7 +14,7 @@ from playground.feedback.store import VoteStore
 from tests.conftest import make_lora
 from tests.feedback.factory import make_vote
 from tests.feedback.test_reliability import app_process
-from tests.test_app import GOOD, free_port
+from tests.test_app import GOOD, launch
 
 
 def _block(demo, elem_id):
@@ -24,7 +24,7 @@ def _block(demo, elem_id):
 def test_training_is_off_by_default_and_the_api_refuses_too(tiny_playground, monkeypatch, tmp_path):
     from gradio_client import Client
 
-    from app import build_demo, launch_kwargs
+    from app import build_demo
     from ui.components import adapter_pickers
 
     monkeypatch.delenv("PLAYGROUND_ALLOW_TRAINING", raising=False)
@@ -32,10 +32,9 @@ def test_training_is_off_by_default_and_the_api_refuses_too(tiny_playground, mon
     demo = build_demo(tiny_playground)
     assert _block(demo, "train-go").interactive is False and _block(demo, "train-off").visible is True
     assert len(adapter_pickers(demo)) == 6  # chat, duel, trade-off, DeRa check (2), probes
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(demo))
+    url = launch(demo)
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client = Client(url, verbose=False)
         with pytest.raises(Exception, match="training is off on this server: the operator enables it with "
                                             "PLAYGROUND_ALLOW_TRAINING=1"):
             client.predict("mine", 0.1, 5, api_name="/train_votes")
