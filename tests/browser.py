@@ -100,6 +100,7 @@ def drive(url: str, out_dir: Path, prompt: str = "Give me a tip for a rainy day.
         page.locator("#send").click()
         page.locator(".toast-body").first.wait_for(timeout=10_000)
         seen["error_overlays"] = overlays(page)
+        page.wait_for_timeout(600)  # the toast fades in: a shot at once shows the page without it
         shot(page, out_dir / "chat_error.png", seen)
         page.locator("#copy-link").click()
         page.locator("#share-link textarea").wait_for(timeout=10_000)

@@ -40,7 +40,7 @@ def is_ready(pg) -> bool:
 
 def loading_banner(elapsed: float) -> str:
     pct = min(95, int(100 * elapsed / 30))
-    return (f'<div class="loading">⏳ <b>Loading the model</b> (first start converts it, ≈ 30 s) — {elapsed:.0f} s '
+    return (f'<div class="loading"><b>Loading the model</b> (first start converts it, ≈ 30 s) — {elapsed:.0f} s '
             f'<progress max="100" value="{pct}"></progress><br><small>You can type and send already: the answers '
             'start as soon as it is ready.</small></div>')
 
