@@ -5,11 +5,14 @@ back (e.g. `gr.Request.query_params`), checked through `playground.validation`: 
 raises `InputError` naming the query parameter. The same prompt and settings decode the same tokens
 (seeded, batch-invariant), so opening the link and pressing Replay reproduces the answers. The adapter's
 content hash travels too: a link made with other adapter weights says so instead of silently differing.
+The hash must have its exact form (16 hex digits) or the link is refused; other echoed values (an unknown
+adapter or mode, a number that is not one) reach the page only through `ui.components.plain` (HTML-escaped).
 """
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 PARAMS = ("prompt", "adapter", "adapter_sha256", "kl_strength", "lambda", "mode", "temperature", "top_p",
           "max_new_tokens", "seed")
 HASH_CHARS = 16  # hex digits of the adapter's sha256 kept in the link
+HASH_FORM = re.compile(f"[0-9a-f]{{{HASH_CHARS}}}")  # its exact form; anything else is refused, never echoed
 
 
 @lru_cache(maxsize=64)
@@ -112,6 +116,11 @@ def parse_link(params: Mapping[str, str], adapters: Mapping) -> SharedTurn | Non
         raise InputError(f"kl_strength {kl:.3g} is past the slider's maximum {high:.3g} (λ ≥ {beta_train / high:.3g})")
     notes = []
     want, have = params.get("adapter_sha256", ""), adapter_sha256(adapters[name].path)
+    if want and not (isinstance(want, str) and HASH_FORM.fullmatch(want)):
+        n = len(want) if isinstance(want, str) else 0
+        got = f"{n} characters, not all of them 0-9 or a-f" if n == HASH_CHARS else f"{n} characters"
+        raise InputError(f"adapter_sha256 must be {HASH_CHARS} lowercase hex digits (0-9, a-f), as Copy link writes it; "
+                         f"got {got}")
     if want and have and want != have:
         notes.append(f"adapter {name} has changed since the link was made (sha256 {have} ≠ {want}): the answers may differ")
     return SharedTurn(prompt, name, kl, d.mode, d.temperature, d.top_p, d.max_new_tokens, d.seed, tuple(notes))

@@ -54,3 +54,53 @@ def test_lambda_links_and_changed_adapters(tiny_playground):
 def test_bad_links_name_the_parameter(tiny_playground, params, name):
     with pytest.raises(InputError, match=name):
         parse_link(params, tiny_playground.adapters)
+
+
+def test_a_hash_of_any_other_form_is_refused_without_echoing_it(tiny_playground):
+    """adapter_sha256 is 16 lowercase hex digits or the link is refused; the message does not repeat the value."""
+    good = {"prompt": "p", "adapter": "a", "kl_strength": "0.1"}
+    for bad in ("<a href=/>Session expired: sign in again</a>", "0" * 15, "0" * 17, "ABCDEF0123456789", "g" * 16):
+        with pytest.raises(InputError, match="adapter_sha256 must be 16 lowercase hex digits") as err:
+            parse_link({**good, "adapter_sha256": bad}, tiny_playground.adapters)
+        assert bad not in str(err.value) and "<" not in str(err.value)
+    assert parse_link({**good, "adapter_sha256": "0123456789abcdef"}, tiny_playground.adapters).notes
+
+
+def test_toast_text_is_plain_text():
+    from ui.components import plain
+
+    assert plain("unknown adapter '<img src=x>'; available: a & b") == "unknown adapter '&lt;img src=x&gt;'; available: a &amp; b"
+
+
+# Each parameter in turn carries markup (short enough to survive the 40-character cut of echoed values); the
+# others are valid, so the link fails at that parameter and its value is echoed into the warning toast.
+MARKUP = '<b id=pw1>x</b><img id=pw2 src=/x>'
+ECHOED = ("adapter", "adapter_sha256", "kl_strength", "lambda", "mode", "temperature", "top_p", "max_new_tokens", "seed")
+
+
+@pytest.mark.browser
+def test_markup_in_any_share_link_parameter_makes_no_element_in_chromium(tiny_playground, browser):
+    """Opened in real Chromium, a share link with HTML in a parameter shows that HTML as text in the toast:
+    no element it wrote exists in the page (the toast rendered `<a href>`, `<form>`, `<img>` before)."""
+    from urllib.parse import urlencode
+
+    from tests.browser import open_page
+    from tests.test_app import serve
+
+    demo, url = serve(tiny_playground)
+    try:
+        page = open_page(browser, url)
+        for param in ECHOED:
+            query = {"prompt": "<form id=pw3><input id=pw4 type=password></form>", "adapter": "a", param: MARKUP}
+            if param != "lambda":
+                query.setdefault("kl_strength", "0.05")
+            page.goto(f"{url}?{urlencode(query)}", wait_until="load")
+            toast = page.locator(".toast-body").first
+            toast.wait_for(timeout=30_000)
+            text = toast.inner_text()
+            made = page.evaluate("document.querySelectorAll('#pw1, #pw2, #pw3, #pw4').length")
+            assert made == 0, (param, text)
+            assert "share link" in text and ("<b id=pw1>" in text or "adapter_sha256 must be" in text), (param, text)
+    finally:
+        page.context.close()
+        demo.close()

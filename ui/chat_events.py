@@ -15,7 +15,7 @@ from playground.feedback.vote import FeedbackError, FeedbackUnavailable
 from playground.settings import CHAT, COLUMNS, LIMITS, SERVE
 from playground.share import link_query, parse_link
 from playground.validation import InputError
-from ui.components import Dropdown, Slider
+from ui.components import Dropdown, Slider, plain
 from ui.transcript import LOADING, SHORT, render
 
 # Runs in the browser after the server made the link's query: full URL, copied to the clipboard where allowed.
@@ -77,7 +77,7 @@ class StreamEvents:
             for new, _ in gen:
                 yield render(new), new
         except InputError as err:  # a toast; the conversation stays as it was
-            gr.Warning(str(err))
+            gr.Warning(plain(err))
             yield render(conv), conv
 
     def api_chat(self, message, conv, adapter, kl, mode, temperature, top_p, max_new, seed, request: gr.Request):
@@ -110,12 +110,12 @@ class StreamEvents:
             try:
                 shared = parse_link(dict(request.query_params), pg.adapters)
             except InputError as err:
-                gr.Warning(f"share link: {err}")
+                gr.Warning(plain(f"share link: {err}"))  # values from the URL: escaped, never markup
                 return skip + [banner]
             if shared is None:
                 return skip + [banner]
             for note in shared.notes:
-                gr.Warning(note)
+                gr.Warning(plain(note))
             b = pg.adapters[shared.adapter].beta_train
             return [shared.prompt, Dropdown(value=shared.adapter, info=pg.adapters[shared.adapter].description),
                     Slider(minimum=b / LIMITS.max_lambda, maximum=CHAT.beta_max_factor * b, step=b / 40,
@@ -142,7 +142,7 @@ def wire_prefer(service, transcript, conv_state, column_api, api_trigger, api_re
         try:
             html, new, ids = prefer(conv, column, request)
         except (FeedbackError, FeedbackUnavailable) as err:
-            gr.Warning(str(err))
+            gr.Warning(plain(err))
             return gr.skip(), gr.skip()
         gr.Info(f"Saved: {SHORT[column]} preferred over the other two (votes #{ids[0]} and #{ids[1]}).")
         return html, new

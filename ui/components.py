@@ -5,7 +5,15 @@ only prefix the component's label, e.g. "Temperature: Value 9 is greater than ma
 """
 from __future__ import annotations
 
+import html
+
 import gradio as gr
+
+
+def plain(text: object) -> str:
+    """Text for a toast (gr.Warning / gr.Info / gr.Error) or Markdown, HTML-escaped: Gradio renders those as
+    HTML, so a value echoed from a URL (a share link) must not become markup (a link, a form, an image)."""
+    return html.escape(str(text), quote=False)
 
 
 class _NamedErrors:
