@@ -192,16 +192,30 @@ def regenerate_last(pg: Playground, conv: Conversation,
     yield from stream_turn(pg, conv.without_last_turn(), s, should_stop, kl_strength=row.kl_strength)
 
 
-def _merged(pg: Playground, prev: Cell, a: Answer, tokens: list[int]) -> Answer:
-    """A continued answer: the earlier part and the new tokens as one answer."""
+def _merged(prev: Cell, a: Answer, text: str) -> Answer:
+    """A continued answer: the earlier part and the new tokens as one answer (`text`: of all its tokens)."""
     if prev.answer is None or not prev.tokens:
-        return a
+        return replace(a, text=text)
     old, n = prev.answer, prev.answer.tokens + a.tokens
-    return replace(a, text=pg.text(tokens), tokens=n, kl_to_base_sum=old.kl_to_base_sum + a.kl_to_base_sum,
+    return replace(a, text=text, tokens=n, kl_to_base_sum=old.kl_to_base_sum + a.kl_to_base_sum,
                    kl_to_base=(old.kl_to_base_sum + a.kl_to_base_sum) / n if n else 0.0,
                    entropy=(old.entropy * old.tokens + a.entropy * a.tokens) / n if n else 0.0,
                    shifted_share=(old.shifted_share * old.tokens + a.shifted_share * a.tokens) / n if n else 0.0,
                    first_token_s=old.first_token_s)
+
+
+def token_marks(pieces: list[str], shifted: list[bool]) -> list[tuple[str, bool]]:
+    """(text, shifted) per shown piece: a character split over tokens is one mark on the token that completes it,
+    highlighted when any of its tokens was shifted; held-back tokens (and an incomplete character at the end)
+    add no mark."""
+    out, carry = [], False
+    for piece, flag in zip(pieces, shifted):
+        if not piece:
+            carry = carry or flag
+            continue
+        out.append((piece, flag or carry))
+        carry = False
+    return out
 
 
 def _decode(pg: Playground, new: Conversation, reqs: dict,
@@ -222,19 +236,23 @@ def _decode(pg: Playground, new: Conversation, reqs: dict,
         return ended["early"]
 
     answers: dict[str, Answer] = {}
+    # Incremental text per column (a continued answer's earlier tokens first): a character split over tokens
+    # shows once complete, never as "�", and only new tokens are decoded at each step.
+    texts = {c: pg.detokenizer().feed(prev[c].tokens) for c in cols}
     for streams in pg.stream([reqs[c] for c in cols], should_stop=stop):
         for c, st in zip(cols, streams):
             cell = row.cells[c]
             cell.tokens = prev[c].tokens + list(st.tokens)
             cell.shifted = prev[c].shifted + list(st.shifted)
-            answers[c] = _merged(pg, prev[c], pg.answer(st, c, s), cell.tokens)
+            text = texts[c].feed(cell.tokens).text
+            answers[c] = _merged(prev[c], pg.answer(st, c, s, text), text)
             cell.text, cell.answer = answers[c].text, answers[c]
         yield new, answers
     for c in cols:
         if c not in answers:  # stopped before the first token (deadline or Stop): an empty, finished answer
             from playground.lm.engine import Stream
 
-            answers[c] = _merged(pg, prev[c], pg.answer(Stream(done=True), c, s), row.cells[c].tokens)
+            answers[c] = _merged(prev[c], pg.answer(Stream(done=True), c, s, texts[c].text), texts[c].text)
     pg.add_rewards(s, answers)
     judge = pg.adapters[s.adapter].judge
     for c in cols:
@@ -242,7 +260,7 @@ def _decode(pg: Playground, new: Conversation, reqs: dict,
         cell.done, cell.truncated = True, a.truncated
         cell.stopped = ended["early"] and not a.done
         keep = [f for t, f in zip(cell.tokens, cell.shifted) if not pg.is_stop(t)]
-        cell.marks = list(zip(pg.pieces(cell.tokens), keep))
+        cell.marks = token_marks(texts[c].feed(cell.tokens).pieces, keep)
         cell.parts = readout_parts(a, c, judge)
         cell.warning = answer_warning(a, cell.stopped)
     yield new, answers

@@ -21,6 +21,7 @@ from playground.validation import check_choice, check_prompt, decode_settings
 if TYPE_CHECKING:  # torch loads after the UI is served
     import torch
 
+    from playground.lm.detokenize import Detokenizer
     from playground.lm.engine import Request, Stream
     from playground.lm.loading import LoadedBase
 
@@ -191,10 +192,15 @@ class Playground:
         return [x.float() if several else x[0].float() for x in out]
 
     def text(self, tokens: Sequence[int]) -> str:
-        """An answer's text, without its stop token."""
-        from playground.lm.prompts import decode
+        """An answer's text, without its stop token and without a trailing incomplete character (never a "�" the
+        model did not produce: a character split over tokens shows once its last token is there)."""
+        return self.detokenizer().feed(tokens).text
 
-        return decode(self._tokenizer, tokens, self._stop_ids)
+    def detokenizer(self) -> "Detokenizer":
+        """Incremental text of one growing answer (feed it the tokens so far; only new ones are decoded)."""
+        from playground.lm.detokenize import Detokenizer
+
+        return Detokenizer(self._tokenizer, self._stop_ids)
 
     def answer_ids(self, tokens: Sequence[int]) -> list[int]:
         """The answer's token ids without stop tokens."""
@@ -202,14 +208,9 @@ class Playground:
         return [t for t in tokens if t not in stop]
 
     def pieces(self, tokens: Sequence[int]) -> list[str]:
-        """The text each (non-stop) token adds to the decoded answer (multi-byte characters land on their last token)."""
-        kept = self.answer_ids(tokens)
-        out, prev = [], ""
-        for i in range(len(kept)):
-            cur = self.text(kept[:i + 1])
-            out.append(cur[len(prev):] if cur.startswith(prev) else self._tokenizer.decode([kept[i]]))
-            prev = cur
-        return out
+        """The text each (non-stop) token adds to the answer's text: a multi-byte character lands on the token that
+        completes it (the tokens before it add ""); an incomplete character at the end adds nothing."""
+        return self.detokenizer().feed(tokens).pieces
 
     def is_stop(self, token: int) -> bool:
         return token in self._stop_ids
@@ -236,7 +237,8 @@ class Playground:
         return {c: self.request(self.encode(t.prompt, histories.get(c, ())), t.adapter if c != "base" else None, t.column(c))
                 for c in COLUMNS}
 
-    def answer(self, stream: "Stream", column: str, t: ChatTurn) -> Answer:
+    def answer(self, stream: "Stream", column: str, t: ChatTurn, text: str | None = None) -> Answer:
+        """One column's answer so far; `text` is the stream's text when the caller detokenizes incrementally."""
         n = len(stream.tokens)
         d = t.column(column)
         settings = asdict(d) | {"column": column, "adapter": t.adapter, "lambda": d.lam,
@@ -244,7 +246,7 @@ class Playground:
         settings.pop("lam")
         hit_stop = n > 0 and self.is_stop(stream.tokens[-1])
         return Answer(
-            text=self.text(stream.tokens),
+            text=self.text(stream.tokens) if text is None else text,
             tokens=n,
             kl_to_base=stream.kl_mean,
             kl_to_base_sum=stream.kl_sum,
@@ -264,9 +266,10 @@ class Playground:
         chosen = [c for c in COLUMNS if c in columns]
         step = 0
         answers: dict[str, Answer] = {}
+        texts = {c: self.detokenizer() for c in chosen}
         for streams in self.stream([reqs[c] for c in chosen], should_stop=should_stop):
             step += 1
-            answers = {c: self.answer(st, c, t) for c, st in zip(chosen, streams)}
+            answers = {c: self.answer(st, c, t, texts[c].feed(st.tokens).text) for c, st in zip(chosen, streams)}
             if step % every == 0 and not all(a.done for a in answers.values()):
                 yield answers
         self.add_rewards(t, answers)

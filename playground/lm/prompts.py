@@ -79,6 +79,7 @@ def stop_token_ids(tokenizer) -> list[int]:
 
 
 def decode(tokenizer, tokens: Sequence[int], stop_ids: Sequence[int]) -> str:
-    """The answer's text, without the stop token."""
-    kept = [t for t in tokens if t not in stop_ids]
-    return tokenizer.decode(kept, skip_special_tokens=True)
+    """The answer's text, without the stop token and without a trailing incomplete character (see detokenize)."""
+    from playground.lm.detokenize import text
+
+    return text(tokenizer, tokens, stop_ids)
