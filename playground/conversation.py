@@ -26,6 +26,8 @@ CHAT_MAX_NEW_TOKENS = LIMITS.max_new_tokens
 # Past this a prompt is refused in the chat: the 135M model returns (almost) nothing for such prompts and the
 # three columns spend many seconds reading it first.
 USEFUL_PROMPT_CHARS = 2000
+STOPPED, TIME_LIMIT = "stopped", "time limit reached"  # an answer ended early by Stop / by the request deadline
+clock = time.monotonic  # the request deadline's clock (tests step their own)
 Knobs = Mapping[str, object]  # adapter, kl_strength (or lam), mode, temperature, top_p, max_new_tokens, seed
 
 
@@ -43,11 +45,19 @@ class Cell:
     done: bool = False
     truncated: bool = False  # ended at the token limit
     stopped: bool = False  # Stop (or the time limit) ended it early
+    timed_out: bool = False  # the request's time limit ended it, not the Stop button
     resumed_at: list[int] = field(default_factory=list)  # token counts where "continue" decoded further (seed + count)
 
     @property
     def can_continue(self) -> bool:
         return self.done and (self.truncated or self.stopped)
+
+    @property
+    def cut_reason(self) -> str:
+        """Why a finished answer can be continued: "token limit", "time limit reached", "stopped" (Stop), or ""."""
+        if not self.can_continue:
+            return ""
+        return "token limit" if self.truncated else TIME_LIMIT if self.timed_out else STOPPED
 
     @property
     def readout(self) -> str:
@@ -226,14 +236,19 @@ def _decode(pg: Playground, new: Conversation, reqs: dict,
     prev = {c: copy.deepcopy(row.cells[c]) for c in cols}
     for c in cols:
         resumed = prev[c].resumed_at + [len(prev[c].tokens)] if prev[c].tokens else prev[c].resumed_at
-        row.cells[c] = replace(prev[c], done=False, truncated=False, stopped=False, parts=[], marks=[], warning="",
+        row.cells[c] = replace(prev[c], done=False, truncated=False, stopped=False, timed_out=False, parts=[], marks=[],
+                               warning="",
                                resumed_at=resumed)
-    deadline = time.monotonic() + LIMITS.request_timeout_s  # frees the model even if nobody cancels
-    ended: dict[str, bool] = {"early": False}
+    deadline = clock() + LIMITS.request_timeout_s  # frees the model even if nobody cancels
+    ended: dict[str, str] = {}  # "why": STOPPED (the user's Stop) or TIME_LIMIT (the deadline), whichever came first
 
     def stop() -> bool:
-        ended["early"] = should_stop() or time.monotonic() > deadline
-        return ended["early"]
+        if "why" not in ended:
+            if should_stop():
+                ended["why"] = STOPPED
+            elif clock() > deadline:
+                ended["why"] = TIME_LIMIT
+        return "why" in ended
 
     answers: dict[str, Answer] = {}
     # Incremental text per column (a continued answer's earlier tokens first): a character split over tokens
@@ -258,9 +273,10 @@ def _decode(pg: Playground, new: Conversation, reqs: dict,
     for c in cols:
         cell, a = row.cells[c], answers[c]
         cell.done, cell.truncated = True, a.truncated
-        cell.stopped = ended["early"] and not a.done
+        cell.stopped = "why" in ended and not a.done
+        cell.timed_out = cell.stopped and ended["why"] == TIME_LIMIT
         keep = [f for t, f in zip(cell.tokens, cell.shifted) if not pg.is_stop(t)]
         cell.marks = token_marks(texts[c].feed(cell.tokens).pieces, keep)
         cell.parts = readout_parts(a, c, judge)
-        cell.warning = answer_warning(a, cell.stopped)
+        cell.warning = answer_warning(a, cell.stopped, cell.timed_out)
     yield new, answers

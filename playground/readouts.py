@@ -62,10 +62,11 @@ def readout_parts(answer: Answer, column: str, judge: str = "") -> list[Part]:
     return parts
 
 
-def answer_warning(answer: Answer, stopped: bool = False) -> str:
-    """One short warning for an answer, or ''."""
+def answer_warning(answer: Answer, stopped: bool = False, timed_out: bool = False) -> str:
+    """One short warning for an answer, or ''. `stopped`: it ended early; `timed_out`: by the request's time limit
+    (labelled as such, not as a Stop nobody pressed)."""
     if stopped:
-        return "stopped"
+        return "time limit reached" if timed_out else "stopped"
     if answer.kl_to_base > FAR_KL:
         return "far from the base model: expect repetitive or odd text"
     return ""

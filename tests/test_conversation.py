@@ -45,6 +45,46 @@ def test_deadline_stops_a_long_answer(tiny_playground, monkeypatch):
     assert all(a.tokens <= 1 and a.done for a in answers.values())  # stopped at (or before) the first token
 
 
+def stepping_clock(ticks_before_deadline: int):
+    """A clock for the request deadline: 0 for the first calls (the deadline is set, then checked), then far past it."""
+    calls = {"n": 0}
+
+    def clock() -> float:
+        calls["n"] += 1
+        return 0.0 if calls["n"] <= ticks_before_deadline else 1e9
+
+    return clock
+
+
+def test_an_answer_cut_by_the_deadline_says_time_limit_reached(tiny_playground, monkeypatch):
+    from ui.transcript import render
+
+    monkeypatch.setattr(conversation, "clock", stepping_clock(4))  # set + three checks, then the deadline passed
+    conv, answers = last(run_turn(tiny_playground, Conversation(), "Hello", {**KNOBS, "max_new_tokens": 200}))
+    html = render(conv)
+    for c, cell in conv.rows[-1].cells.items():
+        assert 0 < answers[c].tokens < 10 and cell.can_continue
+        assert cell.timed_out and cell.cut_reason == "time limit reached" and cell.warning == "time limit reached"
+        assert "time limit reached" in conv.readouts[c][-1] and "stopped" not in conv.readouts[c][-1]
+    assert "(time limit reached — continue)" in html and "stopped" not in html  # nobody pressed Stop
+
+
+def test_an_answer_ended_by_stop_says_stopped(tiny_playground, monkeypatch):
+    from ui.transcript import render
+
+    monkeypatch.setattr(conversation, "clock", stepping_clock(10_000))  # the deadline never passes here
+    calls = {"n": 0}
+
+    def stop_after_three() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    conv, _ = last(run_turn(tiny_playground, Conversation(), "Hello", {**KNOBS, "max_new_tokens": 200}, stop_after_three))
+    for cell in conv.rows[-1].cells.values():
+        assert cell.stopped and not cell.timed_out and cell.cut_reason == "stopped" and cell.warning == "stopped"
+    assert "(stopped — continue)" in render(conv) and "time limit" not in render(conv)
+
+
 def test_continue_extends_a_cut_answer_in_place(tiny_playground):
     from playground.conversation import continue_last
 

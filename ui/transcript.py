@@ -56,7 +56,7 @@ def _tail(cell: Cell, last: bool) -> str:
         return '<span class="cursor">▍</span>'
     if not cell.can_continue:
         return ""
-    why = "token limit" if cell.truncated else "stopped"
+    why = cell.cut_reason  # "token limit", "time limit reached" or "stopped"
     if last:
         return f' <a class="continue" href="#" data-act="continue">… ({why} — continue)</a>'
     return f' <span class="continue-off">… ({why})</span>'
