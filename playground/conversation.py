@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
-from playground.readouts import answer_warning, lambda_label, readout_parts, readout_text  # noqa: F401  (re-exported)
+from playground.readouts import (  # noqa: F401  (re-exported)
+    answer_warning, lambda_label, live_readout, readout_parts, readout_text)
 from playground.settings import COLUMNS, LIMITS
 from playground.validation import InputError, check_choice, check_prompt, check_prompt_tokens, decode_settings
 
@@ -60,8 +61,15 @@ class Cell:
         return "token limit" if self.truncated else TIME_LIMIT if self.timed_out else STOPPED
 
     @property
+    def live(self) -> str:
+        """While streaming: tokens so far and tok/s ("" before the first token and once done)."""
+        return live_readout(self.answer) if self.answer is not None and not self.done else ""
+
+    @property
     def readout(self) -> str:
-        return readout_text(self.parts, self.warning, self.truncated) if self.parts else ("" if self.done else "…")
+        if self.parts:
+            return readout_text(self.parts, self.warning, self.truncated)
+        return "" if self.done else f"… {self.live}".rstrip()
 
 
 @dataclass

@@ -62,6 +62,11 @@ def readout_parts(answer: Answer, column: str, judge: str = "") -> list[Part]:
     return parts
 
 
+def live_readout(answer: Answer) -> str:
+    """While an answer streams: its length so far and the decoding speed (the full readout follows when it is done)."""
+    return f"{answer.tokens} tokens · {answer.tokens_per_s:.0f} tok/s"
+
+
 def answer_warning(answer: Answer, stopped: bool = False, timed_out: bool = False) -> str:
     """One short warning for an answer, or ''. `stopped`: it ended early; `timed_out`: by the request's time limit
     (labelled as such, not as a Stop nobody pressed)."""

@@ -7,7 +7,7 @@ import pytest
 
 from playground import conversation
 from playground.conversation import Conversation, run_turn
-from playground.settings import LIMITS
+from playground.settings import COLUMNS, LIMITS
 from playground.validation import InputError
 
 KNOBS = dict(adapter="a", kl_strength=0.05, mode="logits", temperature=0.0, top_p=1.0, max_new_tokens=6, seed=0)
@@ -83,6 +83,26 @@ def test_an_answer_ended_by_stop_says_stopped(tiny_playground, monkeypatch):
     for cell in conv.rows[-1].cells.values():
         assert cell.stopped and not cell.timed_out and cell.cut_reason == "stopped" and cell.warning == "stopped"
     assert "(stopped — continue)" in render(conv) and "time limit" not in render(conv)
+
+
+def test_streaming_answers_show_a_live_token_count_and_speed(tiny_playground):
+    import re
+
+    from ui.transcript import render
+
+    counts: dict[str, list[int]] = {c: [] for c in COLUMNS}
+    for conv, answers in run_turn(tiny_playground, Conversation(), "Hello", {**KNOBS, "max_new_tokens": 6}):
+        html = render(conv)
+        for c, cell in conv.rows[-1].cells.items():
+            if cell.done:
+                continue
+            assert cell.live == f"{answers[c].tokens} tokens · {answers[c].tokens_per_s:.0f} tok/s"
+            assert f'<div class="ro-live">{cell.live}</div>' in html and cell.readout == f"… {cell.live}"
+            counts[c].append(answers[c].tokens)
+    for c, seen in counts.items():  # one more token at each step while it streamed
+        assert seen and seen == list(range(1, len(seen) + 1)), c
+    assert "ro-live" not in render(conv)  # done: the full readout replaces it
+    assert all(re.search(r"\d+ tokens, \d+ tok/s", r[-1]) for r in conv.readouts.values())
 
 
 def test_continue_extends_a_cut_answer_in_place(tiny_playground):

@@ -17,7 +17,7 @@ CSS = """
 #transcript .a-title {display: none}
 #transcript .a-text {white-space: pre-wrap; overflow-wrap: anywhere; line-height: 1.45}
 #transcript .wait {color: var(--body-text-color-subdued); font-style: italic}
-#transcript .ro {margin-top: 6px; font-size: var(--text-xs); color: var(--body-text-color-subdued); line-height: 1.4}
+#transcript .ro, #transcript .ro-live {margin-top: 6px; font-size: var(--text-xs); color: var(--body-text-color-subdued); line-height: 1.4}
 #transcript .ro span[title] {border-bottom: 1px dotted var(--border-color-primary); cursor: help}
 #transcript .warn {color: #b45309}
 #transcript .continue {font-weight: 600; font-size: var(--text-sm); color: var(--link-text-color);

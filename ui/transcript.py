@@ -63,8 +63,8 @@ def _tail(cell: Cell, last: bool) -> str:
 
 
 def _readout(cell: Cell) -> str:
-    if not cell.done:
-        return ""
+    if not cell.done:  # while streaming: the live token count and speed (its own class: not the finished readout)
+        return f'<div class="ro-live">{escape(cell.live)}</div>' if cell.live else ""
     parts = " · ".join(f'<span title="{escape(tip)}">{escape(text)}</span>' for text, tip in cell.parts)
     warn = f' · <span class="warn">⚠️ {escape(cell.warning)}</span>' if cell.warning else ""
     return f'<div class="ro">{parts}{warn}</div>'
