@@ -37,14 +37,28 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def no_stops(pg: Playground):
+    """Stop tokens ignored while decoding, so every row decodes its `max_new_tokens` (rates compare equal work)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+        stop, pg.engine.stop_ids = pg.engine.stop_ids, torch.tensor([-1])
+        try:
+            yield
+        finally:
+            pg.engine.stop_ids = stop
+    return ctx()
+
+
 def one_stream(pg: Playground, adapter: str, tokens: int, repeats: int) -> dict:
     """Realigned decoding, one stream: both policies per token (two batch rows)."""
     s = pg.turn(PROMPT, adapter, lam=1.5, temperature=0.0, max_new_tokens=tokens)
     req = pg.requests(s)["realigned"]
-    req = Request(**{**req.__dict__, "max_new_tokens": tokens})
     ttft, tok_s = [], []
     for _ in range(repeats):
-        stream = pg.engine.generate([req])[0]
+        with no_stops(pg):
+            stream = pg.engine.generate([req])[0]
         ttft.append(stream.first_token_s)
         tok_s.append(len(stream.tokens) / stream.elapsed_s)
     return {"realigned_tok_s": statistics.median(tok_s), "realigned_ttft_s": statistics.median(ttft)}
@@ -53,7 +67,8 @@ def one_stream(pg: Playground, adapter: str, tokens: int, repeats: int) -> dict:
 def side_by_side(pg: Playground, adapter: str, tokens: int, repeats: int) -> dict:
     s = pg.turn(PROMPT, adapter, lam=1.5, temperature=0.7, max_new_tokens=tokens)
     reqs = [Request(**{**r.__dict__, "max_new_tokens": tokens, "temperature": 0.0}) for r in pg.requests(s).values()]
-    seconds = median_time(lambda: pg.engine.generate(reqs), repeats)
+    with no_stops(pg):
+        seconds = median_time(lambda: pg.engine.generate(reqs), repeats)
     return {"side_by_side_tok_s": tokens / seconds}
 
 
@@ -68,12 +83,8 @@ def sweep(pg: Playground, adapter: str, rows: int, tokens: int, repeats: int) ->
     """Row-tokens/s for `rows` mixed (λ, T) settings decoded in one batch. Stop tokens are ignored so
     every row decodes `tokens` tokens."""
     reqs = sweep_requests(pg, adapter, rows, tokens)
-    stop = pg.engine.stop_ids
-    pg.engine.stop_ids = torch.tensor([-1])
-    try:
+    with no_stops(pg):
         seconds = median_time(lambda: pg.engine.generate(reqs), repeats)
-    finally:
-        pg.engine.stop_ids = stop
     return rows * tokens / seconds
 
 
@@ -96,8 +107,7 @@ pg = Playground.from_registry(adapters=[])
 for i in range(n):
     a = registry.get_adapter(names[i % len(names)])
     pg.adapter_set.add(f"{{a.name}}-{{i}}", a.path)
-from playground.lm.prompts import prompt_ids
-ids = prompt_ids(pg.tokenizer, [], 'hi')
+ids = pg.encode('hi')
 pg.engine.generate([Request(ids, adapter=f"{{names[0]}}-0" if n else None, lam=1.0, max_new_tokens=4)])
 hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]  # peak RSS of this process
 print(json.dumps({{"rss_mb": int(hwm) / 1024}}))
@@ -147,22 +157,33 @@ def startup(cache: str | None) -> tuple[float, float]:
         proc.wait(timeout=30)
 
 
+def machine() -> str:
+    """CPU model, vector extensions torch dispatches to, and core count."""
+    name = platform.processor() or platform.machine()
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer tokens and repeats (a smoke run)")
     parser.add_argument("--out", default="benchmarks/results.json")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: startup,memory,llamacpp,naive,diffusion")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: hf,startup,memory,llamacpp,naive,diffusion,profile")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     tokens, repeats = (16, 1) if args.quick else (64, 3)
     torch.set_num_threads(int(os.environ.get("PLAYGROUND_THREADS", "2")))
     pg = Playground.from_registry()
     adapter = sorted(pg.adapters)[0]
-    r: dict = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-               "torch": torch.__version__, "dtype": str(pg.base.model.dtype), "tokens": tokens, "repeats": repeats}
-    pg.engine.fast = False  # the generic transformers decoder, for comparison
-    r["realigned_tok_s_hf_decoder"] = one_stream(pg, adapter, tokens, repeats)["realigned_tok_s"]
-    pg.engine.fast = True
+    r: dict = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "torch": torch.__version__,
+               "weights": pg.engine.weights, "dtype": str(pg.base.model.dtype), "tokens": tokens, "repeats": repeats}
+    if "hf" not in skip:
+        pg.engine.fast = False  # the generic transformers decoder (dense weights), for comparison
+        r["realigned_tok_s_hf_decoder"] = one_stream(pg, adapter, tokens, repeats)["realigned_tok_s"]
+        pg.engine.fast = True
     r |= one_stream(pg, adapter, tokens, repeats)
     r |= side_by_side(pg, adapter, tokens, repeats)
     r["sweep16_row_tok_s"] = sweep(pg, adapter, 16, tokens, repeats)
@@ -183,6 +204,10 @@ def main() -> None:
         from benchmarks.diffusion_bench import bench_diffusion
 
         r |= bench_diffusion(samples=64, steps=50 if not args.quick else 10)
+    if "profile" not in skip:
+        from benchmarks.step_profile import profile_step
+
+        r["step_profile"] = [profile_step(pg, adapter, n, 4 if args.quick else 8) for n in (1, 3, 20)]
     r |= naive.ratios(r)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(r, indent=2))

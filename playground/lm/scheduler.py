@@ -123,7 +123,7 @@ class Scheduler:
 
     def _new_batch(self) -> RunningBatch:
         self.adapter_version = self.engine.adapters.version
-        return RunningBatch(FastLlamaDecoder(self.engine.model, self.engine.pad_id, widths=self.config.kv_widths))
+        return RunningBatch(FastLlamaDecoder(self.engine.model, self.engine.pad_id, widths=self.config.kv_widths, int4=self.engine.int4))
 
     # --- submitting (any thread) --------------------------------------------------------------------
     def submit(self, requests: Sequence, should_stop: Callable[[], bool] | None = None, client: str | None = None,
