@@ -50,6 +50,7 @@ def build_demo(pg) -> gr.Blocks:
         wire_adapter_pickers(demo, pg, train_panel)  # a trained adapter shows in every picker without a restart
     # api_open=False: no route skips the bounded queue and its concurrency groups (POST /gradio_api/run/... is off).
     demo.queue(max_size=SERVE.queue_max_size, default_concurrency_limit=SERVE.lm_concurrency, api_open=False)
+    demo.playground = pg  # launch_kwargs serves the OpenAI-compatible /v1 routes on it (playground/api)
     return demo
 
 
@@ -61,7 +62,12 @@ def launch_kwargs(demo: gr.Blocks | None = None) -> dict:
     from playground.http_guard import HttpGuard, run_names
 
     guard = Middleware(HttpGuard, max_body_bytes=SERVE.max_body_bytes, run_names=run_names(demo) if demo else None)
-    return dict(css=CSS, js=JS, allowed_paths=[], max_file_size=SERVE.max_file_size, app_kwargs={"middleware": [guard]})
+    app_kwargs: dict = {"middleware": [guard]}
+    if getattr(demo, "playground", None) is not None:  # /v1: the OpenAI-compatible API on the same app and port
+        from playground.api import openai_routes
+
+        app_kwargs["routes"] = openai_routes(demo.playground)
+    return dict(css=CSS, js=JS, allowed_paths=[], max_file_size=SERVE.max_file_size, app_kwargs=app_kwargs)
 
 
 def main() -> None:

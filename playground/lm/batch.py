@@ -54,6 +54,35 @@ def readouts(l_mix: torch.Tensor, l_base: torch.Tensor, probs: torch.Tensor) -> 
     return kl.tolist(), ent.tolist(), shifted.tolist()
 
 
+NO_PROB = -9999.0  # log 0 (a token outside the nucleus) as a finite JSON number (vLLM's convention)
+
+
+def token_logprobs(l_mix: torch.Tensor, probs: torch.Tensor, token: torch.Tensor, temps: Sequence[float],
+                   wanted: dict[int, int]) -> dict[int, tuple[float, list[tuple[int, float]]]]:
+    """For rows i in `wanted` (row -> k): (log π(token_i), the k most likely (id, log π(id))), π the distribution the
+    token was drawn from: top_p(softmax(ℓ_λ / T)) (`probs`); at T = 0 (greedy, `probs` one-hot) the realigned policy
+    softmax(ℓ_λ) itself, whose argmax greedy takes. Per row only (the log-softmax runs on ≥ 2 rows, see sampling.py)."""
+    if not wanted:
+        return {}
+    rows = sorted(wanted)
+    idx = torch.tensor(rows)
+    greedy = [i for i in rows if temps[i] == 0]
+    dist = probs[idx].clamp_min(0).log()
+    if greedy:
+        g = torch.tensor(greedy)
+        logp = torch.log_softmax(l_mix[g] if len(greedy) > 1 else l_mix[g].expand(2, -1), -1)[: len(greedy)]
+        dist[torch.tensor([rows.index(i) for i in greedy])] = logp
+    dist = dist.clamp_min(NO_PROB)
+    chosen = dist.gather(1, token[idx][:, None])[:, 0].tolist()
+    k = max(wanted.values())
+    top_lp, top_id = dist.topk(k, dim=-1) if k else (dist[:, :0], dist[:, :0].long())
+    out = {}
+    for j, i in enumerate(rows):
+        n = wanted[i]
+        out[i] = (chosen[j], list(zip(top_id[j, :n].tolist(), top_lp[j, :n].tolist())))
+    return out
+
+
 @dataclass
 class Member:
     """One request in the running batch."""
@@ -122,6 +151,8 @@ class RunningBatch:
         l_mix = realign(l_base, self.logits[policy], lam, use_mix)  # ℓ_λ = ℓ_base + λ(ℓ_tuned − ℓ_base)
         token, probs = self.sampler.sample(l_mix)  # token ~ top_p(softmax(ℓ_λ / T))
         kl, ent, shifted = readouts(l_mix, l_base, probs)
+        wanted = {i: m.request.logprobs for i, m in enumerate(live) if getattr(m.request, "logprobs", None) is not None}
+        lps = token_logprobs(l_mix, probs, token, self.sampler.temps, wanted)
         stop = torch.isin(token, stop_ids).tolist()
         now = time.perf_counter()
         finished = []
@@ -134,6 +165,8 @@ class RunningBatch:
             s.kl.append(kl[i])
             s.entropy.append(ent[i])
             s.shifted.append(shifted[i])
+            if i in lps:
+                s.logprobs.append(lps[i])
             s.elapsed_s = now - m.start
             if s.first_token_s is None:
                 s.first_token_s = s.elapsed_s
