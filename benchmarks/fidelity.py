@@ -39,12 +39,24 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))]
 
 
-def reference_model(pg: Playground):
-    """float32 transformers model with both adapters through peft (nothing from playground.lm)."""
+def reference_model(pg: Playground, int4_rounded: bool = False):
+    """float32 transformers model with both adapters through peft (nothing from playground.lm's decoder).
+
+    int4_rounded: every layer weight replaced by the weight torch's int4 kernel really multiplies by,
+    (q − 8)·bf16(d) + bf16(m + 8d) from the GGUF's Q4_1 blocks (`Q4Weight.dequantize`), so the comparison
+    isolates the int4 path's arithmetic from the rounding of its scale/zero pairs."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     base = AutoModelForCausalLM.from_pretrained(pg.base.local_dir, dtype=torch.float32).eval()
+    if int4_rounded:
+        from playground.lm.int4 import read_gguf_q4_1
+        from playground.lm.loading import gguf_of
+
+        cfg, mods = base.config, dict(base.named_modules())
+        with torch.no_grad():
+            for name, q in read_gguf_q4_1(str(gguf_of(pg.base.local_dir)), cfg.num_attention_heads, cfg.num_key_value_heads).items():
+                mods[name].weight.copy_(q.dequantize())
     model = PeftModel.from_pretrained(base, pg.adapters[ADAPTERS[0]].path, adapter_name=peft_name(ADAPTERS[0]))
     for name in ADAPTERS[1:]:
         model.load_adapter(pg.adapters[name].path, adapter_name=peft_name(name))
@@ -71,8 +83,19 @@ def teacher_forced(ref, seqs: list[list[int]], adapter: str | None) -> torch.Ten
     return ref(input_ids=ids, attention_mask=mask).logits.float()
 
 
-def kl_fidelity(pg: Playground, ref, prompts: list[str], tokens: int) -> dict:
-    ratios, reported, recomputed = [], [], []
+def sampled_entropy(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """H of top_p(softmax(ℓ / T)) per position [T] (written out here, not the engine's sampler)."""
+    p = torch.softmax(logits / temperature, -1)
+    sp, idx = p.sort(-1, descending=True)
+    keep = (sp.cumsum(-1) - sp) < top_p  # mass strictly before a token < top_p: inside the nucleus
+    sp = torch.where(keep, sp, torch.zeros_like(sp))
+    sp = sp / sp.sum(-1, keepdim=True)
+    return torch.special.entr(sp).sum(-1)
+
+
+def kl_fidelity(pg: Playground, refs: dict, prompts: list[str], tokens: int) -> dict:
+    """Per reference (name -> model): KL and entropy ratios engine / reference over the same sampled tokens."""
+    found = {name: {"kl": [], "reported": [], "recomputed": [], "entropy": []} for name in refs}
     for adapter in ADAPTERS:
         reqs = [Request(pg.encode(p), adapter=adapter, lam=lam, temperature=0.7, top_p=0.95, max_new_tokens=tokens, seed=k)
                 for k, p in enumerate(prompts) for lam in LAMBDAS]
@@ -80,18 +103,30 @@ def kl_fidelity(pg: Playground, ref, prompts: list[str], tokens: int) -> dict:
         for i in range(0, len(reqs), len(LAMBDAS)):  # one prompt's λ samples per reference forward
             group = list(zip(reqs[i:i + len(LAMBDAS)], streams[i:i + len(LAMBDAS)]))
             seqs = [list(r.prompt_ids) + st.tokens[:-1] for r, st in group]
-            l_base, l_tuned = teacher_forced(ref, seqs, None), teacher_forced(ref, seqs, adapter)
-            for j, (r, st) in enumerate(group):
-                start = len(r.prompt_ids) - 1
-                lb, lt = l_base[j, start:start + len(st.tokens)], l_tuned[j, start:start + len(st.tokens)]
-                lp_mix, lp_base = torch.log_softmax(lb + r.lam * (lt - lb), -1), torch.log_softmax(lb, -1)
-                kl = float((lp_mix.exp() * (lp_mix - lp_base)).sum())
-                if kl > 0:
-                    ratios.append(st.kl_sum / kl)
-                    reported.append(st.kl_mean)
-                    recomputed.append(kl / len(st.tokens))
-    return {"n": len(ratios), "median": statistics.median(ratios), "p5": pct(ratios, 5), "p95": pct(ratios, 95),
-            "mean_reported_kl_per_token": statistics.fmean(reported), "mean_reference_kl_per_token": statistics.fmean(recomputed)}
+            for name, ref in refs.items():
+                f = found[name]
+                l_base, l_tuned = teacher_forced(ref, seqs, None), teacher_forced(ref, seqs, adapter)
+                for j, (r, st) in enumerate(group):
+                    start = len(r.prompt_ids) - 1
+                    lb, lt = l_base[j, start:start + len(st.tokens)], l_tuned[j, start:start + len(st.tokens)]
+                    l_mix = lb + r.lam * (lt - lb)
+                    lp_mix, lp_base = torch.log_softmax(l_mix, -1), torch.log_softmax(lb, -1)
+                    kl = float((lp_mix.exp() * (lp_mix - lp_base)).sum())
+                    ent = float(sampled_entropy(l_mix, r.temperature, r.top_p).mean())
+                    if kl > 0:
+                        f["kl"].append(st.kl_sum / kl)
+                        f["reported"].append(st.kl_mean)
+                        f["recomputed"].append(kl / len(st.tokens))
+                    if ent > 0:
+                        f["entropy"].append(st.entropy_mean / ent)
+    out = {}
+    for name, f in found.items():
+        ratios, ent = f["kl"], f["entropy"]
+        out[name] = {"n": len(ratios), "median": statistics.median(ratios), "p5": pct(ratios, 5), "p95": pct(ratios, 95),
+                     "mean_reported_kl_per_token": statistics.fmean(f["reported"]),
+                     "mean_reference_kl_per_token": statistics.fmean(f["recomputed"]),
+                     "entropy_ratio": {"n": len(ent), "median": statistics.median(ent), "p5": pct(ent, 5), "p95": pct(ent, 95)}}
+    return out
 
 
 @torch.inference_mode()
@@ -156,14 +191,23 @@ def main() -> None:
     prompts = eval_prompts(args.prompts)
     t0 = time.perf_counter()
     pg = Playground.from_registry()
-    r: dict = {"date": time.strftime("%Y-%m-%d"), "dtype": str(pg.base.model.dtype), "tokens": args.tokens,
-               "prompts": len(prompts)}
-    ref = reference_model(pg) if not {"kl", "greedy"} <= skip else None
+    r: dict = {"date": time.strftime("%Y-%m-%d"), "weights": pg.engine.weights, "dtype": str(pg.base.model.dtype),
+               "tokens": args.tokens, "prompts": len(prompts)}
+    refs = {}  # the dense float32 model (the dequantized GGUF), and on the int4 path also its int4-rounded twin
+    if not {"kl", "greedy"} <= skip:
+        refs["fp32"] = reference_model(pg)
+        if pg.engine.weights == "int4":
+            refs["fp32_int4_rounded"] = reference_model(pg, int4_rounded=True)
     if "kl" not in skip:
-        r["kl_ratio"] = kl_fidelity(pg, ref, prompts, args.tokens)
+        found = kl_fidelity(pg, refs, prompts, args.tokens)
+        r["kl_ratio"] = found["fp32"]
+        if "fp32_int4_rounded" in found:
+            r["kl_ratio_int4_rounded"] = found["fp32_int4_rounded"]
     if "greedy" not in skip:
-        r["greedy_vs_fp32"] = greedy_agreement(pg, ref, prompts[: args.greedy_prompts], args.tokens)
-    del ref
+        r["greedy_vs_fp32"] = greedy_agreement(pg, refs["fp32"], prompts[: args.greedy_prompts], args.tokens)
+        if "fp32_int4_rounded" in refs:
+            r["greedy_vs_fp32_int4_rounded"] = greedy_agreement(pg, refs["fp32_int4_rounded"], prompts[: args.greedy_prompts], args.tokens)
+    del refs
     if "invariance" not in skip:
         r["invariance_default"] = batch_invariance(pg, prompts, args.batch, args.alone, args.tokens)
         if "fp32" not in skip:
@@ -172,14 +216,17 @@ def main() -> None:
             r["invariance_fp32"] = batch_invariance(pf, prompts, args.batch, args.alone, args.tokens)
     r["seconds"] = time.perf_counter() - t0
     Path(args.out).write_text(json.dumps(r, indent=2))
-    print(f"dtype {r['dtype']}, {r['prompts']} prompts, {args.tokens} tokens, {r['seconds']:.0f} s")
-    if "kl_ratio" in r:
-        k = r["kl_ratio"]
-        print(f"KL ratio engine/fp32 peft   median {k['median']:.4f}  p5 {k['p5']:.4f}  p95 {k['p95']:.4f}  (n = {k['n']})"
-              f"  mean KL/token {k['mean_reported_kl_per_token']:.4f} vs {k['mean_reference_kl_per_token']:.4f}")
-    if "greedy_vs_fp32" in r:
-        g = r["greedy_vs_fp32"]
-        print(f"greedy vs fp32 peft         identical {g['identical_share']:.0%}  common prefix {g['mean_common_prefix_tokens']:.1f} tokens (n = {g['n']})")
+    print(f"weights {r['weights']} (dense copy {r['dtype']}), {r['prompts']} prompts, {args.tokens} tokens, {r['seconds']:.0f} s")
+    for key, label in (("kl_ratio", "fp32 peft"), ("kl_ratio_int4_rounded", "fp32 peft, int4-rounded W")):
+        if key in r:
+            k, e = r[key], r[key]["entropy_ratio"]
+            print(f"KL ratio engine/{label:26} median {k['median']:.4f}  p5 {k['p5']:.4f}  p95 {k['p95']:.4f}  (n = {k['n']})"
+                  f"  mean KL/token {k['mean_reported_kl_per_token']:.4f} vs {k['mean_reference_kl_per_token']:.4f}")
+            print(f"entropy ratio engine/{label:21} median {e['median']:.4f}  p5 {e['p5']:.4f}  p95 {e['p95']:.4f}  (n = {e['n']})")
+    for key, label in (("greedy_vs_fp32", "fp32 peft"), ("greedy_vs_fp32_int4_rounded", "fp32 int4-rounded")):
+        if key in r:
+            g = r[key]
+            print(f"greedy vs {label:18} identical {g['identical_share']:.0%}  common prefix {g['mean_common_prefix_tokens']:.1f} tokens (n = {g['n']})")
     for key in ("invariance_fp32", "invariance_default"):
         if key in r:
             v = r[key]
