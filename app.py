@@ -56,12 +56,14 @@ def build_demo(pg) -> gr.Blocks:
 
 def launch_kwargs(demo: gr.Blocks | None = None) -> dict:
     """Upload and body caps, security headers, no extra served paths, and (given the demo) 404 for direct runs
-    of anything but its public unqueued events (tests launch with the same)."""
+    of anything but its public unqueued events and 4xx with a message for bad input on every route (tests
+    launch with the same)."""
     from starlette.middleware import Middleware
 
     from playground.http_guard import HttpGuard, run_names
 
-    guard = Middleware(HttpGuard, max_body_bytes=SERVE.max_body_bytes, run_names=run_names(demo) if demo else None)
+    guard = Middleware(HttpGuard, max_body_bytes=SERVE.max_body_bytes, run_names=run_names(demo) if demo else None,
+                       demo=demo)
     app_kwargs: dict = {"middleware": [guard]}
     if getattr(demo, "playground", None) is not None:  # /v1: the OpenAI-compatible API on the same app and port
         from playground.api import openai_routes

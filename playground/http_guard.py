@@ -10,11 +10,18 @@
   events (`run_names`, e.g. the Cancel buttons) and `predict` (the page's own route for unqueued events,
   by fn_index). Queued events get Gradio's own 404 (`api_open=False`); without this, the events Gradio
   named itself (`js_fn`, `lambda_6`, … front-end steps and UI helpers) answered 500 with no message.
+- No route answers bad input with a bare 500 (given the demo): an `fn_index` that names no event (or, on
+  `/run/predict`, no event the page runs directly), a `/call/<name>` for no event, and an SSE stream for an
+  event or session the queue does not hold answer 404 with a message before Gradio sees them; any other
+  exception a route raises before its response starts answers 400 naming the route and the error (never
+  a traceback); a 500 Gradio builds itself (`{"error": null}`) becomes 400 with a message.
 """
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -25,8 +32,22 @@ HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-
            (b"content-security-policy", FRAME_ANCESTORS.encode())]
 
 
+log = logging.getLogger(__name__)
+FN_INDEX_ROUTES = ("/gradio_api/queue/join", "/gradio_api/run/predict")  # JSON bodies naming an event by fn_index
+INFO = "the public API and its parameters are listed at /gradio_api/info"
+
+
 class BodyTooLarge(Exception):
     pass
+
+
+def _path(scope: Scope) -> str:
+    return scope.get("path", "").rstrip("/") or "/"
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def run_names(demo) -> frozenset[str]:
@@ -36,8 +57,97 @@ def run_names(demo) -> frozenset[str]:
 
 
 class HttpGuard:
-    def __init__(self, app, max_body_bytes: int, run_names: frozenset[str] | None = None) -> None:
-        self.app, self.max_body_bytes, self.run_names = app, max_body_bytes, run_names
+    def __init__(self, app, max_body_bytes: int, run_names: frozenset[str] | None = None, demo=None) -> None:
+        self.app, self.max_body_bytes, self.run_names, self.demo = app, max_body_bytes, run_names, demo
+
+    # --- bad input Gradio would answer with a bare 500 or a broken stream (needs the demo) ---------------
+
+    def _unknown_call(self, scope: Scope) -> str | None:
+        """`POST /gradio_api/call[/v2]/<name>` for a name no event has."""
+        if self.demo is None or scope.get("method") != "POST":
+            return None
+        parts = _path(scope).split("/")[1:]
+        if parts[:2] == ["gradio_api", "call"] and len(parts) in (3, 4) and (len(parts) == 3 or parts[2] == "v2"):
+            name = parts[-1]
+            if name not in {f.api_name for f in self.demo.fns.values() if f.api_name}:
+                return name
+        return None
+
+    def _stale_stream(self, scope: Scope) -> str | None:
+        """An SSE stream for an event or session the queue does not hold (Gradio starts the stream, then fails)."""
+        queue = getattr(self.demo, "_queue", None)
+        if queue is None or scope.get("method") not in ("GET", "HEAD"):
+            return None
+        parts = _path(scope).split("/")[1:]
+        if parts[:2] == ["gradio_api", "call"] and len(parts) in (4, 5) and (len(parts) == 4 or parts[2] == "v2"):
+            event_id = parts[-1]
+            event = queue.event_ids_to_events.get(event_id)
+            session = event.session_hash if event is not None else next(
+                (s for s, ids in list(queue.pending_event_ids_session.items()) if event_id in ids), None)
+            if session is None or session not in queue.pending_messages_per_session:
+                return (f"no event {_short(event_id)} here (finished and read, or never made): POST "
+                        f"/gradio_api/call/{parts[-2]} first and read the event_id it answers")
+        elif parts == ["gradio_api", "queue", "data"]:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            session = (query.get("session_hash") or [""])[0]
+            if session not in queue.pending_messages_per_session:
+                return (f"session_hash {_short(session)} has no queued event here: POST /gradio_api/queue/join with "
+                        "it first")
+        return None
+
+    def _fn_index_problem(self, path: str, body: bytes) -> str | None:
+        try:
+            fn_index = json.loads(body).get("fn_index")
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            return None  # Gradio's own validation answers 422 for a body that is not an object
+        if not isinstance(fn_index, int) or isinstance(fn_index, bool):
+            return None
+        fns = self.demo.fns
+        fn = fns.get(fn_index)
+        if fn is None:
+            return f"fn_index must name one of the app's events, in [{min(fns)}, {max(fns)}]; got {fn_index}"
+        if path.endswith("/run/predict") and (fn.fn is None or fn.queue):
+            what = "a step that runs in the browser" if fn.fn is None else "queued (join the queue)"
+            return f"fn_index {fn_index} is {what}, not an event the page runs directly"
+        return None
+
+    async def _buffered(self, receive: Receive) -> tuple[bytes, Receive] | None:
+        """The whole request body (within the cap; None over it) and a receive that replays it."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body_bytes:
+                return None
+            if not message.get("more_body"):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return body, replay
+
+    @staticmethod
+    def _explain(scope: Scope, err: BaseException) -> str:
+        first = (str(err).strip().splitlines() or [""])[0]
+        what = type(err).__name__ + (f": {first[:160]}" if first else "")
+        return f"{scope.get('method')} {_path(scope)}: this request could not be handled ({what}); {INFO}"
+
+    async def _json(self, send: Send, status: int, detail: str, headers: list | None = None) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        kept = [(k, v) for k, v in headers or [] if k.lower() not in (b"content-type", b"content-length")]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                *(kept or HEADERS)]})
+        await send({"type": "http.response.body", "body": body})
 
     def _unknown_run(self, scope: Scope) -> str | None:
         """The name in a direct run route that is not an endpoint (None when the route is something else)."""
@@ -64,14 +174,27 @@ class HttpGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        unknown = self._unknown_run(scope)
+        unknown = self._unknown_run(scope) or self._unknown_call(scope)
         if unknown is not None:
             return await self._not_found(send, unknown)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             return await self._refuse(send)
+        stale = self._stale_stream(scope) if self.demo is not None else None
+        if stale is not None:
+            return await self._json(send, 404, stale)
+        if self.demo is not None and scope.get("method") == "POST" and _path(scope) in FN_INDEX_ROUTES:
+            buffered = await self._buffered(receive)
+            if buffered is None:
+                return await self._refuse(send)
+            body, receive = buffered
+            problem = self._fn_index_problem(_path(scope), body)
+            if problem is not None:
+                return await self._json(send, 404, problem)
         seen = 0
-        started = False
+        started = False  # a response start has gone to the client
+        held: dict | None = None  # a 500 start, held until its body shows whether it says anything
+        held_body = b""
 
         async def counted_receive() -> dict:
             nonlocal seen
@@ -83,11 +206,20 @@ class HttpGuard:
             return message
 
         async def guarded_send(message: dict) -> None:
-            nonlocal started
+            nonlocal started, held, held_body
             if message["type"] == "http.response.start":
-                started = True
                 names = {k.lower() for k, _ in message.get("headers", [])}
                 message = {**message, "headers": [*message.get("headers", []), *(h for h in HEADERS if h[0] not in names)]}
+                if message.get("status") == 500:
+                    held = message
+                    return
+                started = True
+            elif message["type"] == "http.response.body" and held is not None:
+                held_body += message.get("body", b"")
+                if message.get("more_body"):
+                    return
+                started = True
+                return await self._send_400(send, scope, held, held_body)
             await send(message)
 
         try:
@@ -95,3 +227,21 @@ class HttpGuard:
         except BodyTooLarge:
             if not started:
                 await self._refuse(send)
+        except Exception as err:  # noqa: BLE001 - a route's failure on odd input: 400 with a message
+            if started:
+                raise
+            log.warning("%s", self._explain(scope, err))
+            await self._json(send, 400, self._explain(scope, err))
+
+    async def _send_400(self, send: Send, scope: Scope, start: dict, body: bytes) -> None:
+        """A 500 Gradio made itself: 400, with its own message when it had one, else one naming the route."""
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        message = None
+        if isinstance(payload, dict):
+            message = payload.get("error") or payload.get("detail")
+        detail = str(message) if message else (f"{scope.get('method')} {_path(scope)}: the event could not run on this "
+                                                f"input (check the number and kinds of its inputs); {INFO}")
+        await self._json(send, 400, detail, start.get("headers"))

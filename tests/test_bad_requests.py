@@ -1,0 +1,105 @@
+"""Bad input on any route of the launched app answers 4xx with a message, never a bare 500 or a broken stream.
+
+The routes are Gradio's own (queue, call, run, upload, page); `playground/http_guard.py` answers for them.
+"""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.test_app import app_url  # noqa: F401  (fixture)
+from tests.test_hardening import post
+
+PUBLIC_JOBS = ("chat", "duel", "vote", "train_votes", "tradeoff_sweep", "probe", "token_view", "dera_check")
+
+
+def request(url: str, method: str = "GET") -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def detail(body: bytes) -> str:
+    return json.loads(body)["detail"]
+
+
+@pytest.fixture(scope="module")
+def deps(app_url):
+    with urllib.request.urlopen(app_url + "config", timeout=30) as r:
+        return json.loads(r.read())["dependencies"]
+
+
+def test_an_fn_index_that_names_no_event_is_404_with_the_range(app_url, deps):
+    last = len(deps) - 1
+    for route in ("gradio_api/run/predict", "gradio_api/queue/join"):
+        for fn_index in (last + 1, -1, 10**9):
+            status, _, body = post(app_url + route, json.dumps({"data": [], "fn_index": fn_index, "session_hash": "s1"}).encode())
+            assert status == 404 and detail(body) == f"fn_index must name one of the app's events, in [0, {last}]; got {fn_index}"
+
+
+def test_run_predict_runs_only_what_the_page_runs_directly(app_url, deps):
+    """The page's route for unqueued events: a browser-only step or a queued event by fn_index is 404 with a
+    message; an unqueued event given the wrong inputs is 400 with a message (each was 500 with `{"error": null}`)."""
+    browser_step = next(i for i, d in enumerate(deps) if not d.get("backend_fn"))
+    queued = next(i for i, d in enumerate(deps) if d.get("backend_fn") and d.get("queue") is not False)
+    for fn_index, says in ((browser_step, "runs in the browser"), (queued, "queued")):
+        status, _, body = post(app_url + "gradio_api/run/predict", json.dumps({"data": [], "fn_index": fn_index}).encode())
+        assert status == 404 and says in detail(body), (fn_index, body)
+    for fn_index, d in enumerate(deps):
+        if d.get("backend_fn") and d.get("queue") is False and d.get("inputs"):
+            status, _, body = post(app_url + "gradio_api/run/predict", json.dumps({"data": [], "fn_index": fn_index}).encode())
+            assert 400 <= status < 500 and detail(body), (fn_index, status, body[:300])
+
+
+@pytest.mark.parametrize("name", PUBLIC_JOBS)
+def test_call_v2_with_no_arguments_is_4xx_naming_the_missing_one(app_url, name):
+    status, _, body = post(f"{app_url}gradio_api/call/v2/{name}", b"{}")
+    assert status < 500, body[:300]
+    if status >= 400:
+        assert "No value provided for required argument" in detail(body)
+
+
+def test_a_call_to_no_event_is_404(app_url):
+    for route in ("call/nonexistent", "call/v2/nonexistent", "call/nonexistent/"):
+        status, _, body = post(f"{app_url}gradio_api/{route}", b'{"data": []}')
+        assert status == 404 and "no API endpoint named nonexistent" in detail(body)
+
+
+def test_a_stream_for_no_event_is_404_not_a_broken_stream(app_url):
+    for route in ("call/chat/0", "call/v2/chat/0", "call/nonexistent/abc"):
+        status, body = request(f"{app_url}gradio_api/{route}")
+        assert status == 404 and "no event '" in detail(body), route
+    status, body = request(f"{app_url}gradio_api/queue/data?session_hash=never-joined")
+    assert status == 404 and "session_hash 'never-joined' has no queued event" in detail(body)
+
+
+def test_odd_multipart_headers_on_upload_are_400(app_url):
+    part = b"Content-Disposition: form-data; name=\"files\"; filename*=UTF-8''%FF"
+    body = b"--XX\r\n" + part + b"\r\n\r\nhello\r\n--XX--\r\n"
+    status, _, text = post(app_url + "gradio_api/upload", body, "multipart/form-data; boundary=XX")
+    assert status == 400 and "POST /gradio_api/upload: this request could not be handled" in detail(text)
+    assert "Traceback" not in text.decode()
+
+
+def test_odd_queries_on_the_page_are_400(app_url):
+    for method in ("GET", "HEAD"):
+        status, body = request(app_url + "?page=%C3%9Fs", method)
+        assert status == 400, (method, status)
+        if method == "GET":
+            assert "GET /: this request could not be handled (KeyError" in detail(body)
+
+
+def test_good_requests_still_answer(app_url, deps):
+    status, body = request(app_url)
+    assert status == 200 and b"<html" in body[:2000].lower()
+    status, _, body = post(app_url + "gradio_api/call/chat", json.dumps(
+        {"data": ["Hi", None, "a", 0.1, "logits", 0.0, 0.95, 2, 0]}).encode())
+    assert status == 200
+    event_id = json.loads(body)["event_id"]
+    status, stream = request(f"{app_url}gradio_api/call/chat/{event_id}")
+    assert status == 200 and b"event: complete" in stream
