@@ -14,7 +14,8 @@
   `/run/predict`, no event the page runs directly), a `/call/<name>` for no event, and an SSE stream for an
   event or session the queue does not hold answer 404 with a message before Gradio sees them; any other
   exception a route raises before its response starts answers 400 naming the route and the error (never
-  a traceback); a 500 Gradio builds itself (`{"error": null}`) becomes 400 with a message.
+  a traceback); a 500 Gradio builds itself becomes 400 (`{"error": null}` gains a message). A 500 outside
+  `/gradio_api/` that carries a message (the /v1 API's own error shape) passes unchanged.
 """
 from __future__ import annotations
 
@@ -234,14 +235,22 @@ class HttpGuard:
             await self._json(send, 400, self._explain(scope, err))
 
     async def _send_400(self, send: Send, scope: Scope, start: dict, body: bytes) -> None:
-        """A 500 Gradio made itself: 400, with its own message when it had one, else one naming the route."""
+        """A 500 a route built itself. Gradio's (`/gradio_api/...`) become 400: with their message when they had one,
+        else one naming the route. A 500 elsewhere that says something (the /v1 API's own errors) passes as it is."""
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             payload = None
-        message = None
-        if isinstance(payload, dict):
-            message = payload.get("error") or payload.get("detail")
-        detail = str(message) if message else (f"{scope.get('method')} {_path(scope)}: the event could not run on this "
-                                                f"input (check the number and kinds of its inputs); {INFO}")
+        message = payload.get("error") or payload.get("detail") if isinstance(payload, dict) else None
+        silent = not message and (payload is not None or body.strip() in (b"", b"Internal Server Error"))
+        if not silent and not _path(scope).startswith("/gradio_api/"):
+            await send({**start, "headers": start.get("headers", [])})
+            return await send({"type": "http.response.body", "body": body})
+        if not silent:
+            names = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "status": 400, "headers": [*names, (b"content-length", str(len(body)).encode())]})
+            return await send({"type": "http.response.body", "body": body})
+        what = ("the event could not run on this input (check the number and kinds of its inputs)"
+                if _path(scope) in FN_INDEX_ROUTES or "/run/" in _path(scope) else "this request could not be handled")
+        detail = f"{scope.get('method')} {_path(scope)}: {what}; {INFO}"
         await self._json(send, 400, detail, start.get("headers"))

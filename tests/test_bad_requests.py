@@ -103,3 +103,36 @@ def test_good_requests_still_answer(app_url, deps):
     event_id = json.loads(body)["event_id"]
     status, stream = request(f"{app_url}gradio_api/call/chat/{event_id}")
     assert status == 200 and b"event: complete" in stream
+
+
+def test_the_guard_turns_silent_500s_into_400s_and_leaves_other_apis_errors_alone():
+    """Unit level (a bare ASGI app behind the guard): Gradio's `{"error": null}` 500 becomes 400 with a message,
+    a raised exception 400 naming the route; a 500 outside /gradio_api/ with its own message (the /v1 API's
+    OpenAI-shaped errors) passes unchanged."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from playground.http_guard import HttpGuard
+
+    async def silent(request):
+        return JSONResponse({"error": None}, status_code=500)
+
+    async def says(request):
+        return JSONResponse({"error": {"message": "the server failed to answer (KeyError); try again"}}, status_code=500)
+
+    async def raises(request):
+        raise KeyError("page")
+
+    app = Starlette(routes=[Route("/gradio_api/run/predict", silent, methods=["POST"]), Route("/v1/models", says),
+                            Route("/gradio_api/info", raises)], middleware=[Middleware(HttpGuard, max_body_bytes=1000)])
+    client = TestClient(app, raise_server_exceptions=False)
+    r = client.post("/gradio_api/run/predict", json={})
+    assert r.status_code == 400 and "the event could not run on this input" in r.json()["detail"]
+    r = client.get("/v1/models")
+    assert r.status_code == 500 and r.json() == {"error": {"message": "the server failed to answer (KeyError); try again"}}
+    r = client.get("/gradio_api/info")
+    assert r.status_code == 400 and r.json()["detail"].startswith("GET /gradio_api/info: this request could not be handled (KeyError: 'page')")
+    assert r.headers["x-content-type-options"] == "nosniff"
