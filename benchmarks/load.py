@@ -579,6 +579,90 @@ def level(clients: Clients, monitor: Monitor, n_clients: int, requests: int, arg
     return {"clients": n_clients, **summarise_turns(results, t1 - t0), "server": monitor.window(t0, t1)}
 
 
+def v1_request(url: str, i: int, client: int, args, timeout_s: float = TURN_TIMEOUT_S) -> dict:
+    """One streamed POST /v1/chat/completions (httpx, SSE) as visitor `client` (its own X-Forwarded-For address, so
+    the per-client cap counts visitors, not this one load generator); latencies from submit."""
+    import httpx
+
+    body = {"model": args.adapter, "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], "stream": True,
+            "max_tokens": args.max_new_tokens, "temperature": 0.7, "top_p": 0.95, "seed": i, "kl_strength": args.kl}
+    start, ttft = time.perf_counter(), None
+    try:
+        with httpx.stream("POST", url + "v1/chat/completions", json=body, timeout=timeout_s,
+                          headers={"x-forwarded-for": f"198.51.100.{client % 250 + 1}"}) as r:
+            if r.status_code != 200:
+                r.read()
+                err = r.json().get("error", {}) if r.headers.get("content-type", "").startswith("application/json") else {}
+                kind = "v1_429" if r.status_code == 429 else "error"
+                return {"ok": False, "kind": kind, "status": r.status_code, "retry_after": r.headers.get("retry-after"),
+                        "message": f"{r.status_code} {err.get('message', r.text)[:250]}", "latency": time.perf_counter() - start}
+            done = False
+            for line in r.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                if line == "data: [DONE]":
+                    done = True
+                    break
+                chunk = json.loads(line[6:])
+                if "error" in chunk:
+                    return {"ok": False, "kind": "error", "message": str(chunk["error"])[:300],
+                            "latency": time.perf_counter() - start}
+                if ttft is None and any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
+                    ttft = time.perf_counter() - start
+            if not done:
+                return {"ok": False, "kind": "error", "message": "stream ended without [DONE]", "latency": time.perf_counter() - start}
+        latency = time.perf_counter() - start
+        return {"ok": True, "ttft": ttft if ttft is not None else latency, "latency": latency, "queued": 0.0}
+    except Exception as err:  # noqa: BLE001 - a load test counts every failure
+        text = f"{type(err).__name__}: {err}"
+        return {"ok": False, "kind": classify(text), "message": text[:300], "latency": time.perf_counter() - start}
+
+
+def v1_level(url: str, monitor: Monitor, n_clients: int, requests: int, args, seed0: int) -> dict:
+    """`n_clients` OpenAI-style clients (issue 26) send streamed /v1 chat requests back to back until `requests` were
+    sent; a refused one (429) is counted, not retried. Checks the /v1 queue bounds: decoding submissions never exceed
+    the API's `max_active`, and a 429 always carries Retry-After."""
+    from playground.api.config import API
+
+    counter, lock = iter(range(requests)), threading.Lock()
+    deadline = time.perf_counter() + args.level_timeout
+
+    def worker(k: int) -> list[dict]:
+        out = []
+        while time.perf_counter() < deadline:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            out.append(v1_request(url, seed0 + i, k, args, min(TURN_TIMEOUT_S, max(5.0, deadline - time.perf_counter()))))
+        return out
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=n_clients) as ex:
+        results = [r for rs in ex.map(worker, range(n_clients)) for r in rs]
+    t1 = time.perf_counter()
+    refused = [r for r in results if r.get("kind") == "v1_429"]
+    summary = summarise_turns([{**r, "kind": "busy"} if r.get("kind") == "v1_429" else r for r in results], t1 - t0)
+    return {"clients": n_clients, "route": "/v1/chat/completions (stream)", **summary,
+            "v1_429": len(refused), "v1_429_without_retry_after": sum(1 for r in refused if not r.get("retry_after")),
+            "v1_limits": {"max_active": API.max_active, "max_waiting": API.max_waiting, "per_client": API.per_client},
+            "server": monitor.window(t0, t1)}
+
+
+def issue26_targets(levels: list[dict]) -> list[dict]:
+    out = []
+    for lv in levels:
+        c, lim = lv["clients"], lv["v1_limits"]
+        allowed = max(0, min(c, lv["requests"]) - lim["max_active"] - lim["max_waiting"])
+        out += [target(f"/v1 {c} clients: errors", lv["errors"], "==", 0),
+                target(f"/v1 {c} clients: 429s (only beyond {lim['max_active']} decoding + {lim['max_waiting']} waiting)",
+                       lv["v1_429"], "<=", allowed),
+                target(f"/v1 {c} clients: 429 without Retry-After", lv["v1_429_without_retry_after"], "==", 0),
+                target(f"/v1 {c} clients: scheduler submissions at once (sampled)", lv["server"].get("max_active"), "<=",
+                       lim["max_active"])]
+    return out
+
+
 def _wait_decoding(monitor: Monitor, timeout_s: float, min_rows: int = 1) -> float | None:
     """Seconds until the scheduler decodes at least `min_rows` rows (a sweep has started); None at the timeout."""
     start = time.perf_counter()
@@ -839,6 +923,18 @@ def print_report(r: dict) -> None:
                       f" answered {_f(lv['rejection_latency_p50_s'])} s after submit (median): {lv['rejection_samples'][:1]}")
             if lv["error_samples"]:
                 print(f"      errors: {lv['error_samples']}")
+    if r.get("v1_levels"):
+        print("\nIssue 26 — OpenAI-compatible /v1/chat/completions (streamed, one realigned answer each)")
+        print(f"{'clients':>7} {'reqs':>5} {'ok':>4} {'req/s':>7} {'429':>5} {'err':>4} "
+              f"{'first token p50/p95/p99 s':>26} {'end-to-end p50/p95/p99 s':>25}")
+        for lv in r["v1_levels"]:
+            t = "/".join(_f(lv[k]) for k in ("ttft_p50_s", "ttft_p95_s", "ttft_p99_s"))
+            e = "/".join(_f(lv[k]) for k in ("latency_p50_s", "latency_p95_s", "latency_p99_s"))
+            print(f"{lv['clients']:>7} {lv['requests']:>5} {lv['ok']:>4} {lv['turns_per_s']:>7.2f} {lv['v1_429']:>5} "
+                  f"{lv['errors']:>4} {t:>26} {e:>25}")
+            print(profile_line(lv.get("server", {})))
+            if lv["error_samples"]:
+                print(f"      errors: {lv['error_samples']}")
     d = r.get("during_sweep")
     if d:
         sw = d["sweep"]
@@ -923,6 +1019,7 @@ def main() -> None:
     parser.add_argument("--rss-budget-mb", type=float, default=DEFAULT_RSS_BUDGET_MB)
     parser.add_argument("--lm-concurrency", type=int, default=None,
                         help="what-if: serve with this SERVE.lm_concurrency (patched in the served process only)")
+    parser.add_argument("--v1-clients", default="", help="OpenAI /v1 client levels (issue 26), comma-separated")
     parser.add_argument("--out", default="benchmarks/load.json")
     args = parser.parse_args()
     levels = [int(c) for c in args.clients.split(",") if c.strip()]
@@ -945,6 +1042,12 @@ def main() -> None:
             rows.append(level(clients, monitor, n, min(args.requests, 8) if n == 1 else args.requests, args, seed0))
             seed0 += 1000
         result["levels"] = rows
+        v1 = []
+        for n in [int(c) for c in args.v1_clients.split(",") if c.strip()]:
+            v1.append(v1_level(server.url, monitor, n, args.requests, args, seed0))
+            seed0 += 1000
+        if v1:
+            result["v1_levels"] = v1
         if args.during_sweep:
             result["during_sweep"] = during_sweep(clients, monitor, args)
         result["rss_before_flood_mb"] = monitor.latest()["rss_mb"]
@@ -958,6 +1061,7 @@ def main() -> None:
     result["targets"] = issue16_targets(result.get("levels", []), result.get("during_sweep"), serve_settings)
     if "flood" in result:
         result["targets"] += issue14_targets(result["flood"], args.rss_budget_mb)
+    result["targets"] += issue26_targets(result.get("v1_levels", []))
     out = Path(args.out)
     old = None
     if out.is_file():

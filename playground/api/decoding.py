@@ -2,10 +2,10 @@
 submission (`Playground.request` / `Playground.stream`, as the chat tab does), and turn each choice's token stream
 into text deltas, stop sequences and log-probabilities.
 
-The text of a choice is `Playground.text(tokens)`, the UI's and the CLI's text; while streaming, each delta is the
-part of it that can no longer change: text ending in an incomplete UTF-8 character (U+FFFD) is held back until the
-character's last token arrives, and so is a tail that may still become a stop sequence. The deltas therefore add up
-to exactly the non-streamed text.
+The text of a choice comes from `Playground.detokenizer()`, the incremental detokenizer behind `Playground.text`
+(the UI's and the CLI's text): an incomplete UTF-8 character is held back until the token that completes it
+arrives. While streaming, each delta is the part of that text that can no longer change (a tail that may still
+become a stop sequence is held back too), so the deltas add up to exactly the non-streamed text.
 """
 from __future__ import annotations
 
@@ -17,9 +17,6 @@ from functools import lru_cache
 from typing import Any
 
 from playground.api.schemas import Job
-
-REPLACEMENT = "\ufffd"
-
 
 def prepare(pg, job: Job) -> tuple[tuple[int, ...], list]:
     """(prompt ids, one engine request per choice): the chat tab's encoding (user text plain) and its requests."""
@@ -124,6 +121,7 @@ class Choice:
     final: str | None = None
     sent: int = 0  # characters streamed
     sent_tokens: int = 0  # log-probability entries streamed
+    detok: Any = None  # the choice's Playground.detokenizer()
 
     @property
     def finished(self) -> bool:
@@ -139,9 +137,10 @@ class Choice:
                 return
             self.kept.append(token)
             before = len(self.stable)
-            text = self.pg.text(self.kept).rstrip(REPLACEMENT)
-            if text.startswith(self.stable):
-                self.stable = text
+            if self.detok is None:
+                self.detok = self.pg.detokenizer()
+            self.detok.add(token)
+            self.stable = self.detok.text
             self.ends.append(len(self.stable))
             if self.stop and self._match(before):
                 return
@@ -159,7 +158,7 @@ class Choice:
 
     def _end(self, reason: str) -> None:
         self.finish = reason
-        self.final = self.stable[: self.stopped_at] if self.stopped_at is not None else self.pg.text(self.kept)
+        self.final = self.stable[: self.stopped_at] if self.stopped_at is not None else self.stable
 
     def close(self) -> None:
         """Decoding ended before the choice did (deadline, cancel): what it has is its answer."""

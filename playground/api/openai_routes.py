@@ -28,7 +28,7 @@ from playground.api.config import API, BASE_MODEL, ApiSettings, api_key
 from playground.api.decoding import Choice, Run, TokenText, prepare
 from playground.api.errors import ApiError, from_scheduler, internal, invalid
 from playground.api.gate import Gate, Ticket
-from playground.api.schemas import Job, chat_job, text_job
+from playground.api.schemas import Job, chat_job, split_model, text_job
 from playground.validation import InputError
 
 log = logging.getLogger("playground.api")
@@ -165,11 +165,13 @@ class OpenAIApi:
 
     async def get_model(self, request: Request) -> Response:
         async def handler(request, ticket):
-            name = request.path_params["model"]
+            requested = request.path_params["model"]
+            name, _ = split_model({"model": requested})
             if name != BASE_MODEL and name not in self.pg.adapters:
                 raise ApiError(404, f"the model {name[:60]!r} does not exist; GET /v1/models lists them", param="model",
                                code="model_not_found")
-            return Response(json.dumps(self.model_card(name), ensure_ascii=False), media_type="application/json")
+            card = {**self.model_card(name), "id": requested}
+            return Response(json.dumps(card, ensure_ascii=False), media_type="application/json")
         return await self.guarded(request, handler)
 
     async def not_found(self, request: Request) -> Response:

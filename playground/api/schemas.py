@@ -37,7 +37,7 @@ class Job:
     """One checked request: what to decode (choice i uses seed + i) and how to answer."""
 
     kind: str  # "chat" or "text" (/v1/completions)
-    model: str  # "base" or an adapter name
+    model: str  # as requested: "base", an adapter name, or one with its knobs ("upbeat-b0.1@lambda=2")
     adapter: str | None  # None for the base model
     beta_train: float | None
     kl_strength: float | None  # β as given (None when λ was given or defaulted)
@@ -102,11 +102,33 @@ def check_fields(body: Mapping, allowed: frozenset) -> None:
         raise _unsupported("logit_bias", "the realigned distribution is sampled as is; leave it out")
 
 
-def check_model(body: Mapping, adapters: Mapping) -> str:
+MODEL_KNOBS = ("lambda", "kl_strength", "mode")
+
+
+def split_model(body: Mapping) -> tuple[str, dict]:
+    """`upbeat-b0.1@lambda=2` → ("upbeat-b0.1", {"lambda": "2"}): the realignment knobs in the model id, for tools
+    that cannot send extra body fields (model pickers). Knobs: lambda, kl_strength, mode, separated by "," or ";";
+    "key:value" reads as "key=value" (for tools that split their own settings at "=")."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("model is required: 'base' or an adapter name (GET /v1/models lists them)", "model",
                       code="missing_required_parameter")
+    name, at, spec = model.partition("@")
+    knobs: dict = {}
+    if at:
+        for item in spec.replace(";", ",").split(","):
+            key, eq, value = (x.strip() for x in item.replace(":", "=", 1).partition("="))
+            if not eq or key not in MODEL_KNOBS or not value:
+                raise invalid(f"model {model[:80]!r}: after '@' give {', '.join(k + '=…' for k in MODEL_KNOBS)} "
+                              "(comma-separated), e.g. upbeat-b0.1@lambda=2", "model")
+            if _given(body, key):
+                raise invalid(f"{key} is given both in the model id and in the body; give it once", key)
+            knobs[key] = value
+    return name, knobs
+
+
+def check_model(body: Mapping, adapters: Mapping) -> str:
+    model = body["model"]
     if model != BASE_MODEL and model not in adapters:
         names = ", ".join([BASE_MODEL, *sorted(adapters)])
         shown = model if len(model) <= 60 else model[:57] + "..."
@@ -180,6 +202,9 @@ def _stream(body: Mapping) -> tuple[bool, bool]:
 
 
 def _common(body: Mapping, adapters: Mapping, kind: str, max_tokens_names: tuple[str, ...]) -> dict:
+    requested = body.get("model")
+    name, knobs = split_model(body)
+    body = {**body, **knobs, "model": name}
     model = check_model(body, adapters)
     d, beta_train, beta = _decode(body, model, adapters, max_tokens_names)
     n = _field("n", check_int, "n", body["n"], 1, API.max_n) if _given(body, "n") else 1
@@ -187,7 +212,7 @@ def _common(body: Mapping, adapters: Mapping, kind: str, max_tokens_names: tuple
         raise invalid(f"seed + n - 1 must be at most {LIMITS.max_seed} (choice i decodes with seed + i); got "
                       f"{d.seed} + {n} - 1", "seed")
     stream, include_usage = _stream(body)
-    return dict(kind=kind, model=model, adapter=None if model == BASE_MODEL else model, beta_train=beta_train,
+    return dict(kind=kind, model=requested, adapter=None if model == BASE_MODEL else model, beta_train=beta_train,
                 kl_strength=beta, decode=d, n=n, stop=_stop(body), stream=stream, include_usage=include_usage)
 
 

@@ -355,3 +355,66 @@ def test_a_closed_stream_frees_its_rows(served, tiny_playground, monkeypatch):
     assert steps < 256, "the closed stream decoded to the end"
     time.sleep(0.2)
     assert count["n"] == steps  # nothing decodes for it any more
+
+
+def test_one_client_holds_at_most_its_share(tiny_playground, monkeypatch):
+    slow_engine(tiny_playground.engine, monkeypatch)
+    demo, url = launch_api(tiny_playground, ApiSettings(max_active=4, max_waiting=4, per_client=1))
+    try:
+        oai = openai.OpenAI(base_url=url + "v1", api_key="unused", max_retries=0)
+        with oai.chat.completions.create(model="a", messages=[{"role": "user", "content": PROMPT}], stream=True,
+                                         max_tokens=256) as holding:
+            next(iter(holding))
+            e = error_of(lambda: ask(oai))
+            assert (e["status"], e["code"]) == (429, "rate_limit_exceeded") and "this client" in e["message"]
+            other = httpx.post(url + "v1/chat/completions", headers={"x-forwarded-for": "203.0.113.7"},
+                               json={"model": "a", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 2})
+            assert other.status_code == 200  # another client still gets in
+    finally:
+        demo.close()
+
+
+def test_logprobs_do_not_depend_on_the_batch(tiny_playground):
+    from dataclasses import replace
+
+    d = tiny_playground.turn(PROMPT, "a", lam=1.5, temperature=0.8, top_p=0.9, max_new_tokens=12, seed=7).decode
+    ids = tiny_playground.encode(PROMPT)
+    req = replace(tiny_playground.request(ids, "a", d), logprobs=4)
+    others = [tiny_playground.request(tiny_playground.encode("And dogs?"), "b", replace(d, seed=s)) for s in range(3)]
+    alone = tiny_playground.engine.generate([req])[0]
+    beside = tiny_playground.engine.generate([*others, req])[-1]
+    assert beside.tokens == alone.tokens and beside.logprobs == alone.logprobs
+    assert len(alone.logprobs) == len(alone.tokens)
+    assert tiny_playground.engine.generate([replace(req, logprobs=None)])[0].tokens == alone.tokens
+
+
+def test_requests_while_the_model_loads_wait_for_it(tiny_playground):
+    import threading
+
+    from playground.startup import LazyPlayground
+
+    lazy = LazyPlayground(dict(tiny_playground.adapters))
+    demo, url = launch_api(lazy)
+    try:
+        oai = openai.OpenAI(base_url=url + "v1", api_key="unused", max_retries=0, timeout=60)
+        assert [m.id for m in oai.models.list().data] == ["base", "a", "b"]  # known before the model is there
+        out: dict = {}
+        asking = threading.Thread(target=lambda: out.update(r=ask(oai, extra_body={"lambda": 0.5})))
+        asking.start()
+        lazy.load(lambda: tiny_playground)
+        asking.join(60)
+        assert out["r"].choices[0].message.content == realigned(tiny_playground, lam=0.5)
+    finally:
+        demo.close()
+
+
+def test_knobs_in_the_model_id_for_tools_that_only_pick_a_model(oai, tiny_playground):
+    r = oai.chat.completions.create(model="a@lambda=1.5,mode=weights", messages=[{"role": "user", "content": PROMPT}],
+                                    **KNOBS)
+    assert r.model == "a@lambda=1.5,mode=weights"
+    assert r.choices[0].message.content == realigned(tiny_playground, lam=1.5, mode="weights")
+    assert oai.models.retrieve("a@kl_strength=0.05").id == "a@kl_strength=0.05"
+    e = error_of(lambda: ask(oai, model="a@lambda=1", extra_body={"lambda": 2}))
+    assert (e["status"], e["param"]) == (400, "lambda")
+    e = error_of(lambda: ask(oai, model="a@temperature=1"))
+    assert (e["status"], e["param"]) == (400, "model")
