@@ -21,7 +21,7 @@ from playground.validation import InputError, check_choice, check_prompt, check_
 if TYPE_CHECKING:  # the model (torch) loads after the UI is served; this module is needed to build the UI
     from playground.service import Answer, ChatTurn, Playground
 
-TITLES = {"base": "Base model (λ = 0)", "realigned": "Realigned (λ from the KL slider)", "tuned": "Tuned as trained (λ = 1)"}
+TITLES = {"base": "Base model (λ = 0)", "realigned": "Realigned (λ from the slider)", "tuned": "Tuned as trained (λ = 1)"}
 # The chat's default answer length: long enough that most answers of the small model end on their own.
 CHAT_MAX_NEW_TOKENS = LIMITS.max_new_tokens
 # Past this a prompt is refused in the chat: the 135M model returns (almost) nothing for such prompts and the

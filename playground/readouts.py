@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from playground.settings import LIMITS
+from playground.settings import LIMITS, nominal_beta
 
 if TYPE_CHECKING:
     from playground.service import Answer
@@ -35,6 +35,15 @@ Part = tuple[str, str]  # (text, explanation)
 def lambda_label(lam: float, beta: float) -> str:
     beta_text = "∞" if math.isinf(beta) else f"{beta:.3g}"
     return f"λ = β_train/β = {lam:.3g} (β = {beta_text})"
+
+
+def beta_label(lam: float, beta_train: float) -> str:
+    """Beside the λ knob: where λ sits between the two models, and the nominal KL strength β = β_train/λ."""
+    beta = nominal_beta(beta_train, lam)
+    where = ("the base model alone" if lam == 0 else "the tuned model as trained" if lam == 1
+             else "extrapolated past the tuned model" if lam > 1 else "between base and tuned")
+    beta_text = "∞" if math.isinf(beta) else f"{beta:.3g}"
+    return f"λ {lam:.3g}: {where} · β = β_train/λ = {beta_text} (nominal KL strength; β_train = {beta_train:g})"
 
 
 def judge_info(judge: str) -> str:

@@ -11,7 +11,6 @@ adapter or mode, a number that is not one) reach the page only through `ui.compo
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 from urllib.parse import urlencode
 
-from playground.settings import CHAT
+from playground.settings import nominal_beta
 from playground.validation import InputError, check_choice, check_prompt, decode_settings
 
 if TYPE_CHECKING:
@@ -69,7 +68,8 @@ def link_query(row: Row, adapters: Mapping) -> str:
 
 @dataclass(frozen=True)
 class SharedTurn:
-    """What a share link sets: the prompt and the chat tab's knobs (β on the slider), plus notes for the user."""
+    """What a share link sets: the prompt and the chat tab's knobs (λ on the slider), plus notes for the user.
+    `kl_strength` is the nominal β = β_train/λ (the link's own β when it carries one; ∞ for λ = 0)."""
 
     prompt: str
     adapter: str
@@ -80,6 +80,7 @@ class SharedTurn:
     max_new_tokens: int
     seed: int
     notes: tuple[str, ...] = ()
+    lam: float = 1.0
 
 
 def _renamed(err: InputError, param: str) -> InputError:
@@ -105,15 +106,8 @@ def parse_link(params: Mapping[str, str], adapters: Mapping) -> SharedTurn | Non
         raise InputError("share link: kl_strength (β) or lambda (λ) is missing")
     knobs = {k: params[k] for k in ("mode", "temperature", "top_p", "max_new_tokens", "seed") if k in params}
     d = decode_settings(kl_strength=beta, lam=lam if beta is None else None, beta_train=beta_train, **knobs)
-    if beta is not None:
-        kl = float(beta)
-    elif d.lam > 0:
-        kl = beta_train / d.lam
-    else:
-        raise InputError("lambda 0 (the base model alone) cannot be set on the KL slider; the base column shows it")
-    high = CHAT.beta_max_factor * beta_train
-    if not math.isfinite(kl) or kl > high:
-        raise InputError(f"kl_strength {kl:.3g} is past the slider's maximum {high:.3g} (λ ≥ {beta_train / high:.3g})")
+    # The λ slider spans every λ the checks accept (0 … max_lambda), so any valid link can be set on it.
+    kl = float(beta) if beta is not None else nominal_beta(beta_train, d.lam)
     notes = []
     want, have = params.get("adapter_sha256", ""), adapter_sha256(adapters[name].path)
     if want and not (isinstance(want, str) and HASH_FORM.fullmatch(want)):
@@ -123,4 +117,4 @@ def parse_link(params: Mapping[str, str], adapters: Mapping) -> SharedTurn | Non
                          f"got {got}")
     if want and have and want != have:
         notes.append(f"adapter {name} has changed since the link was made (sha256 {have} ≠ {want}): the answers may differ")
-    return SharedTurn(prompt, name, kl, d.mode, d.temperature, d.top_p, d.max_new_tokens, d.seed, tuple(notes))
+    return SharedTurn(prompt, name, kl, d.mode, d.temperature, d.top_p, d.max_new_tokens, d.seed, tuple(notes), d.lam)

@@ -106,11 +106,11 @@ def drive(url: str, out_dir: Path, prompt: str = "Give me a tip for a rainy day.
         page.locator("#share-link textarea").wait_for(timeout=10_000)
         page.wait_for_function("document.querySelector('#share-link textarea').value.startsWith('http')", timeout=10_000)
         link = seen["link"] = page.locator("#share-link textarea").input_value()
-        kl_box = page.locator("#kl-strength input[type=number]")
-        kl_box.fill(str(float(kl_box.input_value()) / 2))
-        kl_box.press("Enter")
-        page.get_by_text("λ = β_train/β = 1 ").first.wait_for(timeout=10_000)  # from λ = 0.5 to 1
-        seen["lambda_label"] = page.get_by_text("λ = β_train/β = 1 ").first.inner_text()
+        lam_box = page.locator("#lambda input[type=number]")
+        lam_box.fill("0")  # the λ slider reaches 0 (the base model); β = β_train/λ is shown beside it
+        lam_box.press("Enter")
+        page.get_by_text("λ 0: the base model alone").first.wait_for(timeout=10_000)
+        seen["lambda_label"] = page.get_by_text("λ 0: the base model alone").first.inner_text()
         if tabs:
             for tab in ("Trade-off", "Diffusion guidance"):
                 button = page.get_by_role("tab", name=tab)

@@ -146,3 +146,18 @@ def test_disconnect_and_cancel_stop_generation(app_url, tiny_playground, monkeyp
     after_close = steps["n"]
     time.sleep(1.0)
     assert steps["n"] == after_close and after_close - start < 200
+
+
+def test_the_lambda_slider_spans_the_limits_the_checks_accept(app_url):
+    """The chat tab's knob is λ, from the base model (0) to the largest λ the validation accepts; the /chat API keeps
+    β (its hidden input spans the validation's β limits)."""
+    import httpx
+
+    from playground.settings import LIMITS
+
+    props = {c["props"].get("elem_id"): c["props"] for c in httpx.get(app_url + "config").json()["components"]}
+    assert (props["lambda"]["minimum"], props["lambda"]["maximum"]) == (LIMITS.min_lambda, LIMITS.max_lambda)
+    assert props["lambda"]["value"] == 0.5 and props["lambda"]["visible"] is True
+    beta = props["kl-strength-api"]
+    assert (beta["minimum"], beta["maximum"], beta["visible"]) == (LIMITS.min_kl_strength, LIMITS.max_kl_strength, False)
+    assert "β = β_train/λ = 0.2" in props["lam-label"]["value"]

@@ -26,6 +26,6 @@ def test_browser_side_by_side(tiny_playground, tmp_path):
     assert seen["replayed_answers"] == seen["first_answers"]
     assert seen["error_overlays"] == 0
     assert seen["phone_input_bottom"] <= 844
-    assert "λ = β_train/β = 1 " in seen["lambda_label"]
+    assert "β = β_train/λ = ∞" in seen["lambda_label"]  # λ 0: the base model, infinite nominal KL strength
     for shot in seen["shots"]:
         assert shot.stat().st_size > 10_000

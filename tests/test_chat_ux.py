@@ -143,6 +143,32 @@ def test_a_bad_share_link_gets_a_toast_naming_the_parameter(url, browser):
     page.context.close()
 
 
+def test_lambda_is_the_knob_and_reaches_the_base_model(url, browser):
+    """λ 0 … max_lambda (the limits the checks accept) with β = β_train/λ beside it; at λ 0 the realigned column
+    is the base model, token for token."""
+    from playground.settings import LIMITS
+
+    page = open_page(browser, url)
+    slider = page.locator("#lambda input[type=range]")
+    assert float(slider.get_attribute("min")) == LIMITS.min_lambda and float(slider.get_attribute("max")) == LIMITS.max_lambda
+    assert "β = β_train/λ = 0.2" in page.locator("#lam-label").inner_text()  # λ 0.5 by default, β_train 0.1
+    set_number(page, "lambda", 0)
+    page.locator("#lam-label", has_text="β = β_train/λ = ∞").wait_for(timeout=10_000)
+    send(page, "Tell me about cats.")
+    wait_done(page)
+    shown = answers(page)
+    assert shown["realigned"] == shown["base"] and shown["base"].strip()
+    page.context.close()
+
+
+def test_an_old_share_link_with_beta_sets_lambda(url, browser):
+    page = open_page(browser, url + "?prompt=hi&adapter=a&kl_strength=0.05&mode=logits&temperature=0.7&top_p=0.95"
+                                    "&max_new_tokens=4&seed=0")
+    page.locator("#replay").wait_for(timeout=10_000)
+    assert float(page.locator("#lambda input[type=number]").input_value()) == 2  # λ = β_train/β = 0.1/0.05
+    page.context.close()
+
+
 def test_phone_shows_the_input_first_and_swipeable_answers(url, browser):
     page = open_page(browser, url, viewport=PHONE, is_mobile=True, has_touch=True)
     box = page.locator("#prompt").bounding_box()

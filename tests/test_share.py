@@ -35,8 +35,30 @@ def test_a_link_round_trips_every_setting(tiny_playground):
 
 def test_lambda_links_and_changed_adapters(tiny_playground):
     shared = parse_link({"prompt": "p", "adapter": "a", "lambda": "2", "adapter_sha256": "0" * 16}, tiny_playground.adapters)
-    assert shared.kl_strength == pytest.approx(0.05) and "has changed" in shared.notes[0]
+    assert shared.lam == 2 and shared.kl_strength == pytest.approx(0.05) and "has changed" in shared.notes[0]
     assert parse_link({"__theme": "dark"}, tiny_playground.adapters) is None
+
+
+def test_every_lambda_the_checks_accept_opens_on_the_lambda_slider(tiny_playground):
+    """The chat's knob is λ over the whole accepted range: λ = 0 (the base model) and a large β open too;
+    an old link's β sets λ = β_train/β."""
+    a = tiny_playground.adapters
+    base = parse_link({"prompt": "p", "adapter": "a", "lambda": "0"}, a)
+    assert base.lam == 0 and base.kl_strength == float("inf")
+    assert parse_link({"prompt": "p", "adapter": "a", "kl_strength": "5"}, a).lam == pytest.approx(0.1 / 5)
+    assert parse_link({"prompt": "p", "adapter": "a", "lambda": "8"}, a).lam == 8
+
+
+def test_a_link_made_with_lambda_replays_the_same_tokens(tiny_playground):
+    knobs = {k: v for k, v in KNOBS.items() if k != "kl_strength"} | {"lam": 0.75}
+    conv, _ = last(run_turn(tiny_playground, Conversation(), "Hi", knobs))
+    params = dict(parse_qsl(link_query(conv.rows[-1], tiny_playground.adapters)))
+    assert params["lambda"] == "0.75" and "kl_strength" not in params
+    shared = parse_link(params, tiny_playground.adapters)
+    replay, _ = last(run_turn(tiny_playground, Conversation(), shared.prompt, dict(
+        adapter=shared.adapter, lam=shared.lam, mode=shared.mode, temperature=shared.temperature,
+        top_p=shared.top_p, max_new_tokens=shared.max_new_tokens, seed=shared.seed)))
+    assert replay.histories == conv.histories
 
 
 @pytest.mark.parametrize("params, name", [
@@ -45,8 +67,8 @@ def test_lambda_links_and_changed_adapters(tiny_playground):
     ({"prompt": "p", "adapter": "zzz", "kl_strength": "0.1"}, "unknown adapter"),
     ({"prompt": "p", "adapter": "a"}, "kl_strength"),
     ({"prompt": "p", "adapter": "a", "kl_strength": "abc"}, "kl_strength must be a number"),
-    ({"prompt": "p", "adapter": "a", "kl_strength": "5"}, "kl_strength 5 is past the slider"),
-    ({"prompt": "p", "adapter": "a", "lambda": "0"}, "lambda 0"),
+    ({"prompt": "p", "adapter": "a", "kl_strength": "0.001"}, r"kl_strength must be in \[0.01, 100\]; got 0.001"),
+    ({"prompt": "p", "adapter": "a", "lambda": "9"}, r"lambda must be in \[0, 8\]; got 9"),
     ({"prompt": "p", "adapter": "a", "kl_strength": "0.1", "temperature": "9"}, "temperature must be in"),
     ({"prompt": "p", "adapter": "a", "kl_strength": "0.1", "seed": "1.5"}, "seed must be a whole number"),
     ({"prompt": "p", "adapter": "a", "kl_strength": "0.1", "mode": "magic"}, "unknown mode"),

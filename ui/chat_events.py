@@ -12,10 +12,10 @@ from gradio.context import Context
 from playground.conversation import Conversation, continue_last, regenerate_last, run_turn, stream_turn
 from playground.feedback.columns import mark_preferred
 from playground.feedback.vote import FeedbackError, FeedbackUnavailable
-from playground.settings import CHAT, COLUMNS, LIMITS, SERVE
+from playground.settings import COLUMNS, SERVE
 from playground.share import link_query, parse_link
 from playground.validation import InputError
-from ui.components import Dropdown, Slider, plain
+from ui.components import Dropdown, plain
 from ui.transcript import LOADING, SHORT, render
 
 # Runs in the browser after the server made the link's query: full URL, copied to the clipboard where allowed.
@@ -31,7 +31,14 @@ VOTE_EVENT = {"concurrency_id": "vote", "concurrency_limit": SERVE.vote_concurre
 
 
 def knobs_of(adapter, kl, mode, temperature, top_p, max_new_tokens, seed) -> dict:
+    """The /chat API's knobs: the KL strength β (λ = β_train/β)."""
     return dict(adapter=adapter, kl_strength=kl, mode=mode, temperature=temperature, top_p=top_p,
+                max_new_tokens=max_new_tokens, seed=seed)
+
+
+def ui_knobs(adapter, lam, mode, temperature, top_p, max_new_tokens, seed) -> dict:
+    """The chat tab's knobs: λ from its slider."""
+    return dict(adapter=adapter, lam=lam, mode=mode, temperature=temperature, top_p=top_p,
                 max_new_tokens=max_new_tokens, seed=seed)
 
 
@@ -102,7 +109,7 @@ class StreamEvents:
             return gr.Textbox(value="?" + link_query(conv.rows[-1], pg.adapters), visible=True)
 
         copy.click(make_link, self.conv_state, share_box, **self.quick).success(None, share_box, share_box, js=COPY_JS)
-        prompt, adapter, kl, mode, temperature, top_p, max_new, seed = fields
+        prompt, adapter, lam, mode, temperature, top_p, max_new, seed = fields
 
         def on_load(request: gr.Request):
             skip = [gr.skip()] * (len(fields) + 2)
@@ -116,10 +123,8 @@ class StreamEvents:
                 return skip + [banner]
             for note in shared.notes:
                 gr.Warning(plain(note))
-            b = pg.adapters[shared.adapter].beta_train
             return [shared.prompt, Dropdown(value=shared.adapter, info=pg.adapters[shared.adapter].description),
-                    Slider(minimum=b / LIMITS.max_lambda, maximum=CHAT.beta_max_factor * b, step=b / 40,
-                           value=shared.kl_strength),
+                    shared.lam,  # the λ slider (a link may carry β, as old links do: λ = β_train/β)
                     shared.mode, shared.temperature, shared.top_p, shared.max_new_tokens, shared.seed,
                     gr.Row(visible=True),
                     "**Opened from a share link**: the prompt and settings are filled in. Replay decodes the same answers.",

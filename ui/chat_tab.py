@@ -13,22 +13,25 @@ import time
 import gradio as gr
 
 from playground.conversation import CHAT_MAX_NEW_TOKENS, Conversation, StopFlags, check_turn
-from playground.readouts import lambda_label, settings_warning
+from playground.readouts import beta_label, settings_warning
 from playground.settings import CHAT, COLUMNS, DEFAULT_DECODE, LIMITS, SERVE
 from playground.validation import InputError
-from ui.chat_events import StreamEvents, knobs_of, wire_prefer
+from ui.chat_events import StreamEvents, ui_knobs, wire_prefer
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider
 from ui.duel_panel import build_duel_panel
 from ui.transcript import JS_ON_LOAD, legend, render
 
 DEFAULT_BETA_FACTOR = CHAT.beta_factor
+DEFAULT_LAMBDA = 1 / CHAT.beta_factor  # halfway between the base and the tuned model
+LAMBDA_STEP = 0.01
 LM_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
 QUICK = {"concurrency_id": "chat-ui", "concurrency_limit": None, "show_progress": "hidden", "api_visibility": "private"}
 STOPS = StopFlags()
 EXPLAIN = """**Base vs preference-tuned, one knob apart.** The tuned model is a LoRA adapter trained with DPO at KL strength
 β_train. Decoding-time realignment mixes the two models' next-token logits, `ℓ = ℓ_base + λ·(ℓ_tuned − ℓ_base)`
 with `λ = β_train / β`, which approximates the model you would get by retraining at KL strength β
-(Liu et al., ICML 2024). **Higher β → closer to the base model; lower β → further towards the adapter's judge.**
+(Liu et al., ICML 2024). **λ is the knob: 0 = the base model, 1 = the tuned model, above 1 = past it**; the nominal
+β = β_train/λ beside it reads the other way (higher β → closer to the base model).
 β is *nominal*: the shipped adapters (one DPO epoch, LoRA) did not reach the KL-regularised optimum the formula
 assumes, so the λ that best matches an adapter trained at another β can differ (see the README's DeRa check)."""
 BUSY_HINT = "Still answering: press **Stop** or wait. Your text stays in the box."
@@ -74,12 +77,17 @@ def build_chat_tab(pg, service=None) -> None:
                           ("Weight scaling: LoRA × λ (cheaper approximation)", "weights")],
                          value="logits", label="How λ is applied")
         with gr.Row(elem_id="knobs-2"):
-            kl = Slider(beta0 / LIMITS.max_lambda, CHAT.beta_max_factor * beta0, value=DEFAULT_BETA_FACTOR * beta0,
-                        step=beta0 / 40, label="KL strength β", elem_id="kl-strength",
-                        info="Higher β = closer to the base model; lower β = more aligned, less diverse")
+            with gr.Column(min_width=240):  # λ, the main knob, with the nominal KL strength β it means beside it
+                lam = Slider(LIMITS.min_lambda, LIMITS.max_lambda, value=DEFAULT_LAMBDA, step=LAMBDA_STEP, elem_id="lambda",
+                             label="λ: how far towards the tuned model",
+                             info="0 = base model · 1 = tuned as trained · above 1 = extrapolated past it")
+                lam_label = gr.Markdown(beta_label(DEFAULT_LAMBDA, beta0), elem_id="lam-label")
             temperature = Slider(0.0, LIMITS.max_temperature, value=DEFAULT_DECODE.temperature, step=0.05, label="Temperature",
                                  info="Higher = more random and diverse; 0 = greedy", elem_id="temperature")
-        lam_label = gr.Markdown(lambda_label(1 / DEFAULT_BETA_FACTOR, DEFAULT_BETA_FACTOR * beta0), elem_id="lam-label")
+        # The /chat API keeps the KL strength β as its knob (λ = β_train/β): a hidden input, within the validation
+        # limits (the adapter's own λ range is checked with the turn).
+        kl = Slider(LIMITS.min_kl_strength, LIMITS.max_kl_strength, value=DEFAULT_BETA_FACTOR * beta0,
+                    label="KL strength β", visible=False, elem_id="kl-strength-api")
         with gr.Accordion("More settings", open=False, elem_id="more-settings"):
             with gr.Row():
                 top_p = Slider(0.05, 1.0, value=DEFAULT_DECODE.top_p, step=0.05, label="Top-p", elem_id="top-p",
@@ -119,18 +127,19 @@ def build_chat_tab(pg, service=None) -> None:
     view.change(lambda v: (gr.Column(visible=v == "columns"), gr.Column(visible=v == "duel")), view,
                 [chat_view, duel_view], **QUICK)
 
-    knob_inputs = [adapter, kl, mode, temperature, top_p, max_new, seed]
+    knob_inputs = [adapter, lam, mode, temperature, top_p, max_new, seed]  # the tab's; /chat takes β in λ's place
+    api_knob_inputs = [adapter, kl, mode, temperature, top_p, max_new, seed]
     events = StreamEvents(pg, STOPS, conv_state, pending, transcript, prompt, send, stop, regen, LM_EVENT, QUICK)
 
     def begin(kind: str):
-        def check(message, conv, adapter, kl, mode, temperature, top_p, max_new, seed, request: gr.Request):
-            knob_values = (adapter, kl, mode, temperature, top_p, max_new, seed)
+        def check(message, conv, adapter, lam, mode, temperature, top_p, max_new, seed, request: gr.Request):
+            knob_values = (adapter, lam, mode, temperature, top_p, max_new, seed)
             if conv.rows and conv.rows[-1].streaming:
                 raise gr.Error("still answering: press Stop or wait for the answers")
             base = Conversation() if kind == "replay" else conv
             try:
                 if kind in ("send", "replay"):
-                    turn = check_turn(pg.adapters, base, message, knobs_of(*knob_values))
+                    turn = check_turn(pg.adapters, base, message, ui_knobs(*knob_values))
                 elif not conv.rows:
                     raise InputError(f"nothing to {kind} yet; send a message first")
                 else:
@@ -138,7 +147,7 @@ def build_chat_tab(pg, service=None) -> None:
             except InputError as err:
                 raise gr.Error(str(err), print_exception=False) from None
             STOPS.clear(request.session_hash)
-            return {"kind": kind, "turn": turn, "kl": knob_values[1]}
+            return {"kind": kind, "turn": turn, "kl": None}  # λ was set (a share link carries λ)
         return check
 
     for trigger, kind in ((send.click, "send"), (prompt.submit, "send"), (replay.click, "replay"), (regen.click, "regenerate")):
@@ -162,33 +171,30 @@ def build_chat_tab(pg, service=None) -> None:
         return [conv.display(c) for c in COLUMNS] + [render(conv), conv]
 
     clear.click(clear_all, None, [*api_outputs, transcript, conv_state], api_name="clear", show_progress="hidden")
-    api_trigger.click(events.api_chat, [prompt, conv_state, *knob_inputs], [*api_outputs, conv_state], api_name="chat",
+    api_trigger.click(events.api_chat, [prompt, conv_state, *api_knob_inputs], [*api_outputs, conv_state], api_name="chat",
                       **LM_EVENT)
     events.wire_share(copy, share_box, shared_row, shared_md, loading, [prompt, *knob_inputs], is_ready)
     wire_prefer(service, transcript, conv_state, prefer_column, prefer_trigger, prefer_result)
     highlight.change(None, highlight, None, js="(v) => { document.body.classList.toggle('no-hl', !v); }")
 
-    def on_adapter(name, kl_value, temp, p, n):
+    def on_adapter(name, lam_value, temp, p, n):  # λ stays where it is: its meaning does not depend on the adapter
         if name not in pg.adapters:
             raise gr.Error(f"unknown adapter {name!r}; available: {', '.join(sorted(pg.adapters))}")
-        b = pg.adapters[name].beta_train
-        return (Slider(minimum=b / LIMITS.max_lambda, maximum=CHAT.beta_max_factor * b, value=DEFAULT_BETA_FACTOR * b,
-                       step=b / 40),
-                Dropdown(info=pg.adapters[name].description), knob_note(name, DEFAULT_BETA_FACTOR * b, temp, p, n),
+        return (Dropdown(info=pg.adapters[name].description), knob_note(name, lam_value, temp, p, n),
                 legend(pg.adapters[name].judge))
 
-    def knob_note(name, beta, temp, p, n):
+    def knob_note(name, lam_value, temp, p, n):
         b = pg.adapters[name].beta_train if name in pg.adapters else beta0
-        lam = b / beta if beta else float("inf")
         try:
-            warn = settings_warning(lam, float(temp), float(p), int(n))
+            lam_value = float(lam_value)
+            warn = settings_warning(lam_value, float(temp), float(p), int(n))
         except (TypeError, ValueError):
-            warn = ""
-        return lambda_label(lam, beta) + (f"  \n{warn}" if warn else "")
+            return ""
+        return beta_label(lam_value, b) + (f"  \n{warn}" if warn else "")
 
-    note_inputs = [adapter, kl, temperature, top_p, max_new]
-    adapter.input(on_adapter, [adapter, kl, temperature, top_p, max_new], [kl, adapter, lam_label, info], **QUICK)
-    for knob in (kl, temperature, top_p, max_new):
+    note_inputs = [adapter, lam, temperature, top_p, max_new]
+    adapter.input(on_adapter, note_inputs, [adapter, lam_label, info], **QUICK)
+    for knob in (lam, temperature, top_p, max_new):
         knob.change(knob_note, note_inputs, lam_label, **QUICK)
 
     if not is_ready(pg):
