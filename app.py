@@ -60,16 +60,18 @@ def launch_kwargs(demo: gr.Blocks | None = None) -> dict:
     launch with the same)."""
     from starlette.middleware import Middleware
 
-    from playground.http_guard import HttpGuard, run_names
+    from playground.http_guard import HttpGuard, admin_key, run_names
 
+    key = admin_key()  # /monitoring: off without PLAYGROUND_ADMIN_KEY, behind it with one
     guard = Middleware(HttpGuard, max_body_bytes=SERVE.max_body_bytes, run_names=run_names(demo) if demo else None,
-                       demo=demo)
+                       demo=demo, admin_key=key)
     app_kwargs: dict = {"middleware": [guard]}
     if getattr(demo, "playground", None) is not None:  # /v1: the OpenAI-compatible API on the same app and port
         from playground.api import openai_routes
 
         app_kwargs["routes"] = openai_routes(demo.playground)
-    return dict(css=CSS, js=JS, allowed_paths=[], max_file_size=SERVE.max_file_size, app_kwargs=app_kwargs)
+    return dict(css=CSS, js=JS, allowed_paths=[], max_file_size=SERVE.max_file_size, app_kwargs=app_kwargs,
+                enable_monitoring=key is not None)
 
 
 def main() -> None:

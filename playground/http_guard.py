@@ -16,11 +16,16 @@
   exception a route raises before its response starts answers 400 naming the route and the error (never
   a traceback); a 500 Gradio builds itself becomes 400 (`{"error": null}` gains a message). A 500 outside
   `/gradio_api/` that carries a message (the /v1 API's own error shape) passes unchanged.
+- `/monitoring` and `/monitoring/summary` (Gradio's request counts and timings of every event): off unless
+  `PLAYGROUND_ADMIN_KEY` is set (`launch(enable_monitoring=...)`, see `admin_key`); with it, they answer only a
+  request that carries the key (`X-Admin-Key: <key>` or `Authorization: Bearer <key>`), else 401.
 """
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import os
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
@@ -42,6 +47,14 @@ class BodyTooLarge(Exception):
     pass
 
 
+MONITORING = ("/monitoring", "/monitoring/summary")
+
+
+def admin_key(env=os.environ) -> str | None:
+    """The optional admin key (PLAYGROUND_ADMIN_KEY); None when unset or blank: monitoring is then off."""
+    return (env.get("PLAYGROUND_ADMIN_KEY") or "").strip() or None
+
+
 def _path(scope: Scope) -> str:
     return scope.get("path", "").rstrip("/") or "/"
 
@@ -58,8 +71,21 @@ def run_names(demo) -> frozenset[str]:
 
 
 class HttpGuard:
-    def __init__(self, app, max_body_bytes: int, run_names: frozenset[str] | None = None, demo=None) -> None:
+    def __init__(self, app, max_body_bytes: int, run_names: frozenset[str] | None = None, demo=None,
+                 admin_key: str | None = None) -> None:
         self.app, self.max_body_bytes, self.run_names, self.demo = app, max_body_bytes, run_names, demo
+        self.admin_key = admin_key
+
+    def _needs_admin(self, scope: Scope) -> bool:
+        """A monitoring route without the admin key (only when one is set; without one Gradio answers 403)."""
+        if self.admin_key is None or _path(scope) not in MONITORING:
+            return False
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-admin-key", b"").decode("latin-1").strip()
+        auth = headers.get(b"authorization", b"").decode("latin-1")
+        if not given and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        return not hmac.compare_digest(given.encode(), self.admin_key.encode())
 
     # --- bad input Gradio would answer with a bare 500 or a broken stream (needs the demo) ---------------
 
@@ -175,6 +201,9 @@ class HttpGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if self._needs_admin(scope):
+            return await self._json(send, 401, f"{_path(scope)} needs the admin key (PLAYGROUND_ADMIN_KEY): send it as "
+                                               "X-Admin-Key: <key> or Authorization: Bearer <key>")
         unknown = self._unknown_run(scope) or self._unknown_call(scope)
         if unknown is not None:
             return await self._not_found(send, unknown)

@@ -136,3 +136,28 @@ def test_the_guard_turns_silent_500s_into_400s_and_leaves_other_apis_errors_alon
     r = client.get("/gradio_api/info")
     assert r.status_code == 400 and r.json()["detail"].startswith("GET /gradio_api/info: this request could not be handled (KeyError: 'page')")
     assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_monitoring_is_off_without_an_admin_key(app_url):
+    """Gradio's /monitoring/summary listed request counts, success rates and timings of every event to anyone."""
+    for route in ("monitoring", "monitoring/summary"):
+        status, body = request(app_url + route)
+        assert status == 403 and detail(body) == "Monitoring is not enabled.", route
+
+
+def test_monitoring_answers_only_the_admin_key_when_one_is_set(tiny_playground, monkeypatch):
+    from tests.test_app import serve
+
+    monkeypatch.setenv("PLAYGROUND_ADMIN_KEY", "s3cret-admin")
+    demo, url = serve(tiny_playground)
+    try:
+        for headers in ({}, {"X-Admin-Key": "wrong"}, {"Authorization": "Bearer wrong"}):
+            req = urllib.request.Request(url + "monitoring/summary", headers=headers)
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=30)
+            assert err.value.code == 401 and "needs the admin key (PLAYGROUND_ADMIN_KEY)" in detail(err.value.read())
+        for headers in ({"X-Admin-Key": "s3cret-admin"}, {"Authorization": "Bearer s3cret-admin"}):
+            with urllib.request.urlopen(urllib.request.Request(url + "monitoring/summary", headers=headers), timeout=30) as r:
+                assert r.status == 200 and "functions" in json.loads(r.read())
+    finally:
+        demo.close()
