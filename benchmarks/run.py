@@ -99,14 +99,14 @@ def subprocess_json(code: str, env: dict | None = None) -> dict:
 RSS_CODE = """
 import json, sys
 from playground import registry
-from playground.service import Playground
+from playground.service import AdapterInfo, Playground
 from playground.lm.engine import Request
 n = {n}
 names = [a.name for a in registry.installed_adapters()]
 pg = Playground.from_registry(adapters=[])
 for i in range(n):
     a = registry.get_adapter(names[i % len(names)])
-    pg.adapter_set.add(f"{{a.name}}-{{i}}", a.path)
+    pg.add_adapter(AdapterInfo(f"{{a.name}}-{{i}}", a.path, a.beta_train, a.judge))
 ids = pg.encode('hi')
 pg.engine.generate([Request(ids, adapter=f"{{names[0]}}-0" if n else None, lam=1.0, max_new_tokens=4)])
 hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]  # peak RSS of this process
