@@ -143,3 +143,26 @@ def test_shipped_gguf_codes_are_the_weights_the_dense_model_was_converted_from(s
         n, k = q.shape
         exact = (q.q.float().view(n, k // 32, 32) * q.d[..., None] + q.m[..., None]).view(n, k)
         assert torch.equal(exact, dense[name + ".weight"].float()), name
+
+
+def test_int4_projection_keeps_a_tiny_lora_delta(int4_model):
+    """The LoRA delta rides in float32 next to the int4 kernel's W x: the tuned row minus the base row is
+    s·B(A x) to within 1%, even where the delta is far below a bf16 step of W x."""
+    from playground.lm.projections import Projection
+
+    model, layers, _ = int4_model
+    o_proj = model.model.layers[0].self_attn.o_proj
+    proj = Projection([o_proj], False, layers.get(("model.layers.0.self_attn.o_proj",)))
+    assert proj.int4 is not None
+    saved = o_proj.lora_B["a"]
+    o_proj.lora_B["a"] = saved * 1e-5  # a delta well below the bf16 resolution of W x
+    try:
+        x32 = torch.randn(4, o_proj.in_features, generator=torch.Generator().manual_seed(0))
+        x32[1] = x32[0]
+        with torch.inference_mode():
+            y = proj(x32.to(torch.bfloat16), x32, {"a": torch.tensor([[0.0], [1.0], [0.0], [0.0]])})
+        want = (x32[:1] @ o_proj.lora_A["a"].float().T) @ o_proj.lora_B["a"].float().T
+    finally:
+        o_proj.lora_B["a"] = saved
+    torch.testing.assert_close(y[1:2] - y[:1], want, rtol=1e-2, atol=2.0 ** -22 * float(y.abs().max()))
+    assert (want.abs() < 0.5 * 2.0 ** -8 * y[:1].abs()).float().mean() > 0.5
