@@ -24,6 +24,8 @@ so a row's bits do not depend on its batch.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +150,14 @@ def read_gguf_q4_1(path: str, heads: int, kv_heads: int) -> dict[str, Q4Weight]:
     return out
 
 
+def _layer_order(key: str) -> tuple[int, int]:
+    """Sort key of a group key "model.layers.<i>.<first module>,…": (layer, group position)."""
+    first = key.split(",")[0]
+    i = int(first.split(".")[2])
+    member = first.split(".", 3)[3]
+    return i, next(j for j, g in enumerate(LAYER_GROUPS) if g[0] == member)
+
+
 # one llama layer's projections in the groups the decoder multiplies together (q/k/v and gate/up fused)
 LAYER_GROUPS = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), ("self_attn.o_proj",),
                 ("mlp.gate_proj", "mlp.up_proj"), ("mlp.down_proj",))
@@ -163,13 +173,60 @@ class Int4Layers:
         self._packed, self.source = packed, source
 
     @classmethod
-    def from_gguf(cls, path: str | Path, layers: int, heads: int, kv_heads: int) -> Int4Layers:
-        return cls.from_q4(read_gguf_q4_1(str(path), heads, kv_heads), layers, str(path))
+    def from_gguf(cls, path: str | Path, layers: int, heads: int, kv_heads: int, cache: Path | None = None) -> Int4Layers:
+        """Read and pack the GGUF's Q4_1 layers; with `cache` (a directory), the packed tensors are stored there
+        as safetensors once and loaded from it afterwards (seconds saved at every start). The cache key is the
+        file (path, size, mtime), torch's version and the CPU capability (the packed layout may differ by them)."""
+        path = Path(path)
+        if cache is not None:
+            st = path.stat()
+            key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{torch.__version__}|"
+                                 f"{torch.backends.cpu.get_cpu_capability()}|{layers}|{heads}|{kv_heads}".encode()).hexdigest()[:16]
+            file = cache / f"int4-{key}.safetensors"
+            if file.is_file():
+                try:
+                    return cls._load(file, str(path))
+                except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt
+                    file.unlink(missing_ok=True)
+        built = cls.from_q4(read_gguf_q4_1(str(path), heads, kv_heads), layers, str(path))
+        if cache is not None:
+            built._save(file)
+        return built
+
+    def _save(self, file: Path) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {}
+        for names, p in self._packed.items():
+            key = ",".join(names)
+            tensors[f"{key}|packed"], tensors[f"{key}|sz"] = p.packed, p.scales_and_zeros
+        tmp = file.with_name(file.name + f".tmp{os.getpid()}")
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            save_file(tensors, str(tmp), metadata={"out_features": ",".join(str(p.out_features) for p in self._packed.values())})
+            os.replace(tmp, file)  # atomic: a reader sees the whole file or none
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a read-only or full cache only costs the packing time
+
+    @classmethod
+    def _load(cls, file: Path, source: str) -> Int4Layers:
+        from safetensors import safe_open
+
+        packed = {}
+        with safe_open(str(file), "pt") as f:
+            outs = [int(x) for x in f.metadata()["out_features"].split(",")]
+            keys = sorted({k.rsplit("|", 1)[0] for k in f.keys()}, key=_layer_order)
+            for key, n in zip(keys, outs):
+                packed[tuple(key.split(","))] = PackedInt4(f.get_tensor(f"{key}|packed"), f.get_tensor(f"{key}|sz"), n)
+        for names, p in packed.items():
+            if p.packed.shape[0] != p.out_features:
+                raise ValueError(f"{file}: {names} does not fit its out_features")
+        return cls(packed, source)
 
     @classmethod
     def from_q4(cls, raw: dict[str, Q4Weight], layers: int, source: str) -> Int4Layers:
         """Pack Q4_1 weights keyed by transformers module name (consumes `raw`)."""
-        packed = {}
+        packed = {}  # insertion order = layer order (the cache file relies on it)
         for i in range(layers):
             for group in LAYER_GROUPS:
                 names = tuple(f"model.layers.{i}.{g}" for g in group)

@@ -179,7 +179,8 @@ def int4_layers(model: PreTrainedModel, gguf: Path) -> Int4Layers:
     from playground.lm.int4 import Int4Layers
 
     cfg = model.config
-    return Int4Layers.from_gguf(gguf, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads)
+    return Int4Layers.from_gguf(gguf, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads,
+                                cache=cache_dir() / "int4")
 
 
 def load_base(source: str, dtype: torch.dtype | None = None, int4: str = "no") -> LoadedBase:

@@ -166,3 +166,32 @@ def test_int4_projection_keeps_a_tiny_lora_delta(int4_model):
         o_proj.lora_B["a"] = saved
     torch.testing.assert_close(y[1:2] - y[:1], want, rtol=1e-2, atol=2.0 ** -22 * float(y.abs().max()))
     assert (want.abs() < 0.5 * 2.0 ** -8 * y[:1].abs()).float().mean() > 0.5
+
+
+def test_packed_weights_are_cached_and_load_back_identical(tmp_path):
+    """The packed layers are written once as safetensors and loaded from the cache afterwards, bit-identical;
+    a damaged cache file is rebuilt."""
+    import gguf
+
+    path = tmp_path / "tiny.gguf"
+    w = gguf.GGUFWriter(str(path), "llama")
+    gen = np.random.default_rng(3)
+    for name in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"):
+        shape = {"attn_k": (32, 64), "attn_v": (32, 64), "ffn_gate": (128, 64), "ffn_up": (128, 64), "ffn_down": (64, 128)}.get(name, (64, 64))
+        w.add_tensor(f"blk.0.{name}.weight", quantize(gen.standard_normal(shape).astype(np.float32), Q4_1), raw_dtype=Q4_1)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    cache = tmp_path / "cache"
+    built = int4.Int4Layers.from_gguf(path, 1, 4, 2, cache=cache)
+    files = list(cache.glob("int4-*.safetensors"))
+    assert len(files) == 1 and len(built._packed) == 4
+    again = int4.Int4Layers.from_gguf(path, 1, 4, 2, cache=cache)
+    for names, p in built._packed.items():
+        q = again.get(names)
+        assert q is not None and q.out_features == p.out_features
+        assert torch.equal(q.packed, p.packed) and torch.equal(q.scales_and_zeros, p.scales_and_zeros)
+    files[0].write_bytes(b"not a safetensors file")
+    rebuilt = int4.Int4Layers.from_gguf(path, 1, 4, 2, cache=cache)
+    assert all(torch.equal(rebuilt.get(n).packed, p.packed) for n, p in built._packed.items())
