@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import gradio as gr
 
+from playground import conversation
+from playground.conversation import STOPPED, TIME_LIMIT, StopFlags
+from playground.feedback.duel import DuelStopped
 from playground.feedback.vote import OUTCOMES, FeedbackError, FeedbackUnavailable
 from playground.settings import CHAT, DEFAULT_DECODE, LIMITS, SERVE
-from playground.validation import InputError
-from ui.components import ADAPTER_PICKER, Dropdown, Radio, Slider
+from playground.validation import InputError, check_choice, check_prompt
+from ui.components import ADAPTER_PICKER, Dropdown, Radio, Slider, plain
 
 LM_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
+QUICK = {"concurrency_id": "duel-ui", "concurrency_limit": None, "show_progress": "hidden", "api_visibility": "private"}
+STOPS = StopFlags()  # the duel's Stop, per browser session (the three columns have their own)
 USER_ERRORS = (InputError, FeedbackError, FeedbackUnavailable)
 BUTTONS = (("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both bad", "both_bad"))
 EXPLAIN = """**Which answer is better?** Both answers come from the same adapter at two different realignment
@@ -33,6 +38,43 @@ def reveal_markdown(reveal: dict) -> str:
             + "\n".join(rows + judges))
 
 
+def progress_markdown(step) -> str:
+    """Under the answers while they stream: how far each has come."""
+    return f"Answering … A: {step.tokens_a} tokens · B: {step.tokens_b} tokens. **■ Stop** ends both."
+
+
+def stopped_markdown(why: str, step) -> str:
+    counts = f"A {step.tokens_a} tokens, B {step.tokens_b}" if step is not None else "before the first token"
+    return (f"**{why.capitalize()}** ({counts}): unfinished answers are not voted on. "
+            "Generate two answers again to vote.")
+
+
+def stream_duel(service, message, name, temp, session: str, should_stop):
+    """The duel's outputs (answer A, answer B, duel id, vote row, note) after every decoding step, then with the
+    vote buttons; Stop or the time limit ends both answers with a note saying which (nothing to vote on)."""
+    deadline = conversation.clock() + LIMITS.request_timeout_s  # frees the model even if nobody stops it
+    ended: dict[str, str] = {}
+
+    def stop() -> bool:
+        if "why" not in ended:
+            if should_stop():
+                ended["why"] = STOPPED
+            elif conversation.clock() > deadline:
+                ended["why"] = TIME_LIMIT
+        return "why" in ended
+
+    step = None
+    try:
+        for step in service.stream(message, name, temp, session, should_stop=stop):
+            if step.duel is None:
+                yield step.answer_a, step.answer_b, "", gr.Row(visible=False), progress_markdown(step)
+    except DuelStopped:
+        a, b = (step.answer_a, step.answer_b) if step is not None else ("", "")
+        yield a, b, "", gr.Row(visible=False), stopped_markdown(ended.get("why", STOPPED), step)
+        return
+    yield step.answer_a, step.answer_b, step.duel.duel_id, gr.Row(visible=True), ""
+
+
 def build_duel_panel(pg, service) -> None:
     """`pg`: a Playground or a LazyPlayground still loading (only `pg.adapters` is read here); `service`: a DuelService."""
     names = sorted(pg.adapters)
@@ -47,6 +89,7 @@ def build_duel_panel(pg, service) -> None:
         prompt = gr.Textbox(placeholder="Ask something", show_label=False, scale=5, elem_id="duel-prompt",
                             max_length=LIMITS.max_prompt_chars)
         go = gr.Button("Generate two answers", variant="primary", scale=1, min_width=120, elem_id="duel-generate")
+        stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=120, visible=False, elem_id="duel-stop")
     gr.Examples(list(CHAT.examples), inputs=prompt)
     with gr.Row(equal_height=True, elem_id="duel-answers"):
         # min_width: side by side on a wide screen, one above the other on a phone
@@ -58,12 +101,36 @@ def build_duel_panel(pg, service) -> None:
     outcome_api = Radio(list(OUTCOMES), value="a", visible=False, label="outcome")
     vote_api = gr.Button(visible=False)
 
+    def check(message, name, request: gr.Request):
+        """Quick, before anything is shown: a bad prompt or adapter is a toast and the answers stay as they were."""
+        try:
+            check_prompt(message)
+            check_choice("adapter", name, sorted(pg.adapters))
+        except USER_ERRORS as err:
+            raise gr.Error(str(err), print_exception=False) from None
+        STOPS.clear(request.session_hash)
+        return ""
+
+    def show():
+        return "", "", "", gr.Row(visible=False), "Answering …", gr.Button(visible=False), gr.Button(visible=True)
+
     def generate(message, name, temp, request: gr.Request):
         try:
-            duel = service.start(message, name, temp, request.session_hash)
+            yield from stream_duel(service, message, name, temp, request.session_hash, STOPS.checker(request.session_hash))
+        except USER_ERRORS as err:  # what needs the model (the prompt's tokens): a toast
+            gr.Warning(plain(err))
+            yield "", "", "", gr.Row(visible=False), ""
+
+    def generate_api(message, name, temp, request: gr.Request):
+        """/duel for gradio_client: the same stream, errors as AppError; /duel_stop from the same client stops it."""
+        STOPS.clear(request.session_hash)
+        try:
+            yield from stream_duel(service, message, name, temp, request.session_hash, STOPS.checker(request.session_hash))
         except USER_ERRORS as err:
-            raise gr.Error(str(err)) from None
-        return duel.answer_a, duel.answer_b, duel.duel_id, gr.Row(visible=True), ""
+            raise gr.Error(str(err), print_exception=False) from None
+
+    def on_stop(request: gr.Request):
+        STOPS.request(request.session_hash)
 
     def cast(outcome, duel_id, request: gr.Request):
         try:
@@ -73,8 +140,17 @@ def build_duel_panel(pg, service) -> None:
         return reveal_markdown(shown), gr.Row(visible=False)
 
     duel_outs = [answer_a, answer_b, duel_state, vote_row, reveal]
-    prompt.submit(generate, [prompt, adapter, temperature], duel_outs, api_visibility="private", **LM_EVENT)
-    go.click(generate, [prompt, adapter, temperature], duel_outs, api_name="duel", **LM_EVENT)
+    buttons_out = [go, stop]
+    for trigger in (prompt.submit, go.click):
+        (trigger(check, [prompt, adapter], duel_state, **QUICK)
+            .success(show, None, [*duel_outs, *buttons_out], **QUICK)
+            .success(generate, [prompt, adapter, temperature], duel_outs, api_visibility="private", show_progress="hidden",
+                     **LM_EVENT)
+            .then(lambda: (gr.Button(visible=True), gr.Button(visible=False)), None, buttons_out, **QUICK))
+    duel_api = gr.Button(visible=False)
+    duel_api.click(generate_api, [prompt, adapter, temperature], duel_outs, api_name="duel", **LM_EVENT)
+    stop.click(on_stop, None, None, api_name="duel_stop", show_progress="hidden", concurrency_id="duel-stop",
+               concurrency_limit=None)
     for button, (_label, outcome) in zip(buttons, BUTTONS, strict=True):
         button.click(_bind(cast, outcome), [duel_state], [reveal, vote_row], api_visibility="private")
     vote_api.click(cast, [outcome_api, duel_state], [reveal, vote_row], api_name="vote")

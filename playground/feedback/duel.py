@@ -3,9 +3,10 @@
 `DuelService.start` draws two different λ from `FeedbackSettings.duel_lambdas` (in random order, seeded),
 decodes both answers in one batch through the `Playground` facade, scores both with every built-in judge and
 keeps the pending duel in memory (bounded, expiring after `duel_expiry_s`), keyed by a random duel id and
-bound to the browser session that asked for it. `DuelService.vote` turns the human's choice into a `Vote`
-(idempotency key = duel id; both answers' settings, seed included, so each answer can be regenerated
-exactly) and stores it. The vote store opens lazily, on the first vote: when the database is unavailable,
+bound to the browser session that asked for it; `DuelService.stream` does the same step by step (the app
+shows both answers as they grow, and its Stop ends them: `DuelStopped`, nothing kept). `DuelService.vote`
+turns the human's choice into a `Vote` (idempotency key = duel id; both answers' settings, seed included, so
+each answer can be regenerated exactly) and stores it. The vote store opens lazily, on the first vote: when the database is unavailable,
 voting raises `FeedbackUnavailable` while generating (and the rest of the app) keeps working.
 `DuelService.vote_columns` records the Side-by-side tab's "Prefer this one" through the same store.
 """
@@ -17,7 +18,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,30 @@ class Duel:
         return {"a": {**self.settings_a, "tokens": self.tokens_a}, "b": {**self.settings_b, "tokens": self.tokens_b},
                 "judge_scores": {k: list(v) for k, v in self.judge_scores.items()}, "outcome": self.outcome,
                 "vote_id": self.vote_id}
+
+
+class DuelStopped(FeedbackError):
+    """The duel's answers were stopped (Stop, a disconnect, the time limit) before both ended: nothing to vote on."""
+
+
+@dataclass
+class DuelStep:
+    """Both answers so far while a duel streams; the last step carries the kept `duel` (then the texts are its own)."""
+
+    answer_a: str
+    answer_b: str
+    tokens_a: int
+    tokens_b: int
+    duel: Duel | None = None
+
+
+@dataclass
+class _Plan:
+    session_id: str
+    adapter: str
+    prompts: list[str]
+    drawn: list[tuple[Any, Any]]
+    requests: list[Any]
 
 
 def _answer_settings(d: Any) -> dict[str, Any]:
@@ -139,7 +164,31 @@ class DuelService:
                    ) -> list[Duel]:
         """`start` for several prompts at once: every duel's two answers decode in ONE batch (a duel's result
         does not depend on what else is in the batch), then each is judged and kept. Used by
-        `models/simulate_votes.py`; the app starts one duel per request."""
+        `models/simulate_votes.py`; the app starts one duel per request (streamed: `stream`)."""
+        plan = self._plan(prompts, adapter, temperature, session_id, seeds)
+        steps = self.pg.stream(plan.requests, should_stop=should_stop)
+        streams: list[Any] = (deque(steps, maxlen=1) or [[]])[0]  # the last step: every answer finished
+        return self._finish(plan, streams)
+
+    def stream(self, prompt: object, adapter: object, temperature: object, session_id: str, seed: int | None = None,
+               should_stop: Callable[[], bool] = lambda: False) -> Iterator[DuelStep]:
+        """`start`, streamed: a `DuelStep` with both answers' text so far after every decoding step (a character
+        split over tokens shows once complete), then one with `duel` set once both are finished, judged and kept.
+        Every check runs before the first step. Stopped (`should_stop`) before both answers end: `DuelStopped`,
+        nothing is kept (an unfinished pair is not voted on)."""
+        plan = self._plan([prompt], adapter, temperature, session_id, [seed])
+        texts = [self.pg.detokenizer() for _ in plan.requests]
+        streams: list[Any] = []
+        for streams in self.pg.stream(plan.requests, should_stop=should_stop):
+            shown = [t.feed(s.tokens).text for t, s in zip(texts, streams, strict=True)]
+            counts = [len(t.ids) for t in texts]
+            yield DuelStep(shown[0], shown[1], counts[0], counts[1])
+        [duel] = self._finish(plan, streams, stopped=DuelStopped)
+        yield DuelStep(duel.answer_a, duel.answer_b, duel.tokens_a, duel.tokens_b, duel)
+
+    def _plan(self, prompts: Sequence[object], adapter: object, temperature: object, session_id: str,
+              seeds: Sequence[int | None] | None) -> _Plan:
+        """Check everything and draw each duel's λ pair, order and seed: the engine requests, nothing decoded yet."""
         if not session_id:
             raise FeedbackError("session_id: must not be empty")
         seeds = list(seeds) if seeds is not None else [None] * len(prompts)
@@ -161,10 +210,13 @@ class DuelService:
             check_prompt_tokens(len(ids))
             drawn.append((d_a, d_b))
             requests += [self.pg.request(ids, name, d_a), self.pg.request(ids, name, d_b)]
-        steps = self.pg.stream(requests, should_stop=should_stop)
-        streams: list[Any] = (deque(steps, maxlen=1) or [[]])[0]  # the last step: every answer finished
-        if len(streams) != len(requests) or not all(s.done for s in streams):
-            raise FeedbackError("the answers were not finished (stopped or timed out); generate again")
+        return _Plan(session_id, name, prompts, drawn, requests)
+
+    def _finish(self, plan: _Plan, streams: Sequence[Any], stopped: type[FeedbackError] = FeedbackError) -> list[Duel]:
+        """Judge the finished answers and keep each duel for its vote; `stopped` is raised when some did not finish."""
+        if len(streams) != len(plan.requests) or not all(s.done for s in streams):
+            raise stopped("the answers were not finished (stopped or timed out); generate again")
+        prompts, drawn, name, session_id = plan.prompts, plan.drawn, plan.adapter, plan.session_id
         texts = [self.pg.text(s.tokens) for s in streams]
         tokens = [len(self.pg.answer_ids(s.tokens)) for s in streams]
         flat_prompts = [p for p in prompts for _ in range(2)]
