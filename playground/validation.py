@@ -52,7 +52,31 @@ def check_number(name: str, value: object, low: float, high: float, *, low_open:
     return value
 
 
+def _whole(value: object) -> int | None:
+    """An int given as an int (not a bool) or as digits; None for anything else (checked as a number)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and value.strip().isascii():
+        try:
+            return int(value)
+        except ValueError:  # more digits than Python converts
+            return None
+    return None
+
+
+def _show_int(n: int) -> str:
+    text = str(n)
+    return text if len(text) <= 40 else f"{text[:20]}… ({len(text.lstrip('-'))} digits)"
+
+
 def check_int(name: str, value: object, low: int, high: int) -> int:
+    """A whole number within [low, high]. Booleans are refused; ints (and digit strings) are compared and echoed
+    exactly (2**64 is 18446744073709551616, not 1.84467e+19); a float must be whole (3.0 passes, 3.5 does not)."""
+    exact = _whole(value)
+    if exact is not None:
+        if not low <= exact <= high:
+            raise InputError(f"{name} must be in [{low}, {high}]; got {_show_int(exact)}")
+        return exact
     number = check_number(name, value, low, high)
     if number != int(number):
         raise InputError(f"{name} must be a whole number in [{low}, {high}]; got {_fmt(number)}")

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from tests.test_app import app_url  # noqa: F401  (fixture)
+from tests.test_app import GOOD, app_url, client  # noqa: F401  (fixtures)
 from tests.test_hardening import post
 
 PUBLIC_JOBS = ("chat", "duel", "vote", "train_votes", "tradeoff_sweep", "probe", "token_view", "dera_check")
@@ -161,3 +161,16 @@ def test_monitoring_answers_only_the_admin_key_when_one_is_set(tiny_playground, 
                 assert r.status == 200 and "functions" in json.loads(r.read())
     finally:
         demo.close()
+
+
+@pytest.mark.parametrize("seed, message", [
+    (True, "Seed: must be a number; got bool True"),  # Gradio's Number made it 1
+    (1.5, "Seed: must be a whole number; got 1.5"),  # Gradio's Number rounded it to 2
+    (2**64, "seed must be in [0, 2147483647]; got 18446744073709551616"),  # was 1.84467e+19
+])
+def test_a_seed_is_a_whole_number_echoed_exactly_through_the_app(client, seed, message):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as err:
+        client.predict(*{**GOOD, "seed": seed}.values(), api_name="/chat")
+    assert message in str(err.value)

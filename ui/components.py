@@ -29,10 +29,6 @@ class _NamedErrors:
             raise gr.Error(f"{self.label}: invalid value {shown}") from None
 
 
-class Slider(_NamedErrors, gr.Slider):
-    pass
-
-
 class Dropdown(_NamedErrors, gr.Dropdown):
     pass
 
@@ -42,7 +38,24 @@ class Radio(_NamedErrors, gr.Radio):
 
 
 class Number(_NamedErrors, gr.Number):
-    pass
+    """Also refuses what Gradio would turn into a number silently: a boolean (True → 1) and, for a whole-number
+    field (precision 0, e.g. a seed), a fraction (1.5 → 2)."""
+
+    def preprocess(self, payload):
+        if isinstance(payload, bool):
+            raise gr.Error(f"{self.label}: must be a number; got bool {payload}")
+        if self.precision == 0 and isinstance(payload, float) and not payload.is_integer():
+            raise gr.Error(f"{self.label}: must be a whole number; got {payload:g}")
+        return super().preprocess(payload)
+
+
+class Slider(_NamedErrors, gr.Slider):
+    """A boolean is refused (Gradio compares True as 1)."""
+
+    def preprocess(self, payload):
+        if isinstance(payload, bool):
+            raise gr.Error(f"{self.label}: must be a number; got bool {payload}")
+        return super().preprocess(payload)
 
 
 class Textbox(_NamedErrors, gr.Textbox):

@@ -18,6 +18,7 @@ from playground import registry
 from playground.settings import EVAL_PROMPTS, LIMITS
 from playground.tradeoff.calibrate import CALIBRATION, calibration_figure, calibration_settings, run_calibration, verdict
 from playground.tradeoff.outputs import read_prompt_file
+from playground.cli.out import add_out_arguments, check_out
 from playground.validation import InputError, check_int
 
 
@@ -36,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--lambda-max", default=None, help="end of the λ grid (default max(2, 2 × nominal λ))")
     p.add_argument("--lambda-points", default=None, help=f"λ grid points (default {CALIBRATION.points})")
     p.add_argument("--record", action="store_true", help="store the result in adapter A's card.json under \"calibration\"")
-    p.add_argument("--out", required=True, help="JSON output (.json); the figure is written beside it (.png)")
+    add_out_arguments(p, "JSON output (.json); the figure is written beside it (.png)", required=True)
     p.set_defaults(func=run)
     return p
 
@@ -99,9 +100,7 @@ def run(args: argparse.Namespace) -> int:
     """Check everything once, then load the model, calibrate and write; 0 on success (errors: see cli.errors)."""
     from playground.cli.sweep import progress_bar
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".json":
-        raise InputError(f"out must end in .json; got {args.out!r}")
+    out = check_out(args.out, args.mkdir)  # before anything loads or decodes
     a = check_installed(args.adapter, "adapter")
     b = check_installed(args.against, "against")
     s = calibration_settings({n: registry.get_adapter(n) for n in {a, b}}, adapter=a, against=b, prompts=_prompts(args),

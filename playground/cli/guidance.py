@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from playground.settings import DEFAULT_GUIDANCE, GUIDANCE_SCALES, LIMITS, SCHEDULERS
+from playground.cli.out import add_out_arguments, check_out
 from playground.validation import InputError, guidance_settings
 
 
@@ -29,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--steps", default=DEFAULT_GUIDANCE.steps, help=f"denoising steps (1-{LIMITS.max_diffusion_steps})")
     p.add_argument("--seed", default=DEFAULT_GUIDANCE.seed, help="seed; the same x_T is used at every w")
     p.add_argument("--scheduler", default=DEFAULT_GUIDANCE.scheduler, help=f"one of {', '.join(SCHEDULERS)}")
-    p.add_argument("--out", default="guidance.json", help="JSON output; .png grid and _plot.png beside it")
+    add_out_arguments(p, "JSON output; .png grid and _plot.png beside it", default="guidance.json")
     p.set_defaults(func=run)
     return p
 
@@ -60,9 +61,7 @@ def run(args: argparse.Namespace) -> int:
     """Check everything once, run the sweep and write; 0 on success (errors: see cli.errors)."""
     from playground.diffusion.guidance import parse_scales, sweep_with_images
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".json":
-        raise InputError(f"out must end in .json; got {args.out!r}")
+    out = check_out(args.out, args.mkdir)  # before anything loads or decodes
     base = guidance_settings(digit=args.digit, num_samples=args.samples, steps=args.steps, scheduler=args.scheduler,
                              seed=args.seed)
     rows, batches = sweep_with_images(base, parse_scales(args.scales))

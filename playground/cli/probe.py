@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import textwrap
 import time
-from pathlib import Path
 
 from playground import registry
+from playground.cli.out import add_out_arguments, check_out
 from playground.cli.sweep import pick_adapter, progress_bar
 from playground.probes.generation import DEFAULT_LAMBDAS, estimate, probe_settings, run_on_playground, stages
 from playground.probes.registry import PROBES, get_probe
@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--max-new-tokens", default=64, help="answer length cap in tokens")
     p.add_argument("--seed", default=0, help="sample k uses seed + k, at every λ")
     p.add_argument("--limit", default=None, help="keep the first N prompts of each prompt set (a quick run)")
-    p.add_argument("--out", default=None, help="JSON output (.json); the CSV and PNG are written beside it")
+    add_out_arguments(p, "JSON output (.json); the CSV and PNG are written beside it")
     p.set_defaults(func=run)
     return p
 
@@ -66,13 +66,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.name is None:
         raise InputError(f"probe: name a probe ({', '.join(PROBES)}) or use --list")
-    if args.out is None:
-        raise InputError("out: give --out FILE.json")
-    out = Path(args.out)
-    if out.suffix.lower() != ".json":
-        raise InputError(f"out must end in .json; got {args.out!r}")
-    if args.name not in PROBES:  # before the adapter: the probe is the first thing named
+    if args.name not in PROBES:  # before --out and the adapter: the probe is the first thing named
         raise InputError(f"unknown probe {args.name!r}; available: {', '.join(PROBES)}")
+    out = check_out(args.out, args.mkdir)  # before anything loads or decodes
     adapter = pick_adapter(args.adapter)
     name, s = probe_settings({adapter: registry.get_adapter(adapter)}, probe=args.name, adapter=adapter,
                              lambdas=args.lambdas, samples=args.samples, temperature=args.temperature,

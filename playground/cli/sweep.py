@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from playground import registry
+from playground.cli.out import add_out_arguments, check_out
 from playground.settings import MODES, SWEEP
 from playground.tradeoff.outputs import default_prompts, read_prompt_file, table, write_outputs
 from playground.validation import InputError, sweep_settings
@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--mode", default="logits", choices=MODES, help="logits = DeRa mix (default); weights = LoRA delta × λ")
     p.add_argument("--judge", default=None, help="training (proxy) judge (default: the adapter's own)")
     p.add_argument("--heldout-judge", default=None, help="held-out judge (default: on_topic, 'does it answer?')")
-    p.add_argument("--out", required=True, help="JSON output (.json); CSV, samples and PNGs are written beside it")
+    add_out_arguments(p, "JSON output (.json); CSV, samples and PNGs are written beside it", required=True)
     p.set_defaults(func=run)
     return p
 
@@ -77,9 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from playground.tradeoff.plots import overoptimisation_warning
     from playground.tradeoff.sweep import run_sweep
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".json":
-        raise InputError(f"out must end in .json; got {args.out!r}")
+    out = check_out(args.out, args.mkdir)  # before anything loads or decodes
     prompts = list(args.prompt) if args.prompt else read_prompt_file(args.prompts_file) if args.prompts_file else default_prompts()
     name = pick_adapter(args.adapter)
     s = sweep_settings({name: registry.get_adapter(name)}, available_judges(), adapter=name, prompts=prompts,
