@@ -148,13 +148,19 @@ def summarise(s: SweepSettings, samples: Sequence[dict]) -> list[dict]:
     return rows
 
 
+def decode_samples(pg, s: SweepSettings, keys, progress: Progress, should_stop: Callable[[], bool]) -> list[dict]:
+    """The sample dicts of `keys` (all of grid(s), or one shard of it: playground/distributed), in `keys` order."""
+    return _samples(pg, s, keys, decode_all(pg, s, keys, progress, should_stop))
+
+
 def run_sweep(pg, s: SweepSettings, progress: Progress | None = None,
-              should_stop: Callable[[], bool] = lambda: False) -> SweepResult:
-    """Decode the whole (checked) grid batched, judge every sample, and summarise per (λ, T)."""
+              should_stop: Callable[[], bool] = lambda: False, decode: Callable[..., list[dict]] | None = None) -> SweepResult:
+    """Decode the whole (checked) grid batched, judge every sample, and summarise per (λ, T).
+    `decode` replaces `decode_samples` (same arguments): the Ray runner decodes the shards on a cluster."""
     start = time.perf_counter()
     report = progress or (lambda fraction, message: None)
     keys = grid(s)
-    samples = _samples(pg, s, keys, decode_all(pg, s, keys, report, should_stop))
+    samples = (decode or decode_samples)(pg, s, keys, report, should_stop)
     report(SWEEP.decode_share, f"judging {len(samples)} answers ({s.judge}, {s.heldout_judge})")
     _score(pg, samples, "reward", s.judge)
     _score(pg, samples, "heldout_reward", s.heldout_judge)
