@@ -16,11 +16,11 @@ LM_EVAL_VERSION=0.4.13
 EVAL_VENV="${EVAL_VENV:-$HOME/.cache/controllability-playground/lm-eval-venv}"
 OUT="${OUT:-/tmp/playground-eval}"
 [ -x .venv/bin/python ] || bash scripts/setup.sh
-if [ ! -x "$EVAL_VENV/bin/lm_eval" ]; then
+if ! "$EVAL_VENV/bin/python" -c "import lm_eval, tenacity" 2>/dev/null; then
   .venv/bin/python -m venv "$EVAL_VENV"
   purelib='import sysconfig; print(sysconfig.get_paths()["purelib"])'
   .venv/bin/python -c "$purelib" > "$("$EVAL_VENV/bin/python" -c "$purelib")/playground-venv.pth"
-  "$EVAL_VENV/bin/pip" install -q "lm-eval==$LM_EVAL_VERSION"
+  "$EVAL_VENV/bin/pip" install -q "lm-eval[api]==$LM_EVAL_VERSION"
 fi
 mkdir -p "$OUT"
 PORT=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -57,7 +57,7 @@ rows = []
 for f in sorted(pathlib.Path(sys.argv[1]).rglob("results_*.json")):
     r = json.loads(f.read_text())
     m = r["results"]["playground_arith"]
-    rows.append((f.parent.parent.name, m.get("exact_match,first_number"), m.get("exact_match_stderr,first_number")))
+    rows.append((f.parent.parent.name, m.get("exact_match,last_number"), m.get("exact_match_stderr,last_number")))
 print("\n| model (λ) | exact_match | stderr |\n|---|---|---|")
 for name, em, se in rows:
     print(f"| {name} | {em:.3f} | {se:.3f} |")

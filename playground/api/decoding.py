@@ -51,7 +51,10 @@ class Run:
         self.cancelled.set()
 
     def _notify(self) -> None:
-        self.loop.call_soon_threadsafe(self._wake.set)
+        try:
+            self.loop.call_soon_threadsafe(self._wake.set)
+        except RuntimeError:  # the server's loop closed (shutdown): stop decoding for nobody
+            self.cancel()
 
     def work(self) -> None:
         """The worker thread's body."""

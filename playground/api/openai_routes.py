@@ -15,8 +15,8 @@ import hmac
 import json
 import logging
 import secrets
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -90,7 +90,6 @@ class OpenAIApi:
     def __init__(self, pg, settings: ApiSettings = API) -> None:
         self.pg, self.settings = pg, settings
         self.gate = Gate(settings.max_active, settings.max_waiting, settings.per_client, settings.timeout_s)
-        self.pool = ThreadPoolExecutor(max_workers=2 * settings.max_active + 2, thread_name_prefix="v1")
         self._token_text: TokenText | None = None
 
     # --- plumbing ------------------------------------------------------------------------------------
@@ -110,7 +109,7 @@ class OpenAIApi:
                            if not got else "the API key is not valid", code="invalid_api_key")
 
     async def blocking(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.pool, partial(fn, *args))
+        return await in_thread(fn, *args)
 
     async def guarded(self, request: Request, handler) -> Response:
         """Key check, the bounded queue, and OpenAI-shaped errors around one route (never a stack trace)."""
@@ -175,8 +174,10 @@ class OpenAIApi:
         return await self.guarded(request, handler)
 
     async def not_found(self, request: Request) -> Response:
-        return ApiError(404, f"no route {request.method} {request.url.path[:80]} here; this server has GET /v1/models, "
-                        "POST /v1/chat/completions and POST /v1/completions", code="unknown_url").response()
+        async def handler(request, ticket):
+            raise ApiError(404, f"no route {request.method} {request.url.path[:80]} here; this server has GET /v1/models, "
+                           "POST /v1/chat/completions and POST /v1/completions", code="unknown_url")
+        return await self.guarded(request, handler)
 
     # --- completions ---------------------------------------------------------------------------------
     async def chat(self, request: Request) -> Response:
@@ -211,7 +212,7 @@ class OpenAIApi:
     async def whole(self, request: Request, run: Run, meta: "Meta") -> Response:
         """Decode to the end (or the deadline, or a stop sequence in every choice); cancel if the client leaves."""
         choices = [Choice(self.pg, meta.job.stop) for _ in range(meta.job.n)]
-        worker = asyncio.get_running_loop().run_in_executor(self.pool, run.work)
+        worker = in_thread(run.work)
         watcher = asyncio.ensure_future(_disconnected(request))
         watcher.add_done_callback(lambda f: run.cancel() if not f.cancelled() else None)
         streams: list = []
@@ -235,7 +236,7 @@ class OpenAIApi:
         """The SSE body: a role chunk, text deltas (with their log-probabilities), finish chunks, usage, [DONE]."""
         job = meta.job
         choices = [Choice(self.pg, job.stop) for _ in range(job.n)]
-        worker = asyncio.get_running_loop().run_in_executor(self.pool, run.work)
+        worker = in_thread(run.work)
         streams: list = []
         try:
             if job.kind == "chat":
@@ -279,6 +280,30 @@ class OpenAIApi:
         finally:
             run.cancel()
             await asyncio.shield(worker)
+
+
+def in_thread(fn, *args) -> asyncio.Future:
+    """Run blocking work (tokenizing, waiting for the model, a decode loop) in a daemon thread of its own: the gate
+    bounds how many there are, and none keeps the interpreter from exiting (nor takes Gradio's worker threads)."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result, error) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(result)
+
+    def body() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as err:  # noqa: BLE001 - handed to the awaiting request
+            result, error = None, err
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the server's loop closed meanwhile (shutdown): nobody waits any more
+            pass
+
+    threading.Thread(target=body, daemon=True, name="v1-worker").start()
+    return future
 
 
 async def _disconnected(request: Request) -> None:

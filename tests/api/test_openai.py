@@ -349,8 +349,10 @@ def test_a_closed_stream_frees_its_rows(served, tiny_playground, monkeypatch):
     for _ in range(3):
         next(chunks)
     assert tiny_playground.engine.scheduler.batch.rows == 2  # base + tuned row of the realigned request
+    closed = time.monotonic()
     stream.close()
-    assert wait_until(lambda: scheduler_idle(tiny_playground), limit_s=5.0)  # well within a second in practice
+    assert wait_until(lambda: scheduler_idle(tiny_playground), limit_s=5.0)  # a generous bound; the figure is printed
+    print(f"rows freed {time.monotonic() - closed:.3f} s after the client closed the stream")
     steps = count["n"]
     assert steps < 256, "the closed stream decoded to the end"
     time.sleep(0.2)
