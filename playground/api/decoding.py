@@ -39,6 +39,7 @@ class Run:
         self.error: BaseException | None = None
         self.timed_out = False
         self._wake = asyncio.Event()
+        self.begun = asyncio.Event()  # the first update arrived, or decoding ended (e.g. refused by the scheduler)
 
     def should_stop(self) -> bool:
         if time.monotonic() > self.deadline:
@@ -50,9 +51,13 @@ class Run:
         """Stop decoding at the next step boundary: the scheduler closes the submission and its rows leave."""
         self.cancelled.set()
 
+    def _set(self) -> None:
+        self._wake.set()
+        self.begun.set()
+
     def _notify(self) -> None:
         try:
-            self.loop.call_soon_threadsafe(self._wake.set)
+            self.loop.call_soon_threadsafe(self._set)
         except RuntimeError:  # the server's loop closed (shutdown): stop decoding for nobody
             self.cancel()
 

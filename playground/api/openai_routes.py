@@ -197,12 +197,34 @@ class OpenAIApi:
         run = Run(self.pg, reqs, self.settings.timeout_s, asyncio.get_running_loop())
         meta = Meta(job, len(ids), sha, tokens)
         if job.stream:
+            worker = await self.started(request, run)
             def closed() -> None:
                 run.cancel()
                 ticket.release()
 
-            return SSEResponse(self.events(run, meta), on_close=closed)
+            return SSEResponse(self.events(run, meta, worker), on_close=closed)
         return await self.whole(request, run, meta)
+
+    async def started(self, request: Request, run: Run) -> asyncio.Future:
+        """Start decoding and wait for its first step before the stream's 200 goes out, so that a refusal by the
+        scheduler (busy) is still a 429 with Retry-After, not an error event; a client that leaves meanwhile cancels."""
+        worker = in_thread(run.work)
+        watcher = asyncio.ensure_future(_disconnected(request))
+        begun = asyncio.ensure_future(run.begun.wait())
+        try:
+            await asyncio.wait([watcher, begun], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            begun.cancel()
+        if not run.begun.is_set():  # the client left first
+            run.cancel()
+            await asyncio.shield(worker)
+            raise ApiError(499, "the client closed the connection", code="client_closed")
+        if run.ended and run.error is not None:
+            await asyncio.shield(worker)
+            err = run.error
+            raise (from_scheduler(err) if isinstance(err, InputError) else None) or err
+        return worker
 
     def token_text(self) -> TokenText:
         if self._token_text is None:
@@ -232,11 +254,10 @@ class OpenAIApi:
             c.close()
         return Response(json.dumps(meta.whole(choices, streams, run), ensure_ascii=False), media_type="application/json")
 
-    async def events(self, run: Run, meta: "Meta"):
+    async def events(self, run: Run, meta: "Meta", worker: asyncio.Future):
         """The SSE body: a role chunk, text deltas (with their log-probabilities), finish chunks, usage, [DONE]."""
         job = meta.job
         choices = [Choice(self.pg, job.stop) for _ in range(job.n)]
-        worker = in_thread(run.work)
         streams: list = []
         try:
             if job.kind == "chat":

@@ -420,3 +420,31 @@ def test_knobs_in_the_model_id_for_tools_that_only_pick_a_model(oai, tiny_playgr
     assert (e["status"], e["param"]) == (400, "lambda")
     e = error_of(lambda: ask(oai, model="a@temperature=1"))
     assert (e["status"], e["param"]) == (400, "model")
+
+
+def test_a_busy_scheduler_is_429_streamed_or_not(oai, tiny_playground, monkeypatch):
+    from dataclasses import replace
+
+    sched = tiny_playground.engine.scheduler
+    monkeypatch.setattr(sched, "config", replace(sched.config, max_waiting=0))  # every submission is refused
+    for stream in (False, True):
+        e = error_of(lambda: list(ask(oai, stream=True)) if stream else ask(oai))
+        assert (e["status"], e["code"]) == (429, "rate_limit_exceeded") and "busy" in e["message"]
+        assert int(e["headers"]["retry-after"]) >= 1
+
+
+def test_streamed_choices_each_end_once(oai, tiny_playground):
+    chunks = list(oai.chat.completions.create(model="a", messages=[{"role": "user", "content": PROMPT}], n=2,
+                                              stream=True, **KNOBS))
+    for i in range(2):
+        text = "".join(c.delta.content or "" for ch in chunks for c in ch.choices if c.index == i)
+        assert text == realigned(tiny_playground, seed=KNOBS["seed"] + i)
+        assert sum(1 for ch in chunks for c in ch.choices if c.index == i and c.finish_reason) == 1
+    assert [p["index"] for p in chunks[-1].model_extra["playground"]["choices"]] == [0, 1]
+
+
+def test_completions_logprobs_in_the_legacy_shape(oai):
+    r = oai.completions.create(model="a", prompt=PROMPT, logprobs=2, **{**KNOBS, "temperature": 0})
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) > 0
+    assert all(len(top) <= 2 for top in lp.top_logprobs) and lp.text_offset[0] == 0
