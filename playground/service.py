@@ -62,6 +62,11 @@ class ChatTurn:
     adapter: str
     decode: DecodeSettings
     beta_train: float
+    # Prompt guidance of the realigned column: ℓ = ℓ_uncond + γ(ℓ_cond − ℓ_uncond). 1 = off (the plain model);
+    # higher = follows the prompt more strongly, less diverse; 0 = ignores the prompt.
+    cfg_scale: float = 1.0
+    # What the unconditional branch reads instead of the user's text ("" = an empty user turn).
+    negative_prompt: str = ""
 
     @property
     def kl_strength(self) -> float:
@@ -165,12 +170,32 @@ class Playground:
 
         return prompt_ids(self._tokenizer, history, prompt, self.chat)
 
-    def request(self, prompt_ids: Sequence[int], adapter: str | None, d: DecodeSettings) -> "Request":
-        """The engine request for one answer: `adapter=None` (or λ = 0 in logits mode) decodes the base model."""
+    def request(self, prompt_ids: Sequence[int], adapter: str | None, d: DecodeSettings, cfg_scale: float = 1.0,
+                uncond_ids: Sequence[int] | None = None) -> "Request":
+        """The engine request for one answer: `adapter=None` (or λ = 0 in logits mode) decodes the base model.
+
+        cfg_scale γ ≠ 1 adds prompt guidance against `uncond_ids` (default: `self.uncond_ids()`)."""
         from playground.lm.engine import Request
 
+        uncond = None
+        if cfg_scale != 1.0:
+            uncond = tuple(uncond_ids) if uncond_ids is not None else self.uncond_ids()
         return Request(tuple(prompt_ids), adapter=adapter, lam=d.lam, mode=d.mode, temperature=d.temperature,
-                       top_p=d.top_p, max_new_tokens=d.max_new_tokens, seed=d.seed)
+                       top_p=d.top_p, max_new_tokens=d.max_new_tokens, seed=d.seed, cfg_scale=float(cfg_scale),
+                       uncond_prompt_ids=uncond)
+
+    def uncond_ids(self, negative_prompt: str = "", history: Sequence[dict] = ()) -> tuple[int, ...]:
+        """The unconditional branch of prompt guidance: the same chat template (system turn, earlier turns) with the
+        user's text replaced by `negative_prompt` ("" = an empty user turn), ending where the answer starts."""
+        from playground.lm.prompts import _template_ids, conversation, plain_ids
+
+        tok = self._tokenizer
+        if self.chat and tok.chat_template:
+            ids = list(_template_ids(tok, conversation(history, negative_prompt)))
+        else:
+            bos = [tok.bos_token_id] if tok.bos_token_id is not None and getattr(tok, "add_bos_token", False) else []
+            ids = bos + list(plain_ids(tok, "".join(f"{m['content']}\n" for m in history) + negative_prompt))
+        return tuple(ids) or (tok.eos_token_id if tok.eos_token_id is not None else self.engine.pad_id,)
 
     def stream(self, requests: Sequence["Request"], should_stop: Callable[[], bool] = lambda: False) -> Iterator[list["Stream"]]:
         """Decode requests together; yields every request's stream after each step."""
@@ -226,17 +251,27 @@ class Playground:
 
     # --- side by side -----------------------------------------------------------------------------
     def turn(self, prompt: object, adapter: object, kl_strength=None, lam=None, **knobs) -> ChatTurn:
-        """Validate one turn's knobs (from UI, API or CLI) into a ChatTurn; knobs: mode, temperature, top_p, max_new_tokens, seed."""
+        """Validate one turn's knobs (from UI, API or CLI) into a ChatTurn; knobs: mode, temperature, top_p, max_new_tokens, seed,
+        and the realigned column's prompt guidance cfg_scale (1 = off) and negative_prompt."""
+        from playground.validation import cfg_guidance
+
         prompt = check_prompt(prompt)
         name = check_choice("adapter", adapter, sorted(self.adapters))
         beta_train = self.adapters[name].beta_train
-        return ChatTurn(prompt, name, decode_settings(lam=lam, kl_strength=kl_strength, beta_train=beta_train, **knobs), beta_train)
+        gamma, negative = cfg_guidance(knobs.pop("cfg_scale", 1.0), knobs.pop("negative_prompt", ""))
+        d = decode_settings(lam=lam, kl_strength=kl_strength, beta_train=beta_train, **knobs)
+        return ChatTurn(prompt, name, d, beta_train, gamma, negative)
 
     def requests(self, t: ChatTurn, histories: dict[str, Sequence[dict]] | None = None) -> dict[str, "Request"]:
         """The three columns' requests; each column continues its own conversation history."""
         histories = histories or {}
-        return {c: self.request(self.encode(t.prompt, histories.get(c, ())), t.adapter if c != "base" else None, t.column(c))
-                for c in COLUMNS}
+        def guide(c: str) -> dict:  # prompt guidance applies to the realigned column only
+            if c != "realigned" or t.cfg_scale == 1.0:
+                return {}
+            return {"cfg_scale": t.cfg_scale, "uncond_ids": self.uncond_ids(t.negative_prompt, histories.get(c, ()))}
+
+        return {c: self.request(self.encode(t.prompt, histories.get(c, ())), t.adapter if c != "base" else None, t.column(c),
+                                **guide(c)) for c in COLUMNS}
 
     def answer(self, stream: "Stream", column: str, t: ChatTurn, text: str | None = None) -> Answer:
         """One column's answer so far; `text` is the stream's text when the caller detokenizes incrementally."""

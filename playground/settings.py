@@ -15,6 +15,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ("base", "realigned", "tuned")  # the side-by-side view: base model; λ-realigned; tuned as trained (λ = 1)
 MODES = ("logits", "weights")
+# The sweep's controls (each row says which): "dera" = λ logit mixing, "weights" = LoRA delta × λ (ExPO),
+# "bon" = best-of-n selection by the proxy judge, "cfg" = prompt guidance γ (LM classifier-free guidance).
+CONTROLS = ("dera", "weights", "bon", "cfg")
 
 
 def cache_dir() -> Path:
@@ -93,6 +96,8 @@ class Limits:
     max_diffusion_images: int = 64
     max_guidance: float = 20.0  # classifier-free guidance scale w
     max_guidance_scales: int = 12  # values of w in one diffusion sweep
+    max_cfg_scale: float = 10.0  # LM prompt guidance γ; past ~5 answers on these small models degenerate
+    max_bon_n: int = 16  # best-of-n: candidates drawn per kept answer
     max_seed: int = 2**31 - 1
     request_timeout_s: float = 120.0  # wall-clock limit per chat request; frees the slot
     sweep_timeout_s: float = 900.0  # wall-clock limit of a sweep (Gradio applies time_limit to streaming events only)
@@ -165,15 +170,31 @@ class SweepSettings:
     # Judge whose reward is reported (the adapter's own: the proxy it was trained on) and a held-out judge.
     judge: str
     heldout_judge: str
+    # Which control varies (CONTROLS): "dera"/"weights" sweep `lambdas`; "bon" sweeps `ns` and "cfg" `gammas`
+    # on the policy at lambdas[0] (one value; 0 = the base model).
+    control: str = "dera"
+    # Best-of-n sizes, sorted. Higher n = more reward under the judge that selects, more KL (≤ log n − (n−1)/n),
+    # n× the decoding cost. The candidates of a smaller n are the first of the larger one's (common random numbers).
+    ns: tuple[int, ...] = (1,)
+    # Prompt-guidance scales γ, sorted. 1 = the plain policy; higher = follows the prompt more, less diverse; 0 = ignores it.
+    gammas: tuple[float, ...] = (1.0,)
+    # What the unconditional branch of prompt guidance reads instead of the user's text ("" = an empty user turn).
+    negative_prompt: str = ""
 
     def cell(self, lam: float, temperature: float, sample: int) -> DecodeSettings:
         """The decode settings of one (λ, T, sample k): seed + k, common random numbers across settings."""
         return replace(self.decode, lam=lam, temperature=temperature, seed=self.decode.seed + sample)
 
     @property
+    def per_prompt(self) -> int:
+        """Answers decoded per prompt: λ × T × samples (dera, weights), T × samples × max n (bon), γ × T × samples (cfg)."""
+        knob = {"bon": max(self.ns), "cfg": len(self.gammas)}.get(self.control, len(self.lambdas))
+        return knob * len(self.temperatures) * self.samples
+
+    @property
     def rows(self) -> int:
-        """Answers to decode: prompts × λ × T × samples."""
-        return len(self.prompts) * len(self.lambdas) * len(self.temperatures) * self.samples
+        """Answers to decode: prompts × per_prompt."""
+        return len(self.prompts) * self.per_prompt
 
 
 @dataclass(frozen=True)

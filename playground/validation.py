@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from playground.settings import (LIMITS, MODES, SCHEDULERS, SWEEP, THROUGHPUT, DecodeSettings, GuidanceSettings, Limits,
+from playground.settings import (CONTROLS, LIMITS, MODES, SCHEDULERS, SWEEP, THROUGHPUT, DecodeSettings, GuidanceSettings, Limits,
                                  SweepSettings, job_estimate)
 
 _INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060\u00ad"  # BOM, zero-width spaces and joiners, soft hyphen
@@ -221,10 +221,25 @@ def sweep_settings(adapters: dict, judges: Sequence[str], *, adapter: object, pr
                    kl_strengths: object = None, temperatures: object = SWEEP.temperatures, samples: object = SWEEP.samples,
                    max_new_tokens: object = SWEEP.max_new_tokens, top_p: object = SWEEP.top_p, seed: object = 0,
                    mode: object = "logits", judge: object = None, heldout_judge: object = None,
+                   control: object = None, ns: object = None, gammas: object = None, negative_prompt: object = "",
                    limits: Limits = LIMITS) -> SweepSettings:
-    """Check a whole sweep once. `adapters`: name → entry with `beta_train` and `judge` (registry or Playground)."""
+    """Check a whole sweep once. `adapters`: name → entry with `beta_train` and `judge` (registry or Playground).
+
+    control (CONTROLS; default from `mode`: "weights" → weights, else dera) picks the knob: lambdas for dera and
+    weights, ns for bon, gammas for cfg; bon and cfg take one λ (default 0, the base model) as their policy."""
     if lambdas is not None and kl_strengths is not None:
         raise InputError("give lambdas or kl_strengths, not both")
+    control = check_choice("control", "weights" if control is None and mode == "weights" else control or "dera", CONTROLS)
+    if control == "weights":
+        mode = "weights"
+    elif mode == "weights":
+        raise InputError(f"mode: weights is the 'weights' control; got control {control!r} with mode 'weights'")
+    if ns is not None and control != "bon":
+        raise InputError(f"ns: best-of-n sizes belong to control 'bon'; got control {control!r}")
+    if gammas is not None and control != "cfg":
+        raise InputError(f"gammas: guidance scales belong to control 'cfg'; got control {control!r}")
+    if control in ("bon", "cfg") and lambdas is None and kl_strengths is None:
+        lambdas = [0.0]
     name = check_choice("adapter", adapter, sorted(adapters))
     beta_train = float(adapters[name].beta_train)
     if kl_strengths is not None:
@@ -232,21 +247,37 @@ def sweep_settings(adapters: dict, judges: Sequence[str], *, adapter: object, pr
         lams = sorted({0.0 if b == math.inf else lambda_from(b, None, beta_train, limits) for b in betas})
     else:
         lams = _grid("lambdas", SWEEP.lambdas if lambdas is None else lambdas, limits.min_lambda, limits.max_lambda, limits)
+    if control in ("bon", "cfg") and len(lams) != 1:
+        raise InputError(f"lambdas: control {control!r} takes one λ (the policy it wraps); got {len(lams)} values")
     temps = _grid("temperatures", temperatures, 0.0, limits.max_temperature, limits)
     k = check_int("samples", samples, 1, limits.max_samples_per_setting)
-    per_prompt = len(lams) * len(temps) * k
+    n_values = tuple(check_int("ns", v, 1, limits.max_bon_n) for v in _grid("ns", "1" if ns is None else ns, 1,
+                                                                             limits.max_bon_n, limits))
+    g_values = tuple(_grid("gammas", "1" if gammas is None else gammas, 0.0, limits.max_cfg_scale, limits))
+    negative = "" if negative_prompt in (None, "") else check_text("negative_prompt", negative_prompt, limits.max_prompt_chars)
+    knob, count = {"bon": ("max n", max(n_values)), "cfg": ("gammas", len(g_values))}.get(control, ("lambdas", len(lams)))
+    per_prompt = count * len(temps) * k
     if per_prompt > limits.max_sweep_rows:
-        raise InputError(f"lambdas × temperatures × samples = {len(lams)} × {len(temps)} × {k} = {per_prompt} "
+        raise InputError(f"{knob} × temperatures × samples = {count} × {len(temps)} × {k} = {per_prompt} "
                          f"settings per prompt; the limit is {limits.max_sweep_rows}")
     decode = decode_settings(lam=0.0, mode=mode, temperature=0.0, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
                              limits=limits)
-    check_int("seed", decode.seed, 0, limits.max_seed - k)
+    check_int("seed", decode.seed, 0, limits.max_seed - k * (max(n_values) if control == "bon" else 1))
     checked = check_prompts(prompts, limits)
-    check_job_cost(len(checked) * per_prompt, max(map(len, checked)), decode.max_new_tokens, limits)
+    check_job_cost(len(checked) * per_prompt * (2 if control == "cfg" else 1), max(map(len, checked)),  # cfg: 2× rows
+                   decode.max_new_tokens, limits)
     proxy = check_judge("judge", judge, judges) if judge else check_judge("judge", adapters[name].judge, judges)
     others = sorted((j for j in judges if j != proxy), key=lambda j: j != "on_topic")  # "does it answer?" first
     held = check_judge("heldout_judge", heldout_judge, judges) if heldout_judge else (others[0] if others else proxy)
-    return SweepSettings(name, beta_train, checked, tuple(lams), tuple(temps), k, decode, proxy, held)
+    return SweepSettings(name, beta_train, checked, tuple(lams), tuple(temps), k, decode, proxy, held, control,
+                         n_values, g_values, negative)
+
+
+def cfg_guidance(cfg_scale: object = 1.0, negative_prompt: object = "", limits: Limits = LIMITS) -> tuple[float, str]:
+    """(γ, negative prompt) of one prompt-guided answer: γ in [0, max_cfg_scale] (1 = off), the text "" or plain text."""
+    gamma = check_number("cfg_scale", 1.0 if cfg_scale is None else cfg_scale, 0.0, limits.max_cfg_scale)
+    negative = "" if negative_prompt in (None, "") else check_text("negative_prompt", negative_prompt, limits.max_prompt_chars)
+    return gamma, negative
 
 
 def check_job_cost(rows: int, prompt_chars: int, max_new_tokens: int, limits: Limits = LIMITS) -> float:

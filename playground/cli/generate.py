@@ -7,7 +7,7 @@ import sys
 
 from playground import registry
 from playground.settings import COLUMNS, DEFAULT_DECODE, MODES
-from playground.validation import InputError, check_prompt, decode_settings
+from playground.validation import InputError, cfg_guidance, check_prompt, decode_settings
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +23,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", default=DEFAULT_DECODE.top_p, help="lower = safer; 1 = no truncation")
     p.add_argument("--max-new-tokens", default=DEFAULT_DECODE.max_new_tokens, help="answer length cap")
     p.add_argument("--seed", default=DEFAULT_DECODE.seed, help="same seed + settings = same text")
+    p.add_argument("--cfg-scale", default=1.0, help="prompt guidance γ of the realigned column: ℓ_uncond + γ(ℓ_cond − ℓ_uncond); "
+                   "1 = off, higher = follows the prompt more, 0 = ignores it")
+    p.add_argument("--negative-prompt", default="", help="what the unconditional branch reads instead of the prompt (default: an empty user turn)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_generate)
     a = sub.add_parser("adapters", help="list the registry's adapters with β_train and judge")
@@ -50,15 +53,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     # Checked once, before any model loads; the card's β_train turns β into λ.
     d = decode_settings(lam=lam, kl_strength=args.kl_strength, beta_train=adapter.beta_train, mode=args.mode,
                         temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens, seed=args.seed)
+    gamma, negative = cfg_guidance(args.cfg_scale, _text_arg("negative-prompt", args.negative_prompt))
     pg = Playground.from_registry(base, adapters=[adapter.name])
     turn = pg.turn(prompt, adapter.name, lam=d.lam, mode=d.mode, temperature=d.temperature, top_p=d.top_p,
-                   max_new_tokens=d.max_new_tokens, seed=d.seed)
+                   max_new_tokens=d.max_new_tokens, seed=d.seed, cfg_scale=gamma, negative_prompt=negative)
     answers = pg.side_by_side(turn)
     if args.json:
         out = {c: answers[c].to_dict() for c in COLUMNS}
         out["settings"] = {"adapter": adapter.name, "base": base, "lambda": d.lam, "kl_strength": turn.kl_strength,
                            "beta_train": turn.beta_train, "mode": d.mode, "temperature": d.temperature, "top_p": d.top_p,
-                           "max_new_tokens": d.max_new_tokens, "seed": d.seed, "prompt": prompt}
+                           "max_new_tokens": d.max_new_tokens, "seed": d.seed, "prompt": prompt,
+                           "cfg_scale": gamma, "negative_prompt": negative}
         print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
         return 0
     for c in COLUMNS:

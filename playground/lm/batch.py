@@ -1,11 +1,14 @@
 """A running batch: the requests decoding together, their forward rows, and one step of realigned decoding.
 
 Each request owns a base row (LoRA scale 0) and, when it needs one, a policy row (adapter at scale 1 in
-logits mode, at scale λ in weights mode). Every step, for every live request:
+logits mode, at scale λ in weights mode). A prompt-guided request (cfg_scale γ ≠ 1) owns the same rows again
+on its unconditional prompt (the chat template without the user's text, or with a negative prompt). Every
+step, for every live request, with one formula, `extrapolate(ref, x, w) = ℓ_ref + w (ℓ_x − ℓ_ref)`:
 
     ℓ_λ   = ℓ_base + λ (ℓ_tuned − ℓ_base)          (logits mode; weights mode: ℓ_λ = ℓ of the λ-scaled row)
-    token ~ top_p(softmax(ℓ_λ / T))                 (its own generator; T = 0: argmax)
-    KL    = Σ_v π_λ (log π_λ − log π_base)           (T = 1; the readout)
+    ℓ     = ℓ_λ^uncond + γ (ℓ_λ − ℓ_λ^uncond)       (prompt guidance, Sanchez et al. 2023; γ = 1: ℓ_λ, no extra rows)
+    token ~ top_p(softmax(ℓ / T))                   (its own generator; T = 0: argmax)
+    KL    = Σ_v π (log π − log π_base)               (T = 1; the readout, against the base model on the real prompt)
 
 Requests join (`join`: their rows are prefilled) and leave (`leave`: their rows are dropped) between steps,
 so one batch can serve submissions that arrive and finish at different times (continuous batching). All
@@ -23,23 +26,67 @@ import torch
 from playground.lm.sampling import RowSampler
 
 
+def extrapolate(ref: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """ℓ_ref + w (ℓ_x − ℓ_ref) per row (w: [R]): the one formula behind λ realignment and prompt guidance.
+
+    torch.lerp(a, b, w) = a + w(b − a), computed so that w = 0 returns a and w = 1 returns b exactly."""
+    return torch.lerp(ref, x, w[:, None])
+
+
 def realign(base: torch.Tensor, policy: torch.Tensor, lam: torch.Tensor, use_mix: torch.Tensor) -> torch.Tensor:
     """ℓ_λ = ℓ_base + λ(ℓ_tuned − ℓ_base) for logits-mode rows; the policy row itself for weights mode.
 
     base, policy: [R, V] float32 logits; lam: [R] λ per request; use_mix: [R] bool (True = logits mode).
     Requests without a policy row pass `policy = base` (their λ-mix is then exactly ℓ_base).
     """
-    # torch.lerp(a, b, w) = a + w(b − a), computed so that w = 0 returns a and w = 1 returns b exactly.
-    mixed = torch.lerp(base, policy, lam[:, None])
-    return torch.where(use_mix[:, None], mixed, policy)
+    return torch.where(use_mix[:, None], extrapolate(base, policy, lam), policy)
 
 
-def routes_of(req) -> list[tuple[str | None, float]]:
-    """The forward rows a request needs: base row, then its policy row if it has one."""
+def guided(req) -> bool:
+    """Whether a request decodes with prompt guidance (γ ≠ 1): it then needs its unconditional rows."""
+    return getattr(req, "cfg_scale", 1.0) != 1.0
+
+
+def _cond_routes(req) -> list[tuple[str | None, float]]:
     rows = [(None, 0.0)]
     if req.adapter is not None and (req.mode == "weights" or req.lam != 0.0):
         rows.append((req.adapter, req.lam if req.mode == "weights" else 1.0))
     return rows
+
+
+def routes_of(req) -> list[tuple[str | None, float]]:
+    """The forward rows a request needs: base row, then its policy row if it has one; a guided request
+    (γ ≠ 1) repeats them for its unconditional prompt."""
+    rows = _cond_routes(req)
+    return rows + rows if guided(req) else rows
+
+
+def row_prompts(req) -> list[tuple[int, ...]]:
+    """The prompt each of `routes_of(req)` rows is prefilled with: the request's prompt, then (guided) its
+    unconditional prompt."""
+    n = len(_cond_routes(req))
+    return [tuple(req.prompt_ids)] * n + ([tuple(req.uncond_prompt_ids)] * n if guided(req) else [])
+
+
+def policy_logits(logits: torch.Tensor, rows: Sequence[Sequence[int]], requests: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ℓ, ℓ_base): each request's sampling logits ℓ = ℓ_λ^u + γ(ℓ_λ − ℓ_λ^u) and its base row on the real prompt.
+
+    rows[i]: request i's forward rows in `routes_of` order. Unguided requests take ℓ_λ itself (bit for bit)."""
+    half = [len(r) // 2 if guided(q) else len(r) for r, q in zip(rows, requests)]
+    base = torch.tensor([r[0] for r in rows])
+    policy = torch.tensor([r[h - 1] for r, h in zip(rows, half)])
+    lam = torch.tensor([q.lam for q in requests], dtype=torch.float32)
+    use_mix = torch.tensor([q.mode == "logits" for q in requests])
+    l_base = logits[base]
+    l_mix = realign(l_base, logits[policy], lam, use_mix)  # ℓ_λ = ℓ_base + λ(ℓ_tuned − ℓ_base)
+    flags = [guided(q) for q in requests]
+    if any(flags):
+        u_base = torch.tensor([r[h] if g else r[0] for r, h, g in zip(rows, half, flags)])
+        u_policy = torch.tensor([r[-1] if g else r[h - 1] for r, h, g in zip(rows, half, flags)])
+        l_u = realign(logits[u_base], logits[u_policy], lam, use_mix)  # the same policy on the unconditional prompt
+        gamma = torch.tensor([getattr(q, "cfg_scale", 1.0) for q in requests], dtype=torch.float32)
+        l_mix = torch.where(torch.tensor(flags)[:, None], extrapolate(l_u, l_mix, gamma), l_mix)
+    return l_mix, l_base
 
 
 def readouts(l_mix: torch.Tensor, l_base: torch.Tensor, probs: torch.Tensor) -> tuple[list, list, list]:
@@ -89,7 +136,7 @@ class Member:
 
     request: object  # engine.Request
     stream: object  # engine.Stream, filled as tokens arrive
-    rows: list[int]  # forward rows: [base] or [base, policy]
+    rows: list[int]  # forward rows in routes_of order: [base] or [base, policy], twice when guided (γ ≠ 1)
     owner: object = None  # who submitted it (the scheduler's Submission), None for a direct call
     start: float = 0.0  # perf_counter at submission; stream timings count from it
     live: bool = True  # False once it left but its rows could not be dropped (generic decoder)
@@ -125,12 +172,12 @@ class RunningBatch:
             start = time.perf_counter() if start is None else start
             members = []
             for req, stream in zip(requests, streams):
-                r = routes_of(req)
+                r, ps = routes_of(req), row_prompts(req)
                 rows = list(range(first + len(routes), first + len(routes) + len(r)))
                 members.append(Member(req, stream, rows, owner, start))
                 routes += r
-                prompts += [req.prompt_ids] * len(r)
-                reach += [len(req.prompt_ids) + req.max_new_tokens] * len(r)  # the columns its rows can fill
+                prompts += ps
+                reach += [len(p) + req.max_new_tokens for p in ps]  # the columns its rows can fill
             joined.append(members)
         logits = self.decoder.add(prompts, routes, reach)
         assert first == 0 or self.logits is not None, "join after leave needs an advance first"
@@ -143,13 +190,9 @@ class RunningBatch:
     def sample(self, stop_ids: torch.Tensor) -> list[Member]:
         """Draw one token for every member from its realigned distribution; record it; return those now finished."""
         live = self.members
-        base = torch.tensor([m.rows[0] for m in live])
-        policy = torch.tensor([m.rows[-1] for m in live])
-        lam = torch.tensor([m.request.lam for m in live], dtype=torch.float32)
-        use_mix = torch.tensor([m.request.mode == "logits" for m in live])
-        l_base = self.logits[base]
-        l_mix = realign(l_base, self.logits[policy], lam, use_mix)  # ℓ_λ = ℓ_base + λ(ℓ_tuned − ℓ_base)
-        token, probs = self.sampler.sample(l_mix)  # token ~ top_p(softmax(ℓ_λ / T))
+        # ℓ = ℓ_λ^u + γ(ℓ_λ − ℓ_λ^u), ℓ_λ = ℓ_base + λ(ℓ_tuned − ℓ_base); unguided rows: ℓ_λ
+        l_mix, l_base = policy_logits(self.logits, [m.rows for m in live], [m.request for m in live])
+        token, probs = self.sampler.sample(l_mix)  # token ~ top_p(softmax(ℓ / T))
         kl, ent, shifted = readouts(l_mix, l_base, probs)
         wanted = {i: m.request.logprobs for i, m in enumerate(live) if getattr(m.request, "logprobs", None) is not None}
         lps = token_logprobs(l_mix, probs, token, self.sampler.temps, wanted)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
-from playground.lm.batch import RunningBatch, realign, routes_of
+from playground.lm.batch import RunningBatch, policy_logits, realign, routes_of, row_prompts
 from playground.lm.decoder import HFDecoder
 from playground.lm.fast_llama import FastLlamaDecoder, supports
 from playground.lm.int4 import Int4Layers
@@ -49,6 +49,15 @@ class Request:
     # None: no log-probabilities; k >= 0: each token's log-probability under the distribution it was drawn
     # from, with the k most likely tokens of that distribution (batch.token_logprobs). Never changes the tokens.
     logprobs: int | None = None
+    # Prompt guidance (LM classifier-free guidance): ℓ = ℓ_uncond + γ(ℓ_cond − ℓ_uncond), each branch the same
+    # (λ-realigned) policy; the unconditional branch reads `uncond_prompt_ids` (the chat template without the
+    # user's text, or with a negative prompt). γ = 1: the plain model, no extra rows; γ = 0: the unconditional one.
+    cfg_scale: float = 1.0
+    uncond_prompt_ids: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.cfg_scale != 1.0 and not self.uncond_prompt_ids:
+            raise ValueError("a prompt-guided request (cfg_scale ≠ 1) needs uncond_prompt_ids")
 
 
 @dataclass
@@ -200,12 +209,9 @@ class Engine:
         fast = isinstance(decoder, FastLlamaDecoder)
         rows = [routes_of(r) for r in requests]
         routes = [x for r in rows for x in r]
-        prompts = [req.prompt_ids for req, r in zip(requests, rows) for _ in r]
+        prompts = [p for req in requests for p in row_prompts(req)]
         starts = [sum(len(r) for r in rows[:i]) for i in range(len(rows))]
-        base = torch.tensor(starts)
-        policy = torch.tensor([s + len(r) - 1 for s, r in zip(starts, rows)])
-        lam = torch.tensor([r.lam for r in requests], dtype=torch.float32)
-        use_mix = torch.tensor([r.mode == "logits" for r in requests])
+        index = [list(range(s, s + len(r))) for s, r in zip(starts, rows)]
 
         def run(call):
             return self.forward(call) if fast else self.forward(call, routes)
@@ -215,5 +221,5 @@ class Engine:
         for tok in [None, *continuation]:
             if tok is not None:
                 logits = run(lambda: decoder.step(torch.full((len(routes),), tok, dtype=torch.long)))
-            out.append(realign(logits[base], logits[policy], lam, use_mix))
+            out.append(policy_logits(logits, index, requests)[0])
         return out

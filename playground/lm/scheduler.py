@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
-from playground.lm.batch import RunningBatch, routes_of
+from playground.lm.batch import RunningBatch, routes_of, row_prompts
 from playground.lm.fast_llama import FastLlamaDecoder
 from playground.threads import LOOP_THREAD, release_openmp_pool
 from playground.settings import SCHEDULER, SchedulerSettings
@@ -68,16 +68,16 @@ class Submission:
         """`extra` (rows, longest reach per KV pool) with these requests' rows added to their pools."""
         out = dict(extra)
         for i in indices:
-            req = self.requests[i]
-            reach = len(req.prompt_ids) + req.max_new_tokens
-            p = kv.place(reach, len(req.prompt_ids))
-            rows, cols = out.get(p, (0, 0))
-            out[p] = (rows + len(routes_of(req)), max(cols, reach))
+            for prompt in row_prompts(self.requests[i]):  # a guided request's unconditional rows have their own length
+                reach = len(prompt) + self.requests[i].max_new_tokens
+                p = kv.place(reach, len(prompt))
+                rows, cols = out.get(p, (0, 0))
+                out[p] = (rows + 1, max(cols, reach))
         return out
 
     def prefill_tokens(self, indices: Sequence[int]) -> int:
         """Prompt tokens the decoder prefills for these requests (identical prompt + route rows are computed once)."""
-        rows = {(self.requests[i].prompt_ids, r) for i in indices for r in routes_of(self.requests[i])}
+        rows = {(p, r) for i in indices for p, r in zip(row_prompts(self.requests[i]), routes_of(self.requests[i]))}
         return sum(len(p) for p, _ in rows)
 
     def cancel(self) -> None:
