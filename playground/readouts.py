@@ -26,6 +26,7 @@ ENTROPY_MEANS = ("randomness: mean entropy (nats) of the distribution each token
                  "temperature and top-p move it; ≈ 0 = almost deterministic")
 LAMBDA_MEANS = "λ = β_train / β mixes the two models' next-token scores: 0 = base model, 1 = tuned model, > 1 goes past it"
 SPEED_MEANS = "answer length in tokens (word pieces) and decoding speed on this server"
+WEIGHTS_MEAN = {"int4": "int4, the model file's own 4-bit blocks", "bfloat16": "bfloat16", "float32": "float32"}
 SEED_MEANS = "the same seed and settings give the same text, token for token"
 FAR_KL = 0.5  # nats/token: past this the answer is far from the base model
 
@@ -66,7 +67,9 @@ def readout_parts(answer: Answer, column: str, judge: str = "") -> list[Part]:
     if answer.reward is not None:
         parts.append((f"{JUDGE_SHORT.get(judge, judge or 'judge')} {answer.reward:+.2f}",
                       f"the adapter's judge '{judge}': {JUDGE_MEANS.get(judge, judge)}"))
-    parts.append((f"{answer.tokens} tokens, {answer.tokens_per_s:.0f} tok/s", SPEED_MEANS))
+    weights = st.get("weights")
+    parts.append((f"{answer.tokens} tokens, {answer.tokens_per_s:.0f} tok/s",
+                  SPEED_MEANS + (f" (weight path: {WEIGHTS_MEAN.get(weights, weights)})" if weights else "")))
     parts.append((f"T {st['temperature']:g}, top-p {st['top_p']:g}, seed {st['seed']}", SEED_MEANS))
     return parts
 
