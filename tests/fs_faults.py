@@ -46,15 +46,11 @@ def remount(target: Path, options: str) -> None:
 def fill(target: Path) -> Path:
     """Fill the filesystem at `target` to the last byte; the file that did it (delete it to free the space)."""
     filler = target / "filler.bin"
-    with open(filler, "wb") as f:
-        with contextlib.suppress(OSError):
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        with contextlib.suppress(OSError):
-            while True:
-                f.write(b"\0")
-                f.flush()
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: nothing is left to flush (and fail) at close
+        for block in (65536, 1):
+            with contextlib.suppress(OSError):
+                while f.write(b"\0" * block):
+                    pass
     return filler
 
 

@@ -1,9 +1,9 @@
 """Durable, idempotent vote storage with SQLAlchemy Core: the same code for SQLite and PostgreSQL.
 
 - One transaction per vote; `record` returns only after COMMIT, so an acknowledged vote survives a crash.
-  SQLite runs in WAL mode with `synchronous=FULL` (the commit is fsynced: a power loss cannot drop it) and
-  a busy timeout; write transactions start with `BEGIN IMMEDIATE`, so concurrent writers queue on the
-  lock instead of failing. PostgreSQL commits are durable by default.
+  SQLite runs with a rollback journal (not WAL, see below) and `synchronous=FULL` (the commit is fsynced: a
+  power loss cannot drop it) and a busy timeout; write transactions start with `BEGIN IMMEDIATE`, so
+  concurrent writers queue on the lock instead of failing. PostgreSQL commits are durable by default.
 - Idempotency: each vote carries a client-chosen key (UNIQUE). The insert is `ON CONFLICT DO NOTHING`; when
   the key exists the stored row's content hash is compared: equal → the earlier row is returned with
   created=False (a retry or double click), different → FeedbackError (a key reused for another vote).
@@ -11,10 +11,17 @@
   i to i + 1. `migrate()` runs at open, under a write lock (SQLite) or an advisory lock (PostgreSQL), and is
   a no-op when the database is current.
 - Thread-safe: every call checks a connection out of the engine's pool.
+- Faults fail the call, never the process: in WAL mode SQLite maps its `-shm` file into memory, and once that
+  file cannot be written (made immutable) the next access to the mapping killed the process with SIGBUS
+  (exit 135). So: a rollback journal (no memory map), and every call first checks that the database file
+  (and any `-wal`/`-shm` left by WAL) can be written (`os.access`, no file opened: closing a descriptor would
+  drop SQLite's locks), refusing with FeedbackUnavailable. A full disk is named as such.
 """
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -117,15 +124,18 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _enable_wal(cur: Any) -> None:
-    """Switch the database to WAL (readers never block the writer). The switch needs an exclusive lock
-    and SQLite does not wait for it through the busy handler, so a new database opened by several
-    connections at once retries here until the busy timeout."""
+def _use_rollback_journal(cur: Any) -> None:
+    """Journal mode DELETE (a rollback journal), not WAL: WAL keeps its index in a memory-mapped `-shm` file,
+    and once that file cannot be written (made immutable, truncated) the next access to the mapping, e.g. the
+    checkpoint when a connection closes, kills the whole process with SIGBUS. With a rollback journal every
+    file access is a plain read or write whose failure raises. Writers queue on the lock as before
+    (`BEGIN IMMEDIATE`, busy timeout); a reader waits at most the length of a commit. A database left in WAL
+    by an earlier version is switched back here (it needs the only connection: retried until the timeout)."""
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
     while True:
         try:
-            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                cur.execute("PRAGMA journal_mode = WAL")
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "delete":
+                cur.execute("PRAGMA journal_mode = DELETE")
             return
         except sqlite3.OperationalError as e:
             if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
@@ -152,7 +162,7 @@ def _create(u: Any) -> Engine:
             dbapi_conn.isolation_level = None  # sqlite3 must not BEGIN on its own; `_begin` below does
             cur = dbapi_conn.cursor()
             cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-            _enable_wal(cur)
+            _use_rollback_journal(cur)
             cur.execute("PRAGMA synchronous = FULL")  # fsync at every commit: acknowledged = on disk
             cur.close()
 
@@ -204,11 +214,51 @@ class VoteStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _sqlite_path(self) -> str | None:
+        """The SQLite database file (also for `file:...?mode=ro` URIs); None for other backends."""
+        if self.dialect != "sqlite" or not self._engine.url.database:
+            return None
+        path = self._engine.url.database
+        if path.startswith("file:"):
+            path = path[len("file:"):].split("?", 1)[0]
+        return path
+
+    def _check_files(self, doing: str, writes: bool) -> None:
+        """SQLite: refuse before touching the database when its -wal or -shm file (or, for a write, the database
+        file) cannot be written: SQLite would fault on its memory map of them and SIGBUS the whole process."""
+        path = self._sqlite_path()
+        if path is None:
+            return
+        needed = [path + "-wal", path + "-shm"] + ([path] if writes else [])
+        folder = os.path.dirname(os.path.abspath(path))
+        if writes and os.path.isdir(folder) and not os.access(folder, os.W_OK):
+            needed.append(folder)  # each write creates its rollback journal there
+        for name in needed:
+            if os.path.exists(name) and not os.access(name, os.W_OK):
+                try:
+                    read_only_fs = bool(os.statvfs(name).f_flag & os.ST_RDONLY)
+                except OSError:
+                    read_only_fs = False
+                kind = "folder" if os.path.isdir(name) else "file"
+                why = "its filesystem is read-only" if read_only_fs else f"the {kind} is read-only or immutable"
+                raise FeedbackUnavailable(
+                    f"Votes cannot be {doing}: {name} cannot be written ({why}). Votes already saved are kept; "
+                    "the operator must make it writable or set PLAYGROUND_DATABASE_URL.")
+
+    def _disk_full(self) -> bool:
+        path = self._sqlite_path()
+        try:
+            return path is not None and shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < 64 * 1024
+        except OSError:
+            return False
+
     @contextmanager
-    def _guard(self, doing: str) -> Iterator[None]:
-        """Turn "cannot connect / cannot write" database errors into FeedbackUnavailable for the user."""
+    def _guard(self, doing: str, writes: bool | None = None) -> Iterator[None]:
+        """Turn "cannot connect / cannot write" database errors into FeedbackUnavailable for the user (`doing`:
+        "read", "saved", "stored"; `writes`: whether the files must be writable, by default unless reading)."""
         dbapi_error = getattr(self._engine.dialect.loaded_dbapi, "Error", ())
         try:
+            self._check_files(doing, doing != "read" if writes is None else writes)
             yield
         except (FeedbackError, FeedbackUnavailable, sa_exc.IntegrityError):
             raise
@@ -218,6 +268,9 @@ class VoteStore:
             if "readonly" in reason.replace("-", "").replace(" ", "").lower():
                 msg = (f"Votes cannot be {doing}: the vote database is read-only ({self.where}). "
                        "The operator must make it writable or set PLAYGROUND_DATABASE_URL.")
+            elif "disk is full" in reason or self._disk_full():
+                msg = (f"Votes cannot be {doing}: the disk holding the vote database ({self.where}) is full. "
+                       "Votes already saved are kept; the operator must free space.")
             else:
                 msg = (f"Votes cannot be {doing} right now: the vote database ({self.where}) is unavailable "
                        f"({reason}). Please try again later.")
@@ -235,11 +288,11 @@ class VoteStore:
 
     def migrate(self) -> int:
         """Apply pending migrations in one transaction; idempotent; returns the schema version."""
+        with self._guard("stored", writes=False), self._engine.connect() as conn:
+            version = self._version(conn)
+        if version == SCHEMA_VERSION:  # the usual case: no write lock (a read-only copy still opens)
+            return version
         with self._guard("stored"):
-            with self._engine.connect() as conn:
-                version = self._version(conn)
-            if version == SCHEMA_VERSION:  # the usual case: no write lock (a read-only copy still opens)
-                return version
             with self._writer.begin() as conn:
                 if self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
