@@ -5,6 +5,10 @@ Sweeps λ (or the KL strength β) × temperature on one adapter, and writes the 
 plots (`<stem>_frontier.png`, `_diversity.png`, `_metrics.png`, `_overopt.png`). A progress bar goes to
 stderr and a table to stdout. Bad input: one `error: ...` line on stderr, exit status 2, before any
 model loads (the settings are checked once, against the registry's adapter cards).
+
+`--control` puts the other controls on the same rows: `--control bon --n 1,4` (best-of-n of the policy at
+one `--lambdas` value, default 0 = base; rows carry `kl_bound` = log n − (n−1)/n and the compute per answer),
+`--control cfg --gammas 1,2` (prompt guidance), `--control weights` (= `--mode weights`).
 """
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ import sys
 
 from playground import registry
 from playground.cli.out import add_out_arguments, check_out
-from playground.settings import MODES, SWEEP
+from playground.distributed.options import add_ray_arguments, ray_options
+from playground.settings import CONTROLS, MODES, SWEEP
 from playground.tradeoff.outputs import default_prompts, read_prompt_file, table, write_outputs
 from playground.validation import InputError, sweep_settings
 
@@ -38,9 +43,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--top-p", default=SWEEP.top_p, help="nucleus sampling; 1 = none")
     p.add_argument("--seed", default=0, help="sample k uses seed + k")
     p.add_argument("--mode", default="logits", choices=MODES, help="logits = DeRa mix (default); weights = LoRA delta × λ")
+    p.add_argument("--control", default=None, choices=CONTROLS,
+                   help="which control varies: dera (λ mix, default), weights (LoRA × λ), bon (best-of-n: --n), "
+                        "cfg (prompt guidance: --gammas); bon and cfg wrap the policy at one --lambdas value (default 0, base)")
+    p.add_argument("--n", dest="ns", default=None, help="bon: comma-separated n (candidates per kept answer), e.g. 1,2,4,8")
+    p.add_argument("--gammas", default=None, help="cfg: comma-separated guidance scales γ; 1 = plain model, 0 = ignores the prompt")
+    p.add_argument("--negative-prompt", default="", help="cfg: what the unconditional branch reads (default: an empty user turn)")
     p.add_argument("--judge", default=None, help="training (proxy) judge (default: the adapter's own)")
     p.add_argument("--heldout-judge", default=None, help="held-out judge (default: on_topic, 'does it answer?')")
     add_out_arguments(p, "JSON output (.json); CSV, samples and PNGs are written beside it", required=True)
+    add_ray_arguments(p)  # --ray ADDRESS|auto|local: decode on a Ray cluster (playground/distributed)
     p.set_defaults(func=run)
     return p
 
@@ -78,15 +90,22 @@ def run(args: argparse.Namespace) -> int:
     from playground.tradeoff.sweep import run_sweep
 
     out = check_out(args.out, args.mkdir)  # before anything loads or decodes
+    ray = ray_options(args)
     prompts = list(args.prompt) if args.prompt else read_prompt_file(args.prompts_file) if args.prompts_file else default_prompts()
     name = pick_adapter(args.adapter)
     s = sweep_settings({name: registry.get_adapter(name)}, available_judges(), adapter=name, prompts=prompts,
                        lambdas=args.lambdas, kl_strengths=args.kl_strengths, temperatures=args.temperatures,
                        samples=args.samples, max_new_tokens=args.max_new_tokens, top_p=args.top_p, seed=args.seed,
-                       mode=args.mode, judge=args.judge, heldout_judge=args.heldout_judge)
-    result = run_sweep(load_playground(name), s, progress=progress_bar)
+                       mode=args.mode, judge=args.judge, heldout_judge=args.heldout_judge, control=args.control,
+                       ns=args.ns, gammas=args.gammas, negative_prompt=args.negative_prompt)
+    if ray is not None:  # the same rows, decoded by engines on a Ray cluster
+        from playground.distributed import ray_runner
+
+        result = ray_runner.ray_sweep(ray_runner.registry_spec(name), s, ray, progress=progress_bar)
+    else:
+        result = run_sweep(load_playground(name), s, progress=progress_bar)
     paths = write_outputs(out, result)
-    print(f"adapter {name} (β_train {s.beta_train:g}), judge {s.judge}, held-out {s.heldout_judge}, "
+    print(f"control {s.control}, adapter {name} (β_train {s.beta_train:g}), judge {s.judge}, held-out {s.heldout_judge}, "
           f"{len(s.prompts)} prompts × {s.samples} samples × {s.decode.max_new_tokens} tokens, seed {s.decode.seed}, "
           f"{result.wall_s:.1f} s")
     print(table(result.rows))

@@ -18,14 +18,18 @@ from playground.validation import InputError
 
 PLOTS = ("frontier", "diversity", "metrics", "overopt")
 # (row key, readable header with unit, format): the order key columns are shown in.
-COLUMNS = (("lambda", "λ", "{:.3g}"), ("kl_strength", "β (nominal)", "{:.3g}"), ("temperature", "T", "{:.3g}"),
-           ("reward_mean", "reward [95% CI] vs λ=0", "ci+"), ("heldout_reward_mean", "held-out [95% CI] vs λ=0", "ci+"),
-           ("kl_to_base", "KL (nats/token)", "{:.4f}"), ("semantic_diversity", "meaning diversity [95% CI] vs λ=0", "ci"),
+COLUMNS = (("control", "control", "{}"), ("lambda", "λ", "{:.3g}"), ("n", "n", "{}"), ("gamma", "γ", "{:.3g}"),
+           ("kl_strength", "β (nominal)", "{:.3g}"), ("temperature", "T", "{:.3g}"),
+           ("reward_mean", "reward [95% CI] vs ref", "ci+"), ("heldout_reward_mean", "held-out [95% CI] vs ref", "ci+"),
+           ("kl_seq", "KL (nats/answer) [95% CI]", "ci"), ("kl_bound", "BoN KL bound", "{:.3f}"),
+           ("kl_to_base", "KL (nats/token)", "{:.4f}"), ("semantic_diversity", "meaning diversity [95% CI] vs ref", "ci"),
+           ("cost_tokens", "compute (token-rows/answer)", "{:.0f}"),
            ("boilerplate", "boiler-plate", "{:.0%}"), ("pareto", "Pareto-optimal", "{}"),
-           ("length_mean", "length (tokens)", "{:.1f}"), ("kl_seq", "KL (nats/answer)", "{:.2f}"),
+           ("length_mean", "length (tokens)", "{:.1f}"),
            ("entropy", "entropy (nats)", "{:.3f}"), ("distinct_2", "distinct-2", "{:.3f}"), ("self_bleu", "self-BLEU", "{:.3f}"))
 VS_BASE = {"reward_mean": "reward_vs_base", "heldout_reward_mean": "heldout_vs_base", "semantic_diversity": "diversity_vs_base"}
-MARKS = {"up": "↑", "down": "↓", "within noise": "≈"}  # against λ = 0, paired by prompt; ≈ = the interval covers 0
+MARKS = {"up": "↑", "down": "↓", "within noise": "≈"}  # against the control's reference (λ = 0, smallest n, γ = 1),
+# paired by prompt; ≈ = the interval covers 0
 # "ci" / "ci+" (signed): the mean with its interval from the row's `<name>_lo` / `<name>_hi` (the raw keys stay in JSON and CSV)
 
 
@@ -86,7 +90,7 @@ def to_csv(rows: Sequence[dict]) -> str:
 
 
 def readable(rows: Sequence[dict]) -> list[dict]:
-    """Rows with readable headers and units, key columns first; β shown as ∞ at λ = 0."""
+    """Rows with readable headers and units, key columns first; β shown as ∞ at λ = 0; a key a row lacks shows "–"."""
     out = []
     for r in rows:
         shown = {}
@@ -100,7 +104,7 @@ def readable(rows: Sequence[dict]) -> list[dict]:
                 stem, sign = key.removesuffix("_mean"), "+" if fmt == "ci+" else ""
                 lo, hi = r.get(f"{stem}_lo"), r.get(f"{stem}_hi")
                 shown[title] = f"{v:{sign}.3f}" + (f" [{lo:{sign}.2f}, {hi:{sign}.2f}]" if lo is not None and hi is not None else "")
-                if r.get(VS_BASE.get(key, "")) and r.get("lambda"):
+                if r.get(VS_BASE.get(key, "")) and (r.get("lambda") or r.get("control") in ("bon", "cfg")):
                     shown[title] += " " + MARKS.get(r[VS_BASE[key]], r[VS_BASE[key]])
             elif isinstance(v, (int, float, np.floating)) and not isinstance(v, bool):
                 shown[title] = fmt.format(v)
@@ -110,7 +114,7 @@ def readable(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
-def table(rows: Sequence[dict], columns: int = 13) -> str:
+def table(rows: Sequence[dict], columns: int = 16) -> str:
     """A fixed-width text table of the first `columns` readable columns."""
     shown = readable(rows)
     titles = [title for _, title, _ in COLUMNS[:columns]]
