@@ -11,12 +11,13 @@ import gradio as gr
 import pandas as pd
 
 from playground.judges.judges import available_judges
-from playground.settings import LIMITS, SERVE, SWEEP, job_estimate
+from playground.settings import CONTROLS, LIMITS, SERVE, SWEEP, job_estimate
 from playground.tradeoff.outputs import COLUMNS, default_prompts, read_prompt_file, readable, split_prompts, write_outputs
-from playground.tradeoff.plots import all_figures, overoptimisation_warning
-from playground.tradeoff.sweep import SweepCancelled, run_sweep
+from playground.tradeoff.formulas import FORMULA_TABLE
+from playground.tradeoff.plots import all_figures, controls_figures, cross_pareto, knob_label, overoptimisation_warning
+from playground.tradeoff.sweep import SweepCancelled, SweepResult, run_controls, run_sweep
 from playground.tradeoff.token_view import token_view
-from playground.validation import InputError, check_prompt, decode_settings, sweep_settings
+from playground.validation import InputError, check_choice, check_job_cost, check_prompt, decode_settings, sweep_settings
 from playground.scratch import job_folder
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider
 from ui.jobs import JobControl, SessionJobs, run_job
@@ -34,6 +35,16 @@ held-out judge, KL to the base model, and diversity across the samples of each p
 over prompts. **Higher λ moves further from the base model and raises the training judge's reward; whether
 diversity falls depends on the adapter**: on 81 held-out prompts, upbeat-b0.1's meaning diversity changed within
 noise from λ 0 to 1, while on-topic-b0.1's fell clearly (see the README). Higher temperature → more diverse."""
+
+CONTROLS_EXPLAIN = """**Every control on one frontier.** Which knob buys the most reward per nat of KL, and at what cost in
+diversity? Each control below is one formula (the first four are the same extrapolation, ℓ_ref + w·(ℓ_x − ℓ_ref);
+best-of-n is a selection). Pick several: they run on the same prompts, temperatures, samples and seeds, and are drawn
+on the same axes with 95% intervals clustered by prompt and the Pareto front across controls. KL is per answer (nats);
+for best-of-n it is estimated from the candidates' reward ranks, beside its bound log n − (n−1)/n (hollow ▲);
+`compute` in the table is what each answer cost in forward token-rows (best-of-n: n× the decoding).
+
+""" + FORMULA_TABLE
+CONTROL_NAMES = {"dera": "λ mixing (DeRa)", "weights": "weight scaling (ExPO)", "bon": "best-of-n", "cfg": "prompt guidance (CFG)"}
 
 SWEEPS = SessionJobs("a sweep", LIMITS.sweep_timeout_s)  # one per session; Cancel finds it
 SWEEP_OUTPUTS = ("table", "frontier", "diversity", "metrics", "overopt", "warning", "files", "samples", "summary")
@@ -56,6 +67,40 @@ def _settings(pg, adapter, source, typed, upload, grid_kind, grid, temps, sample
     return sweep_settings(pg.adapters, available_judges(), adapter=adapter, prompts=_prompts(source, typed, upload),
                           **{kind: grid or ""}, temperatures=temps or "", samples=samples, max_new_tokens=max_new,
                           seed=seed, judge=judge or None, heldout_judge=heldout or None)
+
+
+def _control_settings(pg, controls, ns, gammas, policy_lam, negative, adapter, source, typed, upload, grid_kind, grid,
+                      temps, samples, max_new, judge, heldout, seed) -> list:
+    """One checked SweepSettings per chosen control (same prompts, temperatures, samples, seed), the total cost checked."""
+    if not controls:
+        raise InputError(f"controls: pick at least one of {', '.join(CONTROLS)}")
+    chosen = [c for c in CONTROLS if c in {check_choice("controls", c, CONTROLS) for c in controls}]
+    common = dict(adapter=adapter, prompts=_prompts(source, typed, upload), temperatures=temps or "", samples=samples,
+                  max_new_tokens=max_new, seed=seed, judge=judge or None, heldout_judge=heldout or None)
+    out = []
+    for c in chosen:
+        if c in ("dera", "weights"):
+            knobs = {"kl_strengths" if grid_kind == "β" else "lambdas": grid or ""}
+        else:
+            knobs = {"lambdas": policy_lam or "0"} | ({"ns": ns or ""} if c == "bon" else {"gammas": gammas or "", "negative_prompt": negative})
+        out.append(sweep_settings(pg.adapters, available_judges(), control=c, **common, **knobs))
+    rows = sum(s.rows * (2 if s.control == "cfg" else 1) for s in out)
+    check_job_cost(rows, max(map(len, out[0].prompts)), out[0].decode.max_new_tokens)
+    return out
+
+
+def _controls_outputs(result, out_dir: str) -> list:
+    s = result.settings
+    figures = controls_figures(result.rows, s["judge"], s["heldout_judge"])
+    paths = write_outputs(Path(out_dir) / "controls.json", result)
+    best = [result.rows[i] for i in cross_pareto(result.rows, "kl")]
+    front = ", ".join(f"{r['control']} {knob_label(r)} (reward {r['reward_mean']:+.3f}, KL {r['kl_seq']:.2f})"
+                      for r in sorted(best, key=lambda r: r["kl_seq"]))
+    summary = (f"{len(result.rows)} settings of {len(s['sweeps'])} controls on {len(s['prompts'])} prompts × {s['samples']} "
+               f"samples in {result.wall_s:.0f} s · judge **{s['judge']}**, held-out **{s['heldout_judge']}** · "
+               f"Pareto front (reward vs KL, all controls): {front or 'none'}")
+    plots = [figures[k] for k in ("controls_frontier", "controls_diversity", "controls_overopt")]
+    return [pd.DataFrame(readable(result.rows)), *plots, [str(p) for p in paths], summary]
 
 
 def _outputs(result, out_dir: str) -> list:
@@ -129,6 +174,30 @@ def build_tradeoff_tab(pg) -> None:
         with gr.Row():
             metrics, overopt = gr.Plot(show_label=False), gr.Plot(show_label=False)
         files = gr.File(label="Downloads (JSON, CSV, samples, PNG)", file_count="multiple", interactive=False)
+    with gr.Accordion("4 · Every control on one frontier: λ mixing, weight scaling, best-of-n, prompt guidance", open=True):
+        gr.Markdown(CONTROLS_EXPLAIN, elem_id="controls-intro")
+        with gr.Row():
+            controls = gr.CheckboxGroup([(CONTROL_NAMES[c], c) for c in CONTROLS], value=["dera", "bon", "cfg"],
+                                        label="Controls", elem_id="controls-pick",
+                                        info="λ mixing and weight scaling use the λ grid above; best-of-n and prompt guidance wrap one policy")
+            ns = gr.Textbox("1,2,4", label="best-of-n: n values", elem_id="controls-n",
+                            info=f"1 … {LIMITS.max_bon_n}; n× the decoding; selection by the training judge")
+            gammas = gr.Textbox("1,1.5,2,3", label="prompt guidance: γ values", elem_id="controls-gammas",
+                                info=f"0 … {LIMITS.max_cfg_scale:g}; 1 = plain, 0 = ignores the prompt; 2× the rows")
+        with gr.Row():
+            policy_lam = gr.Textbox("0", label="λ of the policy best-of-n and guidance wrap", elem_id="controls-lambda",
+                                    info="0 = the base model, 1 = the tuned model")
+            negative = gr.Textbox("", label="Negative prompt (guidance's unconditional branch)", elem_id="controls-negative",
+                                  info="Empty = the chat template with an empty user turn")
+            compare_btn = gr.Button("Compare controls", variant="primary", elem_id="run-controls")
+        controls_summary = gr.Markdown(elem_id="controls-summary")
+        controls_table = gr.Dataframe(label="One row per setting of each control — 95% intervals clustered by prompt; ↑ / ↓ / ≈ against "
+                                            "each control's reference (λ = 0, the smallest n, γ = 1)",
+                                      headers=[title for _, title, _ in COLUMNS], interactive=False, wrap=True)
+        with gr.Row():
+            c_frontier, c_diversity = gr.Plot(show_label=False, elem_id="controls-frontier"), gr.Plot(show_label=False)
+        c_overopt = gr.Plot(show_label=False)
+        c_files = gr.File(label="Downloads (JSON, CSV, samples, PNG)", file_count="multiple", interactive=False)
     with gr.Accordion("Every sample (full answers)", open=False):
         samples_df = gr.Dataframe(headers=list(SAMPLE_COLUMNS), interactive=False, wrap=True, column_widths=[
             "18%", "6%", "6%", "5%", "45%", "5%", "5%", "5%", "5%"])
@@ -155,6 +224,21 @@ def build_tradeoff_tab(pg) -> None:
             return _outputs(result, job_folder("tradeoff"))  # a fresh directory per request
 
         async for update in SWEEPS.run(request, work, len(SWEEP_OUTPUTS)):
+            yield update
+
+    async def compare(controls, ns, gammas, policy_lam, negative, adapter, source, typed, upload, grid_kind, grid, temps,
+                      samples, max_new, judge, heldout, seed, request: gr.Request, progress=gr.Progress()):
+        def work(control):
+            chosen = _control_settings(pg, controls, ns, gammas, policy_lam, negative, adapter, source, typed, upload,
+                                       grid_kind, grid, temps, samples, max_new, judge, heldout, seed)
+            try:
+                result = run_controls(pg, chosen, progress=lambda f, m: progress(f, desc=m), should_stop=control)
+            except SweepCancelled as err:
+                why = "over the time limit" if control.late else "cancelled"
+                raise InputError(f"{err} ({why}): nothing was computed; the results shown are from before") from None
+            return _controls_outputs(result, job_folder("tradeoff"))
+
+        async for update in SWEEPS.run(request, work, 6):
             yield update
 
     def cancel(request: gr.Request):
@@ -188,6 +272,9 @@ def build_tradeoff_tab(pg) -> None:
     outputs = [table, frontier, diversity, metrics, overopt, warning, files, samples_df, summary]
     assert len(outputs) == len(SWEEP_OUTPUTS)
     run_event = run_btn.click(sweep, inputs, outputs, api_name="tradeoff_sweep", show_progress_on=[summary], **SWEEP_EVENT)
-    cancel_btn.click(cancel, None, None, cancels=[run_event], api_name="tradeoff_cancel")
+    compare_event = compare_btn.click(compare, [controls, ns, gammas, policy_lam, negative, *inputs],
+                                      [controls_table, c_frontier, c_diversity, c_overopt, c_files, controls_summary],
+                                      api_name="tradeoff_controls", show_progress_on=[controls_summary], **SWEEP_EVENT)
+    cancel_btn.click(cancel, None, None, cancels=[run_event, compare_event], api_name="tradeoff_cancel")
     tv_btn.click(tokens, [adapter, tv_prompt, tv_lam, tv_temp, tv_seed, max_new], [tv_kl, tv_shift, tv_readout],
                  api_name="token_view", **TOKEN_EVENT)

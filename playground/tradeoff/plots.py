@@ -5,6 +5,8 @@ Every function returns a fresh `matplotlib.figure.Figure` (no pyplot global stat
 (semantic diversity vs reward, Pareto-optimal settings ringed), `metrics_figure` (each metric vs λ)
 and `overopt_figure` (training-judge and held-out-judge reward vs KL). `overoptimisation_warning` says
 in words when the proxy keeps rising while the held-out judge stalls or falls (Gao et al. 2022).
+`controls_figures` puts rows of several controls (λ mixing, weight scaling, best-of-n, prompt guidance) on the
+same reward–KL, diversity–reward and proxy–held-out axes, with the Pareto front across controls.
 """
 from __future__ import annotations
 
@@ -102,16 +104,18 @@ def metrics_figure(rows: Sequence[dict]) -> Figure:
     axes = fig.subplots(2, 3, sharex=True).ravel()
     color = _color(rows)
     groups = by_temperature(rows)
+    knob = KNOB.get(rows[0].get("control", "dera"), "lambda") if rows else "lambda"  # bon: vs n, cfg: vs γ
     for ax, (key, title) in zip(axes, METRICS):
         for t, group in groups.items():
-            ax.errorbar([r["lambda"] for r in group], [_num(r.get(key)) for r in group], yerr=_yerr(group, key),
+            group = sorted(group, key=lambda r: _num(r.get(knob, 1)))
+            ax.errorbar([_num(r.get(knob, 1)) for r in group], [_num(r.get(key)) for r in group], yerr=_yerr(group, key),
                         fmt="o-", ms=4, capsize=2, color=color(t), label=f"T = {t:g}")
         ax.set_title(title, fontsize=11)
         ax.grid(alpha=0.3)
     for ax in axes[-3:]:
-        ax.set_xlabel("λ  (0 = base, 1 = tuned)")
+        ax.set_xlabel({"lambda": "λ  (0 = base, 1 = tuned)", "n": "n (best-of-n)", "gamma": "γ (prompt guidance; 1 = plain)"}[knob])
     axes[0].legend(fontsize=7)
-    fig.suptitle("Key metrics vs λ (bars: 95% interval over prompts)")
+    fig.suptitle(f"Key metrics vs {KNOB_SYMBOL[knob]} (bars: 95% interval over prompts)")
     return fig
 
 
@@ -161,6 +165,142 @@ def overoptimisation_warning(rows: Sequence[dict], judge: str = "training judge"
 
 
 def all_figures(rows: Sequence[dict], judge: str = "training judge", heldout: str = "held-out judge") -> dict[str, Figure]:
-    """{"frontier", "diversity", "metrics", "overopt"} → Figure."""
+    """{"frontier", "diversity", "metrics", "overopt"} → Figure; rows of best-of-n or prompt guidance (or of several
+    controls) get the every-control figures, whose x axes and labels follow each control's knob."""
+    if any(r.get("control", "dera") in ("bon", "cfg") for r in rows) or len({r.get("control", "dera") for r in rows}) > 1:
+        many = controls_figures(rows, judge, heldout)
+        return {"frontier": many["controls_frontier"], "diversity": many["controls_diversity"],
+                "metrics": metrics_figure(rows), "overopt": many["controls_overopt"]}
     return {"frontier": frontier_figure(rows, judge), "diversity": diversity_figure(rows, judge),
             "metrics": metrics_figure(rows), "overopt": overopt_figure(rows, judge, heldout)}
+
+
+# --- every control on one frontier ---------------------------------------------------------------------------
+MARKERS = {"dera": "o", "weights": "s", "bon": "^", "cfg": "D"}
+KNOB = {"dera": "lambda", "weights": "lambda", "bon": "n", "cfg": "gamma"}  # the row key each control varies
+KNOB_SYMBOL = {"lambda": "λ", "n": "n", "gamma": "γ"}
+
+
+def knob_label(r: dict) -> str:
+    """The setting a row stands for, by its control's knob: "λ=2", "n=4", "γ=1.5"."""
+    key = KNOB.get(r.get("control", "dera"), "lambda")
+    return f"{KNOB_SYMBOL[key]}={_num(r.get(key, 1)):g}"
+
+
+def by_control(rows: Sequence[dict]) -> dict[str, list[dict]]:
+    """Rows grouped into one series per (control, policy λ for bon/cfg, T), each sorted by its knob."""
+    groups: dict[str, list[dict]] = {}
+    temps = {float(r["temperature"]) for r in rows}
+    for r in rows:
+        c = r.get("control", "dera")
+        name = c if c in ("dera", "weights") else f"{c} (λ={_num(r.get('lambda')):g})"
+        if len(temps) > 1:
+            name += f", T={float(r['temperature']):g}"
+        groups.setdefault(name, []).append(r)
+    return {k: sorted(v, key=lambda r: _num(r.get(KNOB.get(r.get("control", "dera"), "lambda"), 1))) for k, v in groups.items()}
+
+
+def kl_of(r: dict) -> float:
+    """A row's KL to the base model per answer (nats): the sequence estimate every control reports (`kl_seq`)."""
+    return _num(r.get("kl_seq"))
+
+
+def cross_pareto(rows: Sequence[dict], other: str) -> list[int]:
+    """Indices of rows no other row beats on reward and on `other`: "kl" (less is better) or "diversity" (more)."""
+    from playground.tradeoff.metrics import pareto_front
+
+    second = (lambda r: -kl_of(r)) if other == "kl" else (lambda r: _num(r.get("semantic_diversity")))
+    return pareto_front([(_num(r.get("reward_mean")), second(r)) for r in rows])
+
+
+def _err(group: Sequence[dict], key: str, lo: str, hi: str) -> list[list[float]]:
+    below = [max(0.0, _num(r.get(key)) - _num(r.get(lo))) for r in group]
+    above = [max(0.0, _num(r.get(hi)) - _num(r.get(key))) for r in group]
+    return [[0.0 if math.isnan(v) else v for v in below], [0.0 if math.isnan(v) else v for v in above]]
+
+
+def _series_colors(names: Sequence[str]) -> dict[str, tuple]:
+    return {n: colormaps["tab10"](i % 10) for i, n in enumerate(names)}
+
+
+def controls_frontier_figure(rows: Sequence[dict], judge: str = "training judge") -> Figure:
+    """Reward vs KL to the base model (nats per answer) for every control on the same axes: 95% intervals over
+    prompts on both, points labelled by their knob, best-of-n's analytic KL bound as hollow markers, and the
+    Pareto front across controls (most reward for the least KL) as a dashed line."""
+    fig = Figure(figsize=(7.2, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    groups = by_control(rows)
+    colors = _series_colors(list(groups))
+    for name, group in groups.items():
+        c = group[0].get("control", "dera")
+        xs, ys = [kl_of(r) for r in group], [_num(r["reward_mean"]) for r in group]
+        ax.errorbar(xs, ys, xerr=_err(group, "kl_seq", "kl_seq_lo", "kl_seq_hi"),
+                    yerr=_err(group, "reward_mean", "reward_lo", "reward_hi"), marker=MARKERS.get(c, "o"), capsize=3,
+                    color=colors[name], label=name)
+        for x, y, r in zip(xs, ys, group):
+            if math.isfinite(x) and math.isfinite(y):
+                ax.annotate(knob_label(r), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, alpha=0.8)
+        if c == "bon":
+            ax.scatter([_num(r.get("kl_bound")) for r in group], ys, marker="^", facecolors="none", edgecolors=colors[name],
+                       s=50, label=f"{name}: bound log n − (n−1)/n")
+    front = sorted((kl_of(rows[i]), _num(rows[i]["reward_mean"])) for i in cross_pareto(rows, "kl"))
+    if front:
+        ax.plot(*zip(*front), "--", color="0.3", lw=1.2, zorder=1, label="Pareto front (all controls)")
+    ax.set(xlabel="KL to base model (nats per answer; BoN: estimated)", ylabel=f"reward ({judge})",
+           title="Reward vs KL, every control (up and left is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def controls_diversity_figure(rows: Sequence[dict], judge: str = "training judge") -> Figure:
+    """Meaning diversity vs reward for every control, 95% intervals on both; the Pareto front across controls."""
+    fig = Figure(figsize=(7.2, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    groups = by_control(rows)
+    colors = _series_colors(list(groups))
+    for name, group in groups.items():
+        xs, ys = [_num(r["reward_mean"]) for r in group], [_num(r["semantic_diversity"]) for r in group]
+        ax.errorbar(xs, ys, xerr=_err(group, "reward_mean", "reward_lo", "reward_hi"),
+                    yerr=_err(group, "semantic_diversity", "semantic_diversity_lo", "semantic_diversity_hi"),
+                    marker=MARKERS.get(group[0].get("control", "dera"), "o"), capsize=3, color=colors[name], label=name)
+        for x, y, r in zip(xs, ys, group):
+            if math.isfinite(x) and math.isfinite(y):
+                ax.annotate(knob_label(r), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, alpha=0.8)
+    front = sorted((_num(rows[i]["reward_mean"]), _num(rows[i]["semantic_diversity"])) for i in cross_pareto(rows, "diversity"))
+    if front:
+        ax.plot(*zip(*front), "--", color="0.3", lw=1.2, zorder=1, label="Pareto front (all controls)")
+    ax.set(xlabel=f"reward ({judge})", ylabel="meaning diversity (mean pairwise cosine distance)",
+           title="Diversity vs reward, every control (up and right is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def controls_overopt_figure(rows: Sequence[dict], judge: str = "training judge", heldout: str = "held-out judge") -> Figure:
+    """Per control, the held-out judge against the proxy (training) judge, 95% intervals on both: a series that
+    moves right while falling is optimising its proxy, not the held-out goal (Gao et al. 2022)."""
+    fig = Figure(figsize=(7.2, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    groups = by_control(rows)
+    colors = _series_colors(list(groups))
+    for name, group in groups.items():
+        xs, ys = [_num(r["reward_mean"]) for r in group], [_num(r["heldout_reward_mean"]) for r in group]
+        ax.errorbar(xs, ys, xerr=_err(group, "reward_mean", "reward_lo", "reward_hi"),
+                    yerr=_err(group, "heldout_reward_mean", "heldout_reward_lo", "heldout_reward_hi"),
+                    marker=MARKERS.get(group[0].get("control", "dera"), "o"), capsize=3, color=colors[name], label=name)
+        for x, y, r in zip(xs, ys, group):
+            if math.isfinite(x) and math.isfinite(y):
+                ax.annotate(knob_label(r), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, alpha=0.8)
+    ax.set(xlabel=f"proxy reward ({judge})", ylabel=f"held-out reward ({heldout})",
+           title="Over-optimisation per control: proxy vs held-out judge")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def controls_figures(rows: Sequence[dict], judge: str = "training judge", heldout: str = "held-out judge") -> dict[str, Figure]:
+    """{"controls_frontier", "controls_diversity", "controls_overopt"} → Figure, for rows of several controls."""
+    return {"controls_frontier": controls_frontier_figure(rows, judge),
+            "controls_diversity": controls_diversity_figure(rows, judge),
+            "controls_overopt": controls_overopt_figure(rows, judge, heldout)}
