@@ -37,7 +37,7 @@ from playground.settings import SWEEP, SweepSettings
 
 Progress = Callable[[float, str], None]
 # Environment the actors take from the driver (a remote node's own environment does not have them).
-FORWARDED_ENV = ("PLAYGROUND_DTYPE", "PLAYGROUND_ADAPTER_DIR", "PLAYGROUND_CACHE_DIR", "PLAYGROUND_DATA_DIR", "HF_HUB_OFFLINE",
+FORWARDED_ENV = ("PLAYGROUND_DTYPE", "PLAYGROUND_ADAPTER_DIR", "PLAYGROUND_CACHE", "PLAYGROUND_DATA_DIR", "HF_HUB_OFFLINE",
                  "HF_HOME", "MKL_CBWR")
 POLL_S = 0.5  # how often the driver polls the actors (progress, cancel)
 
