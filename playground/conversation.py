@@ -3,7 +3,8 @@
 Plain data and functions, no gradio: the app keeps a `Conversation` in `gr.State` (per browser session,
 never global) and renders what the generators here yield. A turn is checked up front (`check_turn`, no
 model needed), then streamed (`stream_turn`); a cut or stopped answer can be continued in place
-(`continue_last`); Regenerate draws the next seed for that turn only (`regenerate_last`).
+(`continue_last`); Regenerate draws the next seed for that turn only (`regenerate_last`), or for one column
+of it (`regenerate_column`, that column's own seed).
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class Cell:
     stopped: bool = False  # Stop (or the time limit) ended it early
     timed_out: bool = False  # the request's time limit ended it, not the Stop button
     resumed_at: list[int] = field(default_factory=list)  # token counts where "continue" decoded further (seed + count)
+    seed: int | None = None  # this column's own seed once it was regenerated alone (None: the turn's seed)
 
     @property
     def can_continue(self) -> bool:
@@ -82,6 +84,15 @@ class Row:
     @property
     def streaming(self) -> bool:
         return not all(c.done for c in self.cells.values())
+
+    def column_turn(self, column: str) -> ChatTurn:
+        """The turn as `column` decoded it: the turn's settings, with the column's own seed once regenerated alone."""
+        seed = self.cells[column].seed
+        return self.turn if seed is None else replace(self.turn, decode=replace(self.turn.decode, seed=seed))
+
+    def column_decode(self, column: str):
+        """The decode settings `column`'s answer was made with (λ per column, its own seed)."""
+        return self.column_turn(column).column(column)
 
 
 @dataclass
@@ -122,6 +133,10 @@ class Conversation:
 
     def without_last_turn(self) -> "Conversation":
         return Conversation(copy.deepcopy(self.rows[:-1]))
+
+    def upto(self, turns: int | None) -> "Conversation":
+        """The first `turns` rows (None: all), e.g. before an edited question is sent again."""
+        return self if turns is None else Conversation(copy.deepcopy(self.rows[:turns]))
 
 
 def check_turn(adapters: Mapping, conv: Conversation, prompt: object, knobs: Knobs) -> ChatTurn:
@@ -189,7 +204,7 @@ def continue_last(pg: Playground, conv: Conversation,
         if cell.can_continue:
             ids = list(pg.encode(row.turn.prompt, before[c])) + pg.answer_ids(cell.tokens)
             check_prompt_tokens(len(ids))
-            d = row.turn.column(c)  # fresh random draws for the new part: the seed moves on by the tokens so far
+            d = row.column_decode(c)  # fresh random draws for the new part: the seed moves on by the tokens so far
             d = replace(d, seed=(d.seed + len(cell.tokens)) % (LIMITS.max_seed + 1))
             reqs[c] = pg.request(ids, row.turn.adapter if c != "base" else None, d)
     new = copy.deepcopy(conv)
@@ -208,6 +223,26 @@ def regenerate_last(pg: Playground, conv: Conversation,
         raise InputError(f"seed {seed} is past the limit {LIMITS.max_seed}")
     s = replace(row.turn, decode=replace(row.turn.decode, seed=seed))
     yield from stream_turn(pg, conv.without_last_turn(), s, should_stop, kl_strength=row.kl_strength)
+
+
+def regenerate_column(pg: Playground, conv: Conversation, column: object,
+                      should_stop: Callable[[], bool] = lambda: False) -> Iterator[tuple[Conversation, dict[str, Answer]]]:
+    """One column of the last turn again with its next seed; the other two answers stay as they are."""
+    column = check_choice("column", column, COLUMNS)
+    if not conv.rows:
+        raise InputError("nothing to regenerate yet; send a message first")
+    row = conv.rows[-1]
+    seed = row.column_decode(column).seed + 1
+    if seed > LIMITS.max_seed:
+        raise InputError(f"seed {seed} is past the limit {LIMITS.max_seed}")
+    before = conv.without_last_turn().histories[column]
+    new = copy.deepcopy(conv)
+    new.rows[-1].cells[column] = Cell(seed=seed)
+    new.rows[-1].preferred = None  # a new answer: a new comparison
+    d = new.rows[-1].column_decode(column)
+    ids = pg.encode(row.turn.prompt, before)
+    check_prompt_tokens(len(ids))
+    yield from _decode(pg, new, {column: pg.request(ids, row.turn.adapter if column != "base" else None, d)}, should_stop)
 
 
 def _merged(prev: Cell, a: Answer, text: str) -> Answer:
@@ -268,14 +303,14 @@ def _decode(pg: Playground, new: Conversation, reqs: dict,
             cell.tokens = prev[c].tokens + list(st.tokens)
             cell.shifted = prev[c].shifted + list(st.shifted)
             text = texts[c].feed(cell.tokens).text
-            answers[c] = _merged(prev[c], pg.answer(st, c, s, text), text)
+            answers[c] = _merged(prev[c], pg.answer(st, c, row.column_turn(c), text), text)
             cell.text, cell.answer = answers[c].text, answers[c]
         yield new, answers
     for c in cols:
         if c not in answers:  # stopped before the first token (deadline or Stop): an empty, finished answer
             from playground.lm.engine import Stream
 
-            answers[c] = _merged(prev[c], pg.answer(Stream(done=True), c, s, texts[c].text), texts[c].text)
+            answers[c] = _merged(prev[c], pg.answer(Stream(done=True), c, row.column_turn(c), texts[c].text), texts[c].text)
     pg.add_rewards(s, answers)
     judge = pg.adapters[s.adapter].judge
     for c in cols:

@@ -87,7 +87,7 @@ def test_chat_answers_in_three_columns(client):
     (dict(kl=0.001), "KL strength β: Value 0.001 is less than minimum"),
     (dict(max_new=100000), "Max new tokens: Value 100000 is greater than maximum"),
     (dict(seed=-3), "seed must be in"),
-    (dict(adapter="nope"), "Adapter (preference-tuned LoRA): Value: nope is not in the list of choices: ['a', 'b']"),
+    (dict(adapter="nope"), "Adapter: what the tuned model was trained to prefer: Value: nope is not in the list of choices: ['a', 'b']"),
     (dict(mode="magic"), "How λ is applied: Value: 'magic' (type: <class 'str'>) is not in the list of choices: ['logits', 'weights']"),
 ])
 def test_bad_input_gets_a_clear_error(client, over, message):

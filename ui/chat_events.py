@@ -6,14 +6,18 @@ Wiring only: the turn logic is in `playground.conversation`, the links in `playg
 """
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode
+
 import gradio as gr
 from gradio.context import Context
 
-from playground.conversation import Conversation, continue_last, regenerate_last, run_turn, stream_turn
+from playground.conversation import (Conversation, check_turn, continue_last, regenerate_column, regenerate_last, run_turn,
+                                     stream_turn)
 from playground.feedback.columns import mark_preferred
 from playground.feedback.vote import FeedbackError, FeedbackUnavailable
 from playground.settings import COLUMNS, SERVE
 from playground.share import link_query, parse_link
+from playground.shared_answers import compare, row_record, shown_conversation
 from playground.validation import InputError
 from ui.components import Dropdown, plain
 from ui.transcript import LOADING, SHORT, render
@@ -49,13 +53,15 @@ class StreamEvents:
         self.send, self.stop, self.regen = send, stop, regen
         self.lm_event, self.quick = lm_event, quick
 
-    def chain(self, dep, is_ready) -> None:
-        """After a quick check (`dep`, output: the pending State): show the question, stream, restore the buttons."""
+    def chain(self, dep, is_ready):
+        """After a quick check (`dep`, output: the pending State): show the question, stream, restore the buttons
+        (the returned event; more steps can follow it)."""
         def show(p, conv):
             status = "…" if is_ready(self.pg) else LOADING
             kind, keep = p["kind"], gr.skip()
-            if kind in ("send", "replay"):
-                html, box = render(Conversation() if kind == "replay" else conv, p["turn"].prompt, status), ""
+            if kind in ("send", "replay"):  # an edited question replaces its turn and the ones after it ("upto")
+                base = Conversation() if kind == "replay" else conv.upto(p.get("upto"))
+                html, box = render(base, p["turn"].prompt, status), ""
             elif kind == "regenerate":
                 html, box = render(conv.without_last_turn(), conv.rows[-1].turn.prompt, status), keep
             else:
@@ -63,22 +69,24 @@ class StreamEvents:
             return html, box, gr.Button(visible=False), gr.Button(visible=True), gr.Button(interactive=False)
 
         buttons = [self.send, self.stop, self.regen]
-        (dep.success(show, [self.pending, self.conv_state], [self.transcript, self.prompt, *buttons], **self.quick)
-            .success(self.stream, [self.pending, self.conv_state], [self.transcript, self.conv_state],
-                     **self.lm_event, show_progress="hidden", api_visibility="private")
-            .then(lambda: (gr.Button(visible=True), gr.Button(visible=False), gr.Button(interactive=True)),
-                  None, buttons, **self.quick))
+        return (dep.success(show, [self.pending, self.conv_state], [self.transcript, self.prompt, *buttons], **self.quick)
+                .success(self.stream, [self.pending, self.conv_state], [self.transcript, self.conv_state],
+                         **self.lm_event, show_progress="hidden", api_visibility="private")
+                .then(lambda: (gr.Button(visible=True), gr.Button(visible=False), gr.Button(interactive=True)),
+                      None, buttons, **self.quick))
 
     def stream(self, p, conv, request: gr.Request):
         should_stop = self.stops.checker(request.session_hash)
         kind, pg = p["kind"], self.pg
         try:
             if kind == "send":
-                gen = stream_turn(pg, conv, p["turn"], should_stop, p["kl"])
+                gen = stream_turn(pg, conv.upto(p.get("upto")), p["turn"], should_stop, p["kl"])
             elif kind == "replay":
                 gen = stream_turn(pg, Conversation(), p["turn"], should_stop, p["kl"])
             elif kind == "regenerate":
                 gen = regenerate_last(pg, conv, should_stop)
+            elif kind == "regenerate_column":
+                gen = regenerate_column(pg, conv, p["column"], should_stop)
             else:
                 gen = continue_last(pg, conv, should_stop)
             for new, _ in gen:
@@ -97,8 +105,10 @@ class StreamEvents:
         except InputError as err:
             raise gr.Error(str(err), print_exception=False) from None
 
-    def wire_share(self, copy, share_box, shared_row, shared_md, loading, fields: list, is_ready) -> None:
-        """Copy link (the last turn's prompt and settings in the URL) and opening one (fills the settings)."""
+    def wire_share(self, copy, share_box, shared_row, shared_md, loading, fields: list, is_ready, store=None,
+                   shared_state=None) -> None:
+        """Copy link (the last turn's prompt and settings in the URL, and `answers=<id>` of the answers kept in
+        `store`, a SharedAnswers) and opening one (fills the settings and shows the kept answers at once)."""
         pg = self.pg
 
         def make_link(conv):
@@ -106,31 +116,73 @@ class StreamEvents:
                 raise gr.Error("send a message first: the link replays the last turn", print_exception=False)
             if conv.rows[-1].streaming:
                 raise gr.Error("wait for the answers to finish", print_exception=False)
-            return gr.Textbox(value="?" + link_query(conv.rows[-1], pg.adapters), visible=True)
+            query = link_query(conv.rows[-1], pg.adapters)
+            if store is not None:
+                try:
+                    query += "&" + urlencode({"answers": store.put(row_record(conv.rows[-1], query))})
+                except (OSError, InputError) as err:  # the link still replays them; it cannot show them at once
+                    gr.Warning(plain(f"the answers could not be kept on the server ({err}); the link replays them"))
+            return gr.Textbox(value="?" + query, visible=True)
 
         copy.click(make_link, self.conv_state, share_box, **self.quick).success(None, share_box, share_box, js=COPY_JS)
         prompt, adapter, lam, mode, temperature, top_p, max_new, seed = fields
+        extra = [self.transcript, shared_state] if shared_state is not None else []
+
+        def stored(params: dict, shared) -> dict | None:
+            """The answers kept for this link, when it names them and they belong to its prompt and settings."""
+            if store is None or "answers" not in params:
+                return None
+            record = store.get(params["answers"])  # InputError for a malformed id (not echoed)
+            if record is None:
+                gr.Warning("answers: the shared answers are no longer kept on this server; press Replay to decode them")
+                return None
+            own = {k: v for k, v in params.items() if k != "answers"}
+            if dict(parse_qsl(record.get("query", ""))) != own or record["prompt"] != shared.prompt:
+                gr.Warning("answers: the kept answers belong to another link; press Replay to decode these settings")
+                return None
+            return record
 
         def on_load(request: gr.Request):
             skip = [gr.skip()] * (len(fields) + 2)
             banner = gr.HTML(visible=not is_ready(pg))
+            params = dict(request.query_params)
             try:
-                shared = parse_link(dict(request.query_params), pg.adapters)
+                shared = parse_link(params, pg.adapters)
+                record = stored(params, shared) if shared is not None else None
             except InputError as err:
                 gr.Warning(plain(f"share link: {err}"))  # values from the URL: escaped, never markup
-                return skip + [banner]
+                return skip + [banner] + [gr.skip()] * len(extra)
             if shared is None:
-                return skip + [banner]
+                return skip + [banner] + [gr.skip()] * len(extra)
             for note in shared.notes:
                 gr.Warning(plain(note))
+            shown = [gr.skip(), None]
+            message = "**Opened from a share link**: the prompt and settings are filled in. Replay decodes the same answers."
+            if record is not None:
+                turn = check_turn(pg.adapters, Conversation(), shared.prompt, dict(
+                    adapter=shared.adapter, lam=shared.lam, mode=shared.mode, temperature=shared.temperature,
+                    top_p=shared.top_p, max_new_tokens=shared.max_new_tokens, seed=shared.seed))
+                shown = [render(shown_conversation(record, turn), actions=False), record]
+                message = ("**Opened from a share link**: below are the shared answers as they were decoded, kept on "
+                           "this server. **Replay** decodes them again here and checks them token for token.")
             return [shared.prompt, Dropdown(value=shared.adapter, info=pg.adapters[shared.adapter].description),
                     shared.lam,  # the λ slider (a link may carry β, as old links do: λ = β_train/β)
                     shared.mode, shared.temperature, shared.top_p, shared.max_new_tokens, shared.seed,
-                    gr.Row(visible=True),
-                    "**Opened from a share link**: the prompt and settings are filled in. Replay decodes the same answers.",
-                    banner]
+                    gr.Row(visible=True), message, banner] + shown[:len(extra)]
 
-        Context.root_block.load(on_load, None, [*fields, shared_row, shared_md, loading], **self.quick)
+        Context.root_block.load(on_load, None, [*fields, shared_row, shared_md, loading, *extra], **self.quick)
+
+
+def verify_replay(conv, record) -> None:
+    """After Replay of a link that showed its answers: a toast saying whether the new tokens are the shared ones."""
+    if not record:
+        return
+    diff = {c: i for c, i in compare(record, conv).items() if i is not None}
+    if not diff:
+        gr.Info("Replay matches: all three answers are the shared ones, token for token.")
+    else:
+        where = ", ".join(f"{SHORT[c]} from token {i + 1}" for c, i in diff.items())
+        gr.Warning(plain(f"Replay differs from the shared answers: {where} (other weights, or stopped early)."))
 
 
 def wire_prefer(service, transcript, conv_state, column_api, api_trigger, api_result) -> None:

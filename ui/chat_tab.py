@@ -8,17 +8,23 @@ a quick step that shows the question and turns Send into Stop, then the streamin
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import gradio as gr
 
+from playground.chat_export import conversation_json, conversation_markdown, conversation_record
 from playground.conversation import CHAT_MAX_NEW_TOKENS, Conversation, StopFlags, check_turn
 from playground.readouts import beta_label, settings_warning
 from playground.settings import CHAT, COLUMNS, DEFAULT_DECODE, LIMITS, SERVE
 from playground.validation import InputError
-from ui.chat_events import StreamEvents, ui_knobs, wire_prefer
-from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider
+from playground.shared_answers import SharedAnswers
+from ui.chat_events import StreamEvents, ui_knobs, verify_replay, wire_prefer
+from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider, plain
 from ui.duel_panel import build_duel_panel
+from ui.first_screen import JARGON, adapter_choices, limits_table
+from ui.first_screen import default_adapter as first_adapter
 from ui.transcript import JS_ON_LOAD, legend, render
 
 DEFAULT_BETA_FACTOR = CHAT.beta_factor
@@ -34,6 +40,7 @@ with `λ = β_train / β`, which approximates the model you would get by retrain
 β = β_train/λ beside it reads the other way (higher β → closer to the base model).
 β is *nominal*: the shipped adapters (one DPO epoch, LoRA) did not reach the KL-regularised optimum the formula
 assumes, so the λ that best matches an adapter trained at another β can differ (see the README's DeRa check)."""
+ADAPTER_LABEL = "Adapter: what the tuned model was trained to prefer"
 BUSY_HINT = "Still answering: press **Stop** or wait. Your text stays in the box."
 
 
@@ -48,33 +55,38 @@ def loading_banner(elapsed: float) -> str:
             'start as soon as it is ready.</small></div>')
 
 
-def build_chat_tab(pg, service=None) -> None:
+def build_chat_tab(pg, service=None, shared_store=None) -> None:
     """`pg`: a Playground, or a LazyPlayground that is still loading (only `pg.adapters` is read here).
-    `service`: the DuelService that stores votes (default: one on `pg`, store configured by the environment)."""
+    `service`: the DuelService that stores votes (default: one on `pg`, store configured by the environment).
+    `shared_store`: where share links keep their answers (default: SharedAnswers in the data directory)."""
     if service is None:
         from playground.feedback.config import duel_max_new_tokens
         from playground.feedback.duel import DuelService
 
         service = DuelService(pg, max_new_tokens=duel_max_new_tokens())
     names = sorted(pg.adapters)
-    default_adapter = "upbeat-b0.1" if "upbeat-b0.1" in names else (names[0] if names else None)
+    default_adapter = first_adapter(names)  # a helpful one: the first example shows what it does
     beta0 = pg.adapters[default_adapter].beta_train if default_adapter else 0.1
     judge0 = pg.adapters[default_adapter].judge if default_adapter else ""
     started = time.monotonic()
     conv_state = gr.State(Conversation())
     pending = gr.State(None)
+    editing = gr.State(None)  # the turn whose question is being edited (Send replaces it and the turns after it)
+    shared_state = gr.State(None)  # the answers a share link showed (Replay checks its tokens against them)
     view = Radio([("Three columns", "columns"), ("Blind duel", "duel")], value="columns", label="View",
                  show_label=False, elem_id="sbs-mode")
     with gr.Column(elem_id="chat-tab") as chat_view:
+        with gr.Accordion("What does this mean?", open=False, elem_id="jargon"):
+            gr.Markdown(JARGON + "\n\n" + EXPLAIN)
         loading = gr.HTML(loading_banner(0), visible=not is_ready(pg), elem_id="loading")
         with gr.Row(visible=False, elem_id="shared-row") as shared_row:
             shared_md = gr.Markdown()
             replay = gr.Button("▶ Replay the shared answers", variant="primary", size="sm", elem_id="replay", scale=0)
         with gr.Row(elem_id="knobs-1"):
-            adapter = Dropdown(names, value=default_adapter, label="Adapter (preference-tuned LoRA)",
+            adapter = Dropdown(adapter_choices(pg.adapters), value=default_adapter, label=ADAPTER_LABEL,
                                elem_classes=[ADAPTER_PICKER], info=pg.adapters[default_adapter].description if default_adapter else "")
-            mode = Radio([("Decoding-time realignment (exact KL trade-off)", "logits"),
-                          ("Weight scaling: LoRA × λ (cheaper approximation)", "weights")],
+            mode = Radio([("Mix the two models' word choices (exact)", "logits"),
+                          ("Scale the adapter's weights by λ (cheaper, approximate)", "weights")],
                          value="logits", label="How λ is applied")
         with gr.Row(elem_id="knobs-2"):
             with gr.Column(min_width=240):  # λ, the main knob, with the nominal KL strength β it means beside it
@@ -97,6 +109,9 @@ def build_chat_tab(pg, service=None) -> None:
                 seed = Number(DEFAULT_DECODE.seed, precision=0, label="Seed", info="Same seed + settings = same text",
                               elem_id="seed")
         transcript = gr.HTML(render(Conversation()), js_on_load=JS_ON_LOAD, elem_id="transcript")
+        with gr.Row(visible=False, elem_id="edit-row", equal_height=True) as edit_row:
+            edit_note = gr.Markdown(elem_id="edit-note")
+            cancel_edit = gr.Button("Cancel edit", size="sm", scale=0, min_width=110, elem_id="cancel-edit")
         with gr.Row(elem_id="input-row", equal_height=True):
             prompt = gr.Textbox(placeholder="Type a message and press Enter", show_label=False, scale=5, elem_id="prompt",
                                 max_lines=6)
@@ -107,17 +122,18 @@ def build_chat_tab(pg, service=None) -> None:
             regen = gr.Button("Regenerate (next seed, this turn only)", size="sm", elem_id="regen")
             clear = gr.Button("Clear", size="sm", elem_id="clear")
             copy = gr.Button("Copy link", size="sm", elem_id="copy-link")
+            export = gr.Button("Export (Markdown + JSON)", size="sm", elem_id="export")
             highlight = gr.Checkbox(True, label="Highlight where an answer departs from the base model", elem_id="highlight")
         share_box = gr.Textbox(label="Share link (copied): opens these settings and can replay the same answers",
                                visible=False, buttons=["copy"], elem_id="share-link")
+        export_files = gr.File(label="The conversation with every setting behind each answer", file_count="multiple",
+                               visible=False, interactive=False, elem_id="export-files")
         with gr.Row(elem_id="examples"):
             for ex in CHAT.examples:
                 gr.Button(ex, size="sm", elem_classes=["example"]).click(None, None, prompt, js=f"() => {json.dumps(ex)}")
         info = gr.Markdown(legend(judge0), elem_id="legend")
-        with gr.Accordion("What is this?", open=False):
-            gr.Markdown(EXPLAIN)
-        with gr.Accordion("Limits", open=False):
-            gr.Markdown(f"```json\n{json.dumps(LIMITS.__dict__, indent=1)}\n```")
+        with gr.Accordion("Limits", open=False, elem_id="limits"):
+            gr.Markdown(limits_table(LIMITS))
         api_outputs = [gr.JSON(visible=False) for _ in COLUMNS]
         api_trigger = gr.Button(visible=False)
         prefer_column, prefer_trigger, prefer_result = Radio(list(COLUMNS), value="tuned", visible=False, label="column"), \
@@ -132,11 +148,12 @@ def build_chat_tab(pg, service=None) -> None:
     events = StreamEvents(pg, STOPS, conv_state, pending, transcript, prompt, send, stop, regen, LM_EVENT, QUICK)
 
     def begin(kind: str):
-        def check(message, conv, adapter, lam, mode, temperature, top_p, max_new, seed, request: gr.Request):
+        def check(message, conv, upto, adapter, lam, mode, temperature, top_p, max_new, seed, request: gr.Request):
             knob_values = (adapter, lam, mode, temperature, top_p, max_new, seed)
             if conv.rows and conv.rows[-1].streaming:
                 raise gr.Error("still answering: press Stop or wait for the answers")
-            base = Conversation() if kind == "replay" else conv
+            upto = upto if kind == "send" and isinstance(upto, int) and 0 <= upto < conv.turns else None
+            base = Conversation() if kind == "replay" else conv.upto(upto)
             try:
                 if kind in ("send", "replay"):
                     turn = check_turn(pg.adapters, base, message, ui_knobs(*knob_values))
@@ -147,17 +164,45 @@ def build_chat_tab(pg, service=None) -> None:
             except InputError as err:
                 raise gr.Error(str(err), print_exception=False) from None
             STOPS.clear(request.session_hash)
-            return {"kind": kind, "turn": turn, "kl": None}  # λ was set (a share link carries λ)
+            return {"kind": kind, "turn": turn, "kl": None, "upto": upto}  # λ was set (a share link carries λ)
         return check
 
+    no_edit = (None, gr.Row(visible=False))
     for trigger, kind in ((send.click, "send"), (prompt.submit, "send"), (replay.click, "replay"), (regen.click, "regenerate")):
-        events.chain(trigger(begin(kind), [prompt, conv_state, *knob_inputs], pending, **QUICK), is_ready)
+        checked = trigger(begin(kind), [prompt, conv_state, editing, *knob_inputs], pending, **QUICK)
+        done = events.chain(checked, is_ready)
+        if kind == "replay":  # the link showed its answers: say whether the replay decoded the same tokens
+            done.then(verify_replay, [conv_state, shared_state], None, **QUICK)
+        if kind in ("send", "replay"):  # the edited question is sent: editing ends
+            checked.success(lambda: no_edit, None, [editing, edit_row], **QUICK)
 
     def on_transcript_click(conv, evt: gr.EventData, request: gr.Request):
-        if (evt._data or {}).get("action") != "continue" or not conv.rows or conv.rows[-1].streaming:
-            raise gr.Error("nothing to continue", print_exception=False)
+        data = evt._data or {}
+        action = data.get("action")
+        if action not in ("continue", "regen") or not conv.rows or conv.rows[-1].streaming:
+            raise gr.Error(f"nothing to {'regenerate' if action == 'regen' else 'continue'}", print_exception=False)
         STOPS.clear(request.session_hash)
+        if action == "regen":
+            column = data.get("column")
+            if column not in COLUMNS:
+                raise gr.Error(f"column: must be one of {', '.join(COLUMNS)}; got {plain(repr(column))}",
+                               print_exception=False)
+            return {"kind": "regenerate_column", "column": column, "turn": None, "kl": None}
         return {"kind": "continue", "turn": None, "kl": None}
+
+    def on_edit(conv, evt: gr.EventData):
+        turn = (evt._data or {}).get("turn")
+        if conv.rows and conv.rows[-1].streaming:
+            raise gr.Error("still answering: press Stop or wait, then edit", print_exception=False)
+        if not isinstance(turn, int) or isinstance(turn, bool) or not 0 <= turn < conv.turns:
+            raise gr.Error(f"turn: must be 0 … {conv.turns - 1}; got {plain(repr(turn))}", print_exception=False)
+        later = conv.turns - turn - 1
+        note = (f"**Editing question {turn + 1}.** Send replaces it and its answers"
+                + (f", and the {later} turn{'s' if later > 1 else ''} after it." if later else "."))
+        return conv.rows[turn].turn.prompt, turn, gr.Row(visible=True), note
+
+    transcript.edit(on_edit, conv_state, [prompt, editing, edit_row, edit_note], **QUICK)
+    cancel_edit.click(lambda: no_edit, None, [editing, edit_row], **QUICK)
 
     events.chain(transcript.click(on_transcript_click, conv_state, pending, **QUICK), is_ready)
     def on_stop(request: gr.Request):
@@ -168,12 +213,32 @@ def build_chat_tab(pg, service=None) -> None:
     def clear_all(request: gr.Request):
         STOPS.request(request.session_hash)
         conv = Conversation()
-        return [conv.display(c) for c in COLUMNS] + [render(conv), conv]
+        return [conv.display(c) for c in COLUMNS] + [render(conv), conv, *no_edit]
 
-    clear.click(clear_all, None, [*api_outputs, transcript, conv_state], api_name="clear", show_progress="hidden")
+    clear.click(clear_all, None, [*api_outputs, transcript, conv_state, editing, edit_row], api_name="clear",
+                show_progress="hidden")
+
+    def export_conversation(conv):
+        """/export: the conversation as Markdown and JSON files, with every setting behind each answer."""
+        if not conv.rows:
+            raise gr.Error("conversation: nothing to export yet; send a message first", print_exception=False)
+        if conv.rows[-1].streaming:
+            raise gr.Error("conversation: wait for the answers to finish, then export", print_exception=False)
+        record = conversation_record(conv, pg.adapters, base_model=str(getattr(getattr(pg, "base", None), "source", "")))
+        folder = Path(tempfile.mkdtemp(prefix="playground-export-"))
+        (folder / "conversation.md").write_text(conversation_markdown(record), encoding="utf-8")
+        (folder / "conversation.json").write_text(conversation_json(record), encoding="utf-8")
+        return [str(folder / "conversation.md"), str(folder / "conversation.json")]
+
+    (export.click(export_conversation, conv_state, export_files, api_name="export", show_progress="hidden",
+                  concurrency_id="chat-export", concurrency_limit=2)
+        .success(lambda: gr.File(visible=True), None, export_files, **QUICK))
     api_trigger.click(events.api_chat, [prompt, conv_state, *api_knob_inputs], [*api_outputs, conv_state], api_name="chat",
                       **LM_EVENT)
-    events.wire_share(copy, share_box, shared_row, shared_md, loading, [prompt, *knob_inputs], is_ready)
+    if shared_store is None:
+        shared_store = SharedAnswers.in_data_dir()
+    events.wire_share(copy, share_box, shared_row, shared_md, loading, [prompt, *knob_inputs], is_ready, shared_store,
+                      shared_state)
     wire_prefer(service, transcript, conv_state, prefer_column, prefer_trigger, prefer_result)
     highlight.change(None, highlight, None, js="(v) => { document.body.classList.toggle('no-hl', !v); }")
 

@@ -21,16 +21,38 @@ THUMB = ('<svg aria-hidden="true" width="13" height="13" viewBox="0 0 24 24" fil
          '<path d="M7 10v11H3V10h4zM7 10l4-8a3 3 0 0 1 3 3v4h6a2 2 0 0 1 2 2.3l-1.4 8A2 2 0 0 1 18.6 21H7"/></svg>')
 PREFER = f"{THUMB} Prefer this one"
 PREFER_TIP = "Record that this answer is better than the other two (two votes, with the settings that regenerate them)"
-# js_on_load of the gr.HTML: the in-answer "continue" link triggers the component's click event with an action,
-# "Prefer this one" its select event with the column, and a newly added turn is scrolled to the top of the
-# transcript (its question in view, not the answers' ends).
+COPY_TIP = "Copy this answer's text to the clipboard"
+REGEN_TIP = "Decode this column again with its next seed; the other two answers stay"
+EDIT_TIP = "Put this question back in the box: Send replaces it (and the turns after it) with the new answers"
+# js_on_load of the gr.HTML: the in-answer "continue" link and a column's "Regenerate" trigger the component's
+# click event with an action (and the column), "Prefer this one" its select event with the column, a question's
+# "Edit" its edit event with the turn; "Copy" copies the answer's text in the browser (no server call). A newly
+# added turn is scrolled to the top of the transcript (its question in view, not the answers' ends).
 JS_ON_LOAD = """
-element.addEventListener('click', (e) => {
+const copyText = async (text) => {
+  try { await navigator.clipboard.writeText(text); return true; } catch (e) {}
+  const box = document.createElement('textarea');
+  box.value = text; box.style.position = 'fixed'; box.style.opacity = '0';
+  document.body.appendChild(box); box.select();
+  let ok = false;
+  try { ok = document.execCommand('copy'); } catch (e) {}
+  box.remove();
+  return ok;
+};
+element.addEventListener('click', async (e) => {
   const a = e.target.closest('a[data-act]');
   if (!a) return;
   e.preventDefault();
-  if (a.dataset.act === 'prefer') trigger('select', {action: 'prefer', column: a.dataset.col});
-  else trigger('click', {action: a.dataset.act});
+  const act = a.dataset.act;
+  if (act === 'copy') {
+    const shown = a.closest('article').querySelector('.a-text').cloneNode(true);
+    shown.querySelectorAll('.continue, .continue-off, .cursor').forEach((n) => n.remove());
+    const ok = await copyText(shown.textContent.replace(/\s+$/, ''));
+    a.textContent = ok ? 'Copied ✓' : 'Copy failed: select the text';
+    setTimeout(() => { a.textContent = 'Copy'; }, 1500);
+  } else if (act === 'prefer') trigger('select', {action: 'prefer', column: a.dataset.col});
+  else if (act === 'edit') trigger('edit', {action: 'edit', turn: Number(a.dataset.turn)});
+  else trigger('click', {action: act, column: a.dataset.col});
 });
 let turns = 0;
 watch('value', () => {
@@ -80,27 +102,45 @@ def _prefer(column: str, preferred: str | None, votable: bool) -> str:
     return ""
 
 
-def _answer(column: str, cell: Cell | None, last: bool, status: str, pref: str = "") -> str:
+def _tools(column: str, cell: Cell, regen: bool) -> str:
+    """Under a finished answer: Copy, and on the latest turn (nothing streaming) Regenerate this column."""
+    if not cell.done:
+        return ""
+    links = [f'<a class="tool" href="#" data-act="copy" data-col="{column}" title="{escape(COPY_TIP)}">Copy</a>']
+    if regen:
+        links.append(f'<a class="tool" href="#" data-act="regen" data-col="{column}" title="{escape(REGEN_TIP)}">'
+                     '↻ Regenerate</a>')
+    return f'<div class="tools">{"".join(links)}</div>'
+
+
+def _answer(column: str, cell: Cell | None, last: bool, status: str, pref: str = "", regen: bool = False) -> str:
     if cell is None:
         body = f'<div class="a-text wait">{escape(status or "…")}</div>'
     else:
-        body = f'<div class="a-text">{_text(cell)}{_tail(cell, last)}</div>{_readout(cell)}{pref}'
+        body = (f'<div class="a-text">{_text(cell)}{_tail(cell, last)}</div>{_readout(cell)}{_tools(column, cell, regen)}'
+                f'{pref}')
     return f'<article class="a col-{column}"><div class="a-title">{escape(SHORT[column])}</div>{body}</article>'
 
 
 def _turn(i: int, prompt: str, cells: dict[str, Cell] | None, last: bool, status: str = "",
-          preferred: str | None = None, votable: bool = False) -> str:
-    answers = "".join(_answer(c, cells[c] if cells else None, last, status, _prefer(c, preferred, votable))
+          preferred: str | None = None, votable: bool = False, editable: bool = False) -> str:
+    answers = "".join(_answer(c, cells[c] if cells else None, last, status, _prefer(c, preferred, votable), votable)
                       for c in COLUMNS)
+    edit = (f'<a class="tool edit" href="#" data-act="edit" data-turn="{i}" title="{escape(EDIT_TIP)}">✎ Edit</a>'
+            if editable else "")
     return (f'<section class="turn" data-turn="{i}"><div class="q"><span class="who">You</span>'
-            f'<span class="q-text">{escape(prompt)}</span></div><div class="answers">{answers}</div></section>')
+            f'<span class="q-text">{escape(prompt)}</span>{edit}</div><div class="answers">{answers}</div></section>')
 
 
-def render(conv: Conversation, pending: str | None = None, status: str = "") -> str:
-    """The whole transcript; `pending` is a question sent but not answered yet (shown at once, with `status`)."""
+def render(conv: Conversation, pending: str | None = None, status: str = "", actions: bool = True) -> str:
+    """The whole transcript; `pending` is a question sent but not answered yet (shown at once, with `status`).
+    Once nothing streams: Copy under every answer, Regenerate (per column) and "Prefer this one" under the
+    latest turn's, Edit on every question. `actions=False` (answers shown from a share link, not this session's
+    conversation): Copy only."""
     head = "".join(f'<div class="h col-{c}">{escape(TITLES[c])}</div>' for c in COLUMNS)
-    rows = [_turn(i, r.turn.prompt, r.cells, i == conv.turns - 1, preferred=r.preferred,
-                  votable=i == conv.turns - 1 and pending is None and not r.streaming) for i, r in enumerate(conv.rows)]
+    idle = actions and pending is None and not (conv.rows and conv.rows[-1].streaming)
+    rows = [_turn(i, r.turn.prompt, r.cells, actions and i == conv.turns - 1, preferred=r.preferred,
+                  votable=i == conv.turns - 1 and idle, editable=idle) for i, r in enumerate(conv.rows)]
     if pending is not None:
         rows.append(_turn(conv.turns, pending, None, True, status))
     body = "".join(rows) or f'<p class="empty">{escape(EMPTY)}</p>'
@@ -108,7 +148,8 @@ def render(conv: Conversation, pending: str | None = None, status: str = "") -> 
 
 
 def legend(judge: str) -> str:
-    """The info line under the transcript: what the readouts mean, and what the highlight marks."""
-    return (f"**Reading the numbers** (hover one for details): **drift** = {KL_MEANS}. **randomness** = {ENTROPY_MEANS}. "
-            f"**Judge score** = {JUDGE_MEANS.get(judge, judge)}. "
-            "<mark>Highlighted</mark> tokens are where the answer departs from the base model's most likely next token.")
+    """The info under the transcript: what each readout means, one line each, and what the highlight marks."""
+    return ("**Reading the numbers under each answer** (hover one for details)\n\n"
+            f"- **drift** = {KL_MEANS}\n- **randomness** = {ENTROPY_MEANS}\n"
+            f"- **judge score** = {JUDGE_MEANS.get(judge, judge)}\n"
+            "- <mark>Highlighted</mark> words are where an answer departs from the base model's most likely next word")

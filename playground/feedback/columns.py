@@ -57,7 +57,7 @@ def turn_digest(session_hash: str, conv: Conversation) -> str:
 
 
 def _settings(row: Row, column: str) -> dict[str, Any]:
-    d = row.turn.column(column)
+    d = row.column_decode(column)  # its own seed once regenerated alone
     out: dict[str, Any] = {"lambda": float(d.lam), "mode": d.mode, "temperature": float(d.temperature),
                            "top_p": float(d.top_p), "max_new_tokens": int(d.max_new_tokens), "seed": int(d.seed)}
     if row.cells[column].resumed_at:
