@@ -16,6 +16,7 @@ from playground.startup import LazyPlayground
 from ui.calibrate_tab import build_calibrate_tab
 from ui.chat_tab import build_chat_tab
 from ui.feedback_tab import build_feedback_tab
+from ui.first_screen import PLAIN
 from ui.guidance_tab import build_guidance_tab
 from ui.probes_tab import build_probes_tab
 from ui.style import CSS, JS
@@ -24,9 +25,7 @@ from ui.train_panel import wire_adapter_pickers
 
 TITLE = "Controllability Playground"
 INTRO = f"""# {TITLE}
-Turn two knobs — **KL strength** and **temperature** — and watch a base language model and its
-preference-tuned (DPO) adapter answer side by side. The diffusion tab shows the same extrapolation as
-classifier-free guidance."""
+{PLAIN}"""
 
 
 def build_demo(pg) -> gr.Blocks:
@@ -35,18 +34,20 @@ def build_demo(pg) -> gr.Blocks:
     with gr.Blocks(title=TITLE, delete_cache=(SERVE.delete_cache_s, SERVE.delete_cache_s)) as demo:
         gr.Markdown(INTRO)
         votes = DuelService(pg, max_new_tokens=duel_max_new_tokens())  # one vote store for both tabs, opened on first use
-        with gr.Tab("Side by side"):
-            build_chat_tab(pg, votes)
-        with gr.Tab("Feedback"):
-            train_panel = build_feedback_tab(pg, votes)
-        with gr.Tab("Trade-off"):
-            build_tradeoff_tab(pg)
-        with gr.Tab("DeRa check"):
-            build_calibrate_tab(pg)
-        with gr.Tab("Probes"):
-            build_probes_tab(pg)
-        with gr.Tab("Diffusion guidance"):
-            build_guidance_tab()
+        # overflow "wrap": on a phone the tab names wrap onto a second line instead of hiding behind "⋯"
+        with gr.Tabs(overflow_behavior="wrap", elem_id="main-tabs"):
+            with gr.Tab("Side by side"):
+                build_chat_tab(pg, votes)
+            with gr.Tab("Feedback"):
+                train_panel = build_feedback_tab(pg, votes)
+            with gr.Tab("Trade-off"):
+                build_tradeoff_tab(pg)
+            with gr.Tab("DeRa check"):
+                build_calibrate_tab(pg)
+            with gr.Tab("Probes"):
+                build_probes_tab(pg)
+            with gr.Tab("Diffusion guidance"):
+                build_guidance_tab()
         wire_adapter_pickers(demo, pg, train_panel)  # a trained adapter shows in every picker without a restart
     # api_open=False: no route skips the bounded queue and its concurrency groups (POST /gradio_api/run/... is off).
     demo.queue(max_size=SERVE.queue_max_size, default_concurrency_limit=SERVE.lm_concurrency, api_open=False)

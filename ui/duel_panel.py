@@ -14,6 +14,8 @@ from playground.feedback.vote import OUTCOMES, FeedbackError, FeedbackUnavailabl
 from playground.settings import CHAT, DEFAULT_DECODE, LIMITS, SERVE
 from playground.validation import InputError, check_choice, check_prompt
 from ui.components import ADAPTER_PICKER, Dropdown, Radio, Slider, plain
+from ui.first_screen import adapter_choices
+from ui.first_screen import default_adapter as first_adapter
 
 LM_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
 QUICK = {"concurrency_id": "duel-ui", "concurrency_limit": None, "show_progress": "hidden", "api_visibility": "private"}
@@ -77,12 +79,12 @@ def stream_duel(service, message, name, temp, session: str, should_stop):
 
 def build_duel_panel(pg, service) -> None:
     """`pg`: a Playground or a LazyPlayground still loading (only `pg.adapters` is read here); `service`: a DuelService."""
-    names = sorted(pg.adapters)
-    default_adapter = "upbeat-b0.1" if "upbeat-b0.1" in names else (names[0] if names else None)
+    default_adapter = first_adapter(pg.adapters)  # a helpful one, as in the three columns
     gr.Markdown(EXPLAIN, elem_id="duel-explain")
     duel_state = gr.State("")
     with gr.Row():
-        adapter = Dropdown(names, value=default_adapter, label="Adapter (preference-tuned LoRA)", elem_classes=[ADAPTER_PICKER])
+        adapter = Dropdown(adapter_choices(pg.adapters), value=default_adapter, label="Adapter: what the tuned model was trained to prefer",
+                           elem_classes=[ADAPTER_PICKER])
         temperature = Slider(0.0, LIMITS.max_temperature, value=DEFAULT_DECODE.temperature, step=0.05,
                              label="Temperature", info="Both answers use it; higher = more random")
     with gr.Row(elem_id="duel-input"):

@@ -29,6 +29,11 @@ CSS = """
 #transcript .prefer:hover {border-color: var(--color-accent); background: var(--color-accent-soft)}
 #transcript .prefer svg {display: inline-block; vertical-align: -2px; margin-right: 3px}
 #transcript .preferred {font-size: var(--text-sm); font-weight: 600; color: #15803d}
+#transcript .tools {margin-top: 4px; display: flex; gap: 12px; font-size: var(--text-xs)}
+#transcript a.tool {color: var(--link-text-color); text-decoration: none; cursor: pointer}
+#transcript a.tool:hover {text-decoration: underline}
+#transcript .q a.edit {float: right; font-size: var(--text-xs); margin-left: 8px}
+#edit-note {padding: 4px 10px; border-radius: 8px; background: var(--color-accent-soft)}
 #sbs-mode {overflow: hidden !important}
 #transcript .empty {padding: 24px 12px; color: var(--body-text-color-subdued)}
 #transcript .cursor {animation: pg-blink 1s steps(1) infinite}
@@ -44,8 +49,18 @@ body.show-hint #busy-hint {display: block !important}
 #examples .example {flex: 0 1 auto; min-width: 0}
 #loading .loading {padding: 8px 12px; border-radius: 8px; background: var(--color-accent-soft)}
 #loading progress {width: 160px; vertical-align: middle; margin-left: 8px}
+/* The chosen option of every radio group stands out (also on a phone, where the small circle alone is easy to miss) */
+.gradio-container label.selected {outline: 2px solid var(--color-accent); outline-offset: -2px; font-weight: 600}
+.gradio-container label.selected input[type=radio] {box-shadow: 0 0 0 2px var(--color-accent)}
+/* Markdown tables (limits, the duel's reveal) scroll sideways instead of overflowing; headers break between words */
+.gradio-container .prose table {display: block; max-width: 100%; overflow-x: auto}
+.gradio-container table th, .gradio-container table th * {word-break: normal !important; overflow-wrap: normal !important;
+  hyphens: manual}
+.gradio-container .table-wrap {overflow-x: auto}
 @media (max-width: 640px) {
   #transcript {max-height: 70vh}
+  #main-tabs .tab-container button {padding-left: 8px; padding-right: 8px}
+  #chat-tab > #edit-row {order: -3}
   #transcript .tx-head {display: none}
   #transcript .a-title {display: block; font-weight: 600; font-size: var(--text-xs); color: var(--body-text-color-subdued);
     margin-bottom: 2px}

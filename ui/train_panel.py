@@ -15,6 +15,7 @@ import gradio as gr
 from playground.feedback.training import TrainingError, VoteTraining
 from playground.settings import TrainingSettings
 from ui.components import Number, Slider, Textbox, adapter_pickers
+from ui.first_screen import adapter_choices
 from ui.jobs import JobControl, run_job, session_key
 
 QUICK = {"concurrency_id": "adapter-pickers", "concurrency_limit": None, "show_progress": "hidden",
@@ -107,16 +108,16 @@ def wire_adapter_pickers(demo: gr.Blocks, pg, panel: TrainPanel | None = None) -
     if not pickers:
         return
 
-    def sync_server_side() -> list[str]:
-        names = sorted(pg.adapters)
+    def sync_server_side() -> list[tuple[str, str]]:
+        choices = adapter_choices(pg.adapters)  # (label, name): helpful / reward-hacking example where the card says
         for p in pickers:
-            p.choices = [(n, n) for n in names]
-            p.constructor_args["choices"] = names  # what Gradio rebuilds a session's copy from on its next update
-        return names
+            p.choices = list(choices)
+            p.constructor_args["choices"] = list(choices)  # what Gradio rebuilds a session's copy from on its next update
+        return choices
 
     def refresh():
-        names = sync_server_side()
-        updates = [gr.Dropdown(choices=names) for _ in pickers]
+        choices = sync_server_side()
+        updates = [gr.Dropdown(choices=choices) for _ in pickers]
         return updates if len(updates) > 1 else updates[0]
 
     demo.load(refresh, None, pickers, **QUICK)
