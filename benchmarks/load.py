@@ -22,6 +22,11 @@ scheduler's counters to a JSON file, so the report can say where the server's ti
   turns from separate sessions; one probe chat turn meanwhile (its first token is timed); /run for the
   events Gradio named itself, and a body over the size cap. Peak RSS against a budget (`--rss-budget-mb`:
   settings.py has none for the whole server), the sweeps cancelled, seconds until idle, RSS when idle.
+- Memory after the crowd (issue 29, item 6): RSS when idle before the 32-client level, its peak, and RSS
+  `CROWD_AFTER_S` (30) s after the level ends (`crowd_memory` in the JSON); target: RSS 30 s after 32 clients
+  ≤ 1.3× the idle figure (the scheduler trims the heap when it goes idle, playground/memory.py).
+- The served process allows `BENCH_JOBS_PER_CLIENT` long jobs per client address (SERVE.jobs_per_client, patched
+  like --lm-concurrency): every session here comes from one loopback address, standing for several visitors.
 - `--lm-concurrency N` (what-if): the served process runs with SERVE.lm_concurrency = N (patched there
   before app.py reads it; no file changes), to test a setting before changing the app.
 
@@ -64,6 +69,9 @@ TURN_TIMEOUT_S = LIMITS.request_timeout_s + 30  # a turn the server did not fini
 LIMIT_KEYS = ("max_job_seconds", "max_job_kv_bytes", "max_sweep_rows", "max_sweep_prompts", "max_new_tokens",
               "request_timeout_s")  # recorded with the results
 LM_CONCURRENCY_ENV = "LOAD_BENCH_LM_CONCURRENCY"  # what-if: the served process's SERVE.lm_concurrency
+CROWD_AFTER_S = 30.0  # RSS is read this long after the 32-client level ends (issue 29: ≤ 1.3× the idle figure)
+CROWD_RSS_FACTOR = 1.3
+BENCH_JOBS_PER_CLIENT = 8  # the flood's 8 sweep sessions all come from this one address
 DEFAULT_RSS_BUDGET_MB = 6144  # no server-wide RSS budget exists in settings.py; this one is stated (see README)
 
 
@@ -107,9 +115,11 @@ def serve(stats_path: str) -> None:
         return pg
 
     startup.LazyPlayground.load = load
-    if os.environ.get(LM_CONCURRENCY_ENV):  # what-if (--lm-concurrency): before app.py and ui/ read SERVE
-        import playground.settings as settings
+    import playground.settings as settings
 
+    # one loopback address stands for the flood's several visitors (playground/job_owners.py caps per address)
+    settings.SERVE = replace(settings.SERVE, jobs_per_client=BENCH_JOBS_PER_CLIENT)
+    if os.environ.get(LM_CONCURRENCY_ENV):  # what-if (--lm-concurrency): before app.py and ui/ read SERVE
         settings.SERVE = replace(settings.SERVE, lm_concurrency=int(os.environ[LM_CONCURRENCY_ENV]))
     sys.argv = [str(ROOT / "app.py")]
     runpy.run_path(str(ROOT / "app.py"), run_name="__main__")
@@ -650,6 +660,22 @@ def v1_level(url: str, monitor: Monitor, n_clients: int, requests: int, args, se
             "server": monitor.window(t0, t1)}
 
 
+def crowd_memory(monitor: Monitor, idle_mb: float, lv: dict, after_s: float = CROWD_AFTER_S) -> dict:
+    """RSS idle before the 32-client level, its peak, and `after_s` s after the level's last turn (bounded wait)."""
+    ended = time.perf_counter()
+    time.sleep(after_s)
+    after = monitor.latest()
+    peak = max(lv.get("server", {}).get("peak_rss_mb", math.nan), idle_mb)
+    return {"idle_before_mb": idle_mb, "peak_mb": peak, "after_mb": after["rss_mb"],
+            "after_s": after["t"] - ended, "after_over_idle": after["rss_mb"] / idle_mb if idle_mb else None}
+
+
+def issue29_targets(crowd: dict | None) -> list[dict]:
+    ratio = (crowd or {}).get("after_over_idle")
+    return [target(f"RSS {CROWD_AFTER_S:.0f} s after 32 clients ≤ {CROWD_RSS_FACTOR}× idle (after / idle)", ratio, "<=",
+                   CROWD_RSS_FACTOR)] if crowd else []
+
+
 def issue26_targets(levels: list[dict]) -> list[dict]:
     out = []
     for lv in levels:
@@ -924,6 +950,10 @@ def print_report(r: dict) -> None:
                       f" answered {_f(lv['rejection_latency_p50_s'])} s after submit (median): {lv['rejection_samples'][:1]}")
             if lv["error_samples"]:
                 print(f"      errors: {lv['error_samples']}")
+    if crowd := r.get("crowd_memory"):
+        print(f"\nIssue 29 — memory after the crowd: idle {crowd['idle_before_mb']:.0f} MB before 32 clients, peak "
+              f"{crowd['peak_mb']:.0f} MB, {crowd['after_mb']:.0f} MB {crowd['after_s']:.0f} s after "
+              f"({_f(crowd['after_over_idle'])}× idle)")
     if r.get("v1_levels"):
         print("\nIssue 26 — OpenAI-compatible /v1/chat/completions (streamed, one realigned answer each)")
         print(f"{'clients':>7} {'reqs':>5} {'ok':>4} {'req/s':>7} {'429':>5} {'err':>4} "
@@ -1040,8 +1070,13 @@ def main() -> None:
         chat_turn(clients.take(1)[0], 0, args)  # warm-up (weight packing, first allocations), not counted
         rows, seed0 = [], 100
         for n in levels:
+            if n == 32:
+                monitor.wait_idle(60)
+                idle_mb = monitor.latest()["rss_mb"]
             rows.append(level(clients, monitor, n, min(args.requests, 8) if n == 1 else args.requests, args, seed0))
             seed0 += 1000
+            if n == 32:
+                result["crowd_memory"] = crowd_memory(monitor, idle_mb, rows[-1])
         result["levels"] = rows
         v1 = []
         for n in [int(c) for c in args.v1_clients.split(",") if c.strip()]:
@@ -1063,6 +1098,7 @@ def main() -> None:
     if "flood" in result:
         result["targets"] += issue14_targets(result["flood"], args.rss_budget_mb)
     result["targets"] += issue26_targets(result.get("v1_levels", []))
+    result["targets"] += issue29_targets(result.get("crowd_memory"))
     out = Path(args.out)
     old = None
     if out.is_file():

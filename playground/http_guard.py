@@ -19,6 +19,11 @@
 - `/monitoring` and `/monitoring/summary` (Gradio's request counts and timings of every event): off unless
   `PLAYGROUND_ADMIN_KEY` is set (`launch(enable_monitoring=...)`, see `admin_key`); with it, they answer only a
   request that carries the key (`X-Admin-Key: <key>` or `Authorization: Bearer <key>`), else 401.
+- A long job belongs to a client (given the demo; playground/job_owners.py): each result stream
+  (`/gradio_api/queue/data`, `GET /gradio_api/call/<name>/<event_id>`) is counted open while its response runs,
+  a watchdog cancels long jobs whose session has no open stream for `SERVE.job_listener_grace_s`, and a new long
+  job (`POST /gradio_api/call/<name>`, `/gradio_api/queue/join`) from a client address that already has
+  `SERVE.jobs_per_client` queued or running is refused with 429 and a message naming the setting.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ import logging
 import os
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
+
+from playground.job_owners import Listeners, Watchdog, cap_problem, client_host, is_long_job
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -75,6 +82,10 @@ class HttpGuard:
                  admin_key: str | None = None) -> None:
         self.app, self.max_body_bytes, self.run_names, self.demo = app, max_body_bytes, run_names, demo
         self.admin_key = admin_key
+        self.listeners = Listeners()
+        self.watchdog = Watchdog(demo, self.listeners) if demo is not None else None
+        if demo is not None:
+            demo.job_watchdog = self.watchdog  # what the app's tests (and a debugger) look at
 
     def _needs_admin(self, scope: Scope) -> bool:
         """A monitoring route without the admin key (only when one is set; without one Gradio answers 403)."""
@@ -121,6 +132,40 @@ class HttpGuard:
                 return (f"session_hash {_short(session)} has no queued event here: POST /gradio_api/queue/join with "
                         "it first")
         return None
+
+    def _stream_session(self, scope: Scope) -> str | None:
+        """The session whose results a GET streams (`/queue/data?session_hash=`, `/call/<name>/<event_id>`), or None."""
+        queue = getattr(self.demo, "_queue", None)
+        if queue is None or scope.get("method") != "GET":
+            return None
+        parts = _path(scope).split("/")[1:]
+        if parts == ["gradio_api", "queue", "data"]:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            return (query.get("session_hash") or [None])[0]
+        if parts[:2] == ["gradio_api", "call"] and len(parts) in (4, 5) and (len(parts) == 4 or parts[2] == "v2"):
+            event = queue.event_ids_to_events.get(parts[-1])
+            return event.session_hash if event is not None else next(
+                (s for s, ids in list(queue.pending_event_ids_session.items()) if parts[-1] in ids), None)
+        return None
+
+    def _posted_fn(self, path: str, body: bytes | None) -> object | None:
+        """The event a POST to `/call[/v2]/<name>` or `/queue/join` (its body's fn_index) would queue."""
+        parts = path.split("/")[1:]
+        if parts[:2] == ["gradio_api", "call"] and len(parts) in (3, 4):
+            return next((f for f in self.demo.fns.values() if f.api_name == parts[-1]), None)
+        if path == "/gradio_api/queue/join" and body is not None:
+            try:
+                fn_index = json.loads(body).get("fn_index")
+            except (ValueError, AttributeError, UnicodeDecodeError):
+                return None
+            return self.demo.fns.get(fn_index) if isinstance(fn_index, int) and not isinstance(fn_index, bool) else None
+        return None
+
+    def _over_cap(self, scope: Scope, body: bytes | None) -> str | None:
+        fn = self._posted_fn(_path(scope), body)
+        if fn is None or not is_long_job(fn):
+            return None
+        return cap_problem(getattr(self.demo, "_queue", None), client_host(scope))
 
     def _fn_index_problem(self, path: str, body: bytes) -> str | None:
         try:
@@ -221,6 +266,23 @@ class HttpGuard:
             problem = self._fn_index_problem(_path(scope), body)
             if problem is not None:
                 return await self._json(send, 404, problem)
+            if (over := self._over_cap(scope, body)) is not None:
+                return await self._json(send, 429, over)
+        elif self.demo is not None and scope.get("method") == "POST" and (over := self._over_cap(scope, None)):
+            return await self._json(send, 429, over)
+        listening = self._stream_session(scope) if self.demo is not None else None
+        if self.watchdog is not None:
+            self.watchdog.ensure_running()
+        if listening is not None:
+            self.listeners.opened(listening)
+            try:
+                return await self._guarded(scope, receive, send)
+            finally:
+                self.listeners.closed(listening)
+        return await self._guarded(scope, receive, send)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app, with the body counted against the cap, the security headers added and Gradio's 500s explained."""
         seen = 0
         started = False  # a response start has gone to the client
         held: dict | None = None  # a 500 start, held until its body shows whether it says anything

@@ -279,6 +279,13 @@ class ServeSettings:
     # stops pulling the handler (the client cancelled or disconnected) for `job_stale_s`, the job stops.
     job_heartbeat_s: float = 0.2
     job_stale_s: float = 1.5
+    # A long job (sweep, probe, DeRa check, duel) belongs to a client (playground/job_owners.py): one whose result
+    # stream is not open (never opened, or closed) for `job_listener_grace_s` is cancelled (checked every
+    # `job_watch_s`), and one client address (request.client.host, whatever session hashes it sends) has at most
+    # `jobs_per_client` of them queued or running; more are refused at once (429). 0: no per-client cap.
+    job_listener_grace_s: float = 5.0
+    job_watch_s: float = 0.5
+    jobs_per_client: int = 2
     max_file_size: str = "1mb"  # uploads (a prompts file is at most Limits.max_upload_bytes anyway)
     max_body_bytes: int = 2_000_000  # any HTTP request body; larger ones get 413 before they are read
     # Bind address: 127.0.0.1 unless on a Space (SPACE_ID set: 0.0.0.0 is required there), GRADIO_SERVER_NAME
@@ -318,6 +325,9 @@ class SchedulerSettings:
     max_waiting: int = 32
     # Concurrent submissions (waiting or running) per client key.
     max_per_client: int = 4
+    # When the loop has had nothing to do for this long after decoding, it returns the freed heap to the OS
+    # (gc + glibc malloc_trim, playground/memory.py), so RSS falls back after a crowd. Lower: sooner, more trims.
+    idle_trim_s: float = 0.5
 
 
 SCHEDULER = SchedulerSettings()

@@ -40,6 +40,14 @@ class JobControl:
         return self.stopped.is_set() or time.monotonic() - self.pulled > SERVE.job_stale_s or self.late
 
 
+def _finished(future) -> None:
+    """A job's worker ended: give its memory back; an error nobody awaits any more (the handler was cancelled, e.g.
+    by the no-listener watchdog, playground/job_owners.py) is read here so asyncio does not log it as lost."""
+    if not future.cancelled():
+        future.exception()
+    release_memory()
+
+
 async def run_job(work: Callable[[Callable[[], bool]], Any], n_outputs: int,
                   control: JobControl | None = None) -> AsyncIterator[Any]:
     """Yield no-op updates while `work(should_stop)` runs in a thread, then its result (a list of n outputs)."""
@@ -48,7 +56,7 @@ async def run_job(work: Callable[[Callable[[], bool]], Any], n_outputs: int,
     # run_in_executor alone does not carry into the thread (the progress bar would stay empty).
     call = functools.partial(contextvars.copy_context().run, releases_pool(work), control)  # no pool stays behind
     future = asyncio.get_running_loop().run_in_executor(None, call)
-    future.add_done_callback(lambda _: release_memory())  # the job's KV cache goes back to the OS, also after a cancel
+    future.add_done_callback(_finished)  # the job's KV cache goes back to the OS, also after a cancel
     skip = [gr.skip()] * n_outputs if n_outputs > 1 else gr.skip()
     try:
         while True:

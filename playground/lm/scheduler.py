@@ -37,6 +37,7 @@ import torch
 from playground.lm.batch import RunningBatch, routes_of, row_prompts
 from playground.lm.fast_llama import FastLlamaDecoder
 from playground.threads import LOOP_THREAD, release_openmp_pool
+from playground import memory
 from playground.settings import SCHEDULER, SchedulerSettings
 from playground.validation import InputError
 
@@ -107,6 +108,8 @@ class Scheduler:
         self.min_left = 0  # fewest tokens any running request has left (updated each step)
         self.stats = {"steps": 0, "rows": 0, "joins": 0, "prefill_s": 0.0, "sample_s": 0.0, "forward_s": 0.0}
         self._stop = False
+        self._dirty = False  # decoded since the heap was last trimmed (see _wait_for_work)
+        self.trims = 0  # times the loop went idle and returned freed memory to the OS
         self.thread = threading.Thread(target=self._loop, name=LOOP_THREAD, daemon=True)
         self.thread.start()
         atexit.register(self.close)  # stop the loop before the interpreter (and OpenMP) shut down
@@ -177,11 +180,13 @@ class Scheduler:
         torch.set_num_threads(self.threads)  # the creating thread's setting (a new thread would get one per core)
         while True:
             with self.cond:
-                while not self._stop and not self.batch.members and not self.waiting:
-                    self.cond.wait()
+                quiet = self._wait_for_work()
                 if self._stop:
                     return
-                admit = self._plan()
+                admit = None if quiet else self._plan()
+            if admit is None:
+                self._went_idle()  # outside the lock: a submission arriving now is not held up by the trim
+                continue
             tick = time.perf_counter()
             if admit:
                 self._join(admit)
@@ -189,11 +194,30 @@ class Scheduler:
             self.stats["joins"] += len(admit)
             if not self.batch.members:
                 continue
+            self._dirty = True
             try:
                 self._step()
             except Exception as err:  # noqa: BLE001 - fail the running submissions, keep serving
                 self._fail_all(err)
             self.step_s = 0.9 * self.step_s + 0.1 * (time.perf_counter() - tick)
+
+    def _wait_for_work(self) -> bool:
+        """Wait (under the lock) until there is work or a stop; True instead when the loop, having decoded since
+        the last trim, has now had nothing to do for `idle_trim_s` (time to give memory back)."""
+        while not self._stop and not self.batch.members and not self.waiting:
+            if not self._dirty:
+                self.cond.wait()
+            elif not self.cond.wait(timeout=getattr(self.config, "idle_trim_s", 0.5)) and not (
+                    self.batch.members or self.waiting or self._stop):
+                return True
+        return False
+
+    def _went_idle(self) -> None:
+        """The idle hook: the KV cache and activations of the requests that left are freed; glibc keeps their pages
+        until malloc_trim returns them (playground/memory.py), which is what brings RSS down after a crowd."""
+        self._dirty = False
+        self.trims += 1
+        memory.release_memory()
 
     def _plan(self) -> list[tuple[Submission, list[int]]]:
         """Which waiting requests join now (under the lock): interactive first, then bulk chunks, within the row caps."""
