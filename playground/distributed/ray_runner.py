@@ -248,6 +248,8 @@ class RayDecoder:
         self.actors_started = 0
         self.pids: list[int] = []  # every actor process seen decoding (they are all stopped when a run returns)
         self.shard_attempts: list[int] = []  # per shard, after a run: 1, or 2 where its first actor died
+        self.shard_wall_s: list[float] = []  # per shard: seconds its actor spent decoding it (model load excluded)
+        self.decode_wall_s = 0.0  # the driver's wall time from starting the actors to the last shard back
 
     def _actor_options(self, ray, actors: int) -> dict:
         gpus = ray.cluster_resources().get("GPU", 0)
@@ -282,7 +284,7 @@ class RayDecoder:
                 self.actors_started += 1
                 return actor
 
-            self.shard_attempts = [0] * len(shards)
+            self.shard_attempts, self.shard_wall_s = [0] * len(shards), [0.0] * len(shards)
             idle = deque(new_actor() for _ in shards)
             pending = deque(shards)
             running: dict[Any, tuple[_Shard, Any]] = {}
@@ -312,6 +314,7 @@ class RayDecoder:
                     for p, sample in zip(shard.positions, done["samples"]):
                         out[p] = sample
                     shard.state, shard.fraction, shard.rows_done, shard.tokens, shard.pid = "done", 1.0, len(shard.keys), done["tokens"], done["pid"]
+                    self.shard_wall_s[shard.index] = done["wall_s"]
                     idle.append(actor)
                 if should_stop():
                     raise SweepCancelled(f"sweep cancelled: {sum(x.rows_done for x in shards)} of {total} rows decoded; "
@@ -321,8 +324,9 @@ class RayDecoder:
                 fraction = sum(x.fraction * len(x.keys) for x in shards) / total
                 tokens, elapsed = sum(x.tokens for x in shards), time.perf_counter() - begin
                 eta = elapsed * (1 - fraction) / fraction if fraction > 0 else math.inf
-                report(SWEEP.decode_share * fraction, f"{len(running)} actors: rows {done_rows}/{total}, "
+                report(SWEEP.decode_share * fraction, f"{len(running)} actor{'s' if len(running) != 1 else ''}: rows {done_rows}/{total}, "
                                                       f"{tokens / max(elapsed, 1e-9):.0f} tok/s, ETA {_eta(eta)}")
+            self.decode_wall_s = time.perf_counter() - begin
             if any(x is None for x in out):  # cannot happen: every shard came back; never report a partial grid
                 raise ShardFailed("a shard came back incomplete; nothing is reported")
             return out  # type: ignore[return-value]
