@@ -20,9 +20,11 @@ Every control on one frontier (`SweepSettings.control`; each row says which, wit
   2020; Gao et al. 2022), reached when rewards never tie. `kl_seq` is an empirical estimate of KL(π_bon ‖
   π_base): for a reward-only selection with random tie breaks the likelihood ratio of the kept answer y is
   exactly π_bon(y)/π(y) = (F(r)^n − F(r⁻)^n) / (F(r) − F(r⁻)), F the CDF of the judge's reward r(y) under π,
-  F(r⁻) = P(R < r). We plug in the empirical F of all samples × max n candidates of that prompt and average
-  log of the ratio over the kept answers (the plug-in over the candidates' judge ranks: with distinct rewards
-  its mean approaches the bound; ties — identical or equally scored answers — pull it below). The sampled
+  F(r⁻) = P(R < r). We plug in the empirical F of y's reward among the prompt's candidates *outside* y's own n
+  — the (samples − 1) × max n candidates of the other kept answers, independent draws of the same policy (y's own
+  n are ≤ r by construction and would bias it up) — and average log of the ratio over the kept answers (the plug-in
+  over the candidates' judge ranks; consistent as samples grow; with distinct rewards its mean approaches the
+  bound, ties — identical or equally scored answers — pull it below; null with one sample for n > 1). The sampled
   policy's own distance from the base is added: the kept answer's Σ_t KL(π_λ ‖ π_base) along its tokens
   (0 for the base model; for λ > 0 a per-path approximation of that term). Compute: `decode_tokens` is the
   tokens decoded per kept answer (n × an answer), `cost_tokens` the same in forward token-rows.
@@ -65,10 +67,11 @@ def bon_kl_bound(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
-def bon_log_ratio(r: float, pool: Sequence[float], n: int) -> float:
+def bon_log_ratio(r: float, others: Sequence[float], n: int) -> float:
     """log π_bon(y)/π(y) for a kept answer of reward r: log[(F^n − F⁻^n)/(F − F⁻)], F = P(R ≤ r), F⁻ = P(R < r)
-    under the empirical distribution of `pool` (the prompt's candidates; r must be one of them)."""
-    arr = np.asarray(pool, dtype=np.float64)
+    under the empirical distribution of `others` ∪ {r}. `others` must be independent of the selection (the prompt's
+    candidates outside y's own n: those are ≤ r by construction and would bias the estimate up)."""
+    arr = np.append(np.asarray(others, dtype=np.float64), r)
     f, fm = float(np.mean(arr <= r)), float(np.mean(arr < r))
     return math.log((f ** n - fm ** n) / (f - fm))
 
@@ -222,12 +225,14 @@ def best_of_n(s: SweepSettings, samples: Sequence[dict], n: int) -> list[dict]:
         pools.setdefault((x["prompt_index"], x["lambda"], x["temperature"]), {})[x["sample"]] = x
     kept = []
     for pool in pools.values():
-        rewards = [x["reward"] for x in pool.values()]
         for k in range(s.samples):
             cands = [pool[k + s.samples * j] for j in range(n)]
             best = max(cands, key=lambda x: x["reward"])  # max keeps the first of equal rewards
+            # F from the other kept answers' candidates (all max n of them: independent draws of the same policy)
+            others = [x["reward"] for key, x in pool.items() if key % s.samples != k]
+            selection = bon_log_ratio(best["reward"], others, n) if others or n == 1 else math.nan
             own = {key: v for key, v in best.items() if key != "kept_for_n"}
-            kept.append(dict(own, sample=k, n=n, kl_est=bon_log_ratio(best["reward"], rewards, n) + best["kl_sum"],
+            kept.append(dict(own, sample=k, n=n, kl_est=selection + best["kl_sum"],
                              decoded_total=sum(x["decoded"] for x in cands), cost_total=sum(x["cost"] for x in cands)))
             best.setdefault("kept_for_n", []).append(n)
     return kept
