@@ -32,20 +32,25 @@ def app(tiny_playground):
     demo.close()
 
 
-@pytest.fixture()
-def steps(tiny_playground, monkeypatch):
-    """Count decoding steps, slowed to 20 ms each so a sweep outlives the grace."""
+def slow_steps(pg, monkeypatch, delay_s: float) -> list[int]:
+    """Count decoding steps (`pg.stream`, what sweeps, probes and duels decode through), each slowed by `delay_s`."""
     seen = [0]
-    stream = tiny_playground.stream
+    stream = pg.stream
 
     def slow_counting_stream(requests, should_stop=lambda: False):
         for streams in stream(requests, should_stop=should_stop):
             seen[0] += 1
-            time.sleep(0.02)
+            time.sleep(delay_s)
             yield streams
 
-    monkeypatch.setattr(tiny_playground, "stream", slow_counting_stream)
+    monkeypatch.setattr(pg, "stream", slow_counting_stream)
     return seen
+
+
+@pytest.fixture()
+def steps(tiny_playground, monkeypatch):
+    """Count decoding steps, slowed to 20 ms each so a sweep outlives the grace."""
+    return slow_steps(tiny_playground, monkeypatch, 0.02)
 
 
 def settings(monkeypatch, **over):
@@ -83,6 +88,21 @@ def test_a_sweep_nobody_listens_to_is_cancelled(app, tiny_playground, steps, mon
     wait_for(lambda: event_id in demo.job_watchdog.cancelled, "the unheard sweep cancelled")
     wait_for(lambda: no_long_jobs(demo) and engine_idle(tiny_playground), "the queue and the engine idle again")
     time.sleep(1.0)  # a step under way when the stop came ends
+    before = steps[0]
+    time.sleep(1.0)
+    assert steps[0] == before, f"still decoding after the cancel: {before} → {steps[0]} steps"
+
+
+def test_a_duel_nobody_listens_to_is_cancelled(app, tiny_playground, monkeypatch):
+    demo, url = app
+    settings(monkeypatch)
+    steps = slow_steps(tiny_playground, monkeypatch, 0.2)  # a duel of the tiny model outlives the grace
+    posted = post_call(url, "duel", ["Tell me about cats.", "a", 0.7])
+    assert posted.status_code == 200, posted.text
+    event_id = posted.json()["event_id"]
+    wait_for(lambda: event_id in demo.job_watchdog.cancelled, "the unheard duel cancelled")
+    wait_for(lambda: no_long_jobs(demo) and engine_idle(tiny_playground), "the queue and the engine idle again")
+    time.sleep(1.0)
     before = steps[0]
     time.sleep(1.0)
     assert steps[0] == before, f"still decoding after the cancel: {before} → {steps[0]} steps"
@@ -152,6 +172,7 @@ def test_the_cap_counts_per_client_address():
     assert owners.cap_problem(queue, "10.0.0.1", cap=2) is None  # one long job (chat does not count)
     assert "10.0.0.1 has 1 queued or running" in owners.cap_problem(queue, "10.0.0.1", cap=1)
     assert owners.cap_problem(queue, "10.0.0.3", cap=1) is None
+    assert owners.cap_problem(queue, "10.0.0.2", cap=1) is None  # a duel is not capped per address (only cancelled unheard)
     assert owners.cap_problem(queue, "10.0.0.1", cap=0) is None  # 0: no cap
 
 
