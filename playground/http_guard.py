@@ -34,7 +34,7 @@ import os
 from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs
 
-from playground.job_owners import Listeners, Watchdog, cap_problem, client_host, is_long_job
+from playground.job_owners import Listeners, Watchdog, cap_problem, client_host, is_capped_job
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -163,7 +163,7 @@ class HttpGuard:
 
     def _over_cap(self, scope: Scope, body: bytes | None) -> str | None:
         fn = self._posted_fn(_path(scope), body)
-        if fn is None or not is_long_job(fn):
+        if fn is None or not is_capped_job(fn):
             return None
         return cap_problem(getattr(self.demo, "_queue", None), client_host(scope))
 

@@ -27,7 +27,11 @@ from playground.settings import SERVE
 log = logging.getLogger(__name__)
 
 LONG_JOBS = frozenset({"tradeoff_sweep", "tradeoff_controls", "probe", "dera_check", "duel"})
-WHAT = "sweeps, probes, DeRa checks, duels"
+# The per-client cap counts the heavy ones only: a duel (two answers of at most a chat turn's length) is what
+# every visitor does, and visitors behind one proxy or NAT share an address; the scheduler's per-client cap
+# (SchedulerSettings.max_per_client) bounds duels like chat turns. Unheard duels are still cancelled.
+CAPPED_JOBS = LONG_JOBS - {"duel"}
+WHAT = "sweeps, probes, DeRa checks"
 
 
 def client_host(scope_or_request: Any) -> str:
@@ -41,6 +45,10 @@ def client_host(scope_or_request: Any) -> str:
 
 def is_long_job(fn: Any) -> bool:
     return getattr(fn, "api_name", None) in LONG_JOBS
+
+
+def is_capped_job(fn: Any) -> bool:
+    return getattr(fn, "api_name", None) in CAPPED_JOBS
 
 
 class Listeners:
@@ -77,7 +85,7 @@ class Listeners:
 def long_jobs_of(queue: Any, host: str) -> list[Any]:
     """The long jobs (queued or running) a client has in Gradio's queue, over all its sessions."""
     events = list(getattr(queue, "event_ids_to_events", {}).values())
-    return [e for e in events if is_long_job(e.fn) and getattr(e, "alive", True)
+    return [e for e in events if is_capped_job(e.fn) and getattr(e, "alive", True)
             and client_host(getattr(e, "request", None)) == host]
 
 
