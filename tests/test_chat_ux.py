@@ -131,6 +131,8 @@ def test_share_link_replays_the_same_answers_in_a_fresh_browser(url, browser):
     fresh.locator("#replay").wait_for(timeout=10_000)
     assert fresh.locator("#prompt textarea").input_value() == "Share this: what is rain?"
     fresh.locator("#replay").click()
+    # the link's stored answers are on screen at once, so wait for the replay's own verdict, then its answers
+    fresh.locator(".toast-body", has_text="Replay matches").first.wait_for(timeout=240_000)
     wait_done(fresh)
     assert answers(fresh) == original
     fresh.context.close()
