@@ -8,36 +8,17 @@ renders the same record for reading. Plain data, no gradio; the chat tab writes 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
 from playground.conversation import TITLES, Conversation
 from playground.settings import COLUMNS, nominal_beta
+from playground.share import weights_sha256
 
 FORMAT = "controllability-playground/conversation/v1"
-
-
-@lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def weights_sha256(adapter_dir: Path | str | None) -> str:
-    """The full sha256 of an adapter's weights file (adapter_model.safetensors); '' when there is none."""
-    f = Path(adapter_dir) / "adapter_model.safetensors" if adapter_dir is not None else None
-    if f is None or not f.is_file():
-        return ""
-    st = f.stat()
-    return _sha256(str(f), st.st_size, st.st_mtime_ns)
 
 
 def _finite(x: float) -> float | None:

@@ -39,13 +39,19 @@ def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
     return h.hexdigest()
 
 
-def adapter_sha256(adapter_dir: Path | str) -> str:
-    """sha256 of the adapter's weights file (computed once per file version); '' when there is none."""
-    f = Path(adapter_dir) / "adapter_model.safetensors"
-    if not f.is_file():
+def weights_sha256(adapter_dir: Path | str | None) -> str:
+    """The full sha256 of an adapter's weights file (adapter_model.safetensors, hashed once per file version);
+    '' when there is none. The API and the conversation export report it; share links keep its first digits."""
+    f = Path(adapter_dir) / "adapter_model.safetensors" if adapter_dir is not None else None
+    if f is None or not f.is_file():
         return ""
     st = f.stat()
-    return _file_sha256(str(f), st.st_size, st.st_mtime_ns)[:HASH_CHARS]
+    return _file_sha256(str(f), st.st_size, st.st_mtime_ns)
+
+
+def adapter_sha256(adapter_dir: Path | str) -> str:
+    """The first HASH_CHARS hex digits of `weights_sha256`: what a share link carries."""
+    return weights_sha256(adapter_dir)[:HASH_CHARS]
 
 
 def _num(x: float) -> str:

@@ -10,14 +10,13 @@ submission of its `n` choices, cancelled at the next step when the client goes a
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import logging
 import secrets
 import threading
 import time
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -29,28 +28,11 @@ from playground.api.decoding import Choice, Run, TokenText, prepare
 from playground.api.errors import ApiError, from_scheduler, internal, invalid
 from playground.api.gate import Gate, Ticket
 from playground.api.schemas import Job, chat_job, split_model, text_job
+from playground.share import weights_sha256
 from playground.validation import InputError
 
 log = logging.getLogger("playground.api")
 OWNER = "controllability-playground"
-
-
-@lru_cache(maxsize=64)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def adapter_sha256(path) -> str | None:
-    """sha256 of the adapter's weights file (its first 16 digits are a share link's adapter_sha256)."""
-    f = Path(path) / "adapter_model.safetensors"
-    if not f.is_file():
-        return None
-    st = f.stat()
-    return _file_sha256(str(f), st.st_size, st.st_mtime_ns)
 
 
 class SSEResponse(StreamingResponse):
@@ -192,7 +174,7 @@ class OpenAIApi:
             ids, reqs = await self.blocking(prepare, self.pg, job)
         except InputError as err:
             raise from_scheduler(err) or invalid(str(err), "messages" if job.kind == "chat" else "prompt") from None
-        sha = await self.blocking(adapter_sha256, self.pg.adapters[job.adapter].path) if job.adapter else None
+        sha = (await self.blocking(weights_sha256, self.pg.adapters[job.adapter].path) or None) if job.adapter else None
         tokens = await self.blocking(self.token_text) if job.logprobs is not None else None
         run = Run(self.pg, reqs, self.settings.timeout_s, asyncio.get_running_loop())
         meta = Meta(job, len(ids), sha, tokens)
