@@ -12,12 +12,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(demo) -> str:
-    """A built app launched on a free loopback port with the production launch options; its URL."""
+def launch(demo, kwargs: dict | None = None) -> str:
+    """A built app launched on a free loopback port with the production launch options (or `kwargs`, made from
+    `app.launch_kwargs(demo)` and changed by the caller); its URL."""
     from app import launch_kwargs
 
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs(demo))
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **(kwargs if kwargs is not None else launch_kwargs(demo)))
     return f"http://127.0.0.1:{port}/"
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from app import build_demo, launch_kwargs
 from playground.api.config import ApiSettings
-from tests.test_app import free_port, slow_engine
+from tests.test_app import launch, slow_engine
 
 PROMPT = "Tell me about cats."
 KNOBS = dict(temperature=0.7, top_p=0.95, max_tokens=24, seed=3)
@@ -28,9 +28,7 @@ def launch_api(pg, settings: ApiSettings | None = None):
     kwargs = launch_kwargs(demo)
     if settings is not None:
         kwargs["app_kwargs"]["routes"] = openai_routes(pg, settings)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **kwargs)
-    return demo, f"http://127.0.0.1:{port}/"
+    return demo, launch(demo, kwargs)
 
 
 @pytest.fixture(scope="module")
