@@ -79,33 +79,31 @@ def post_join(demo, url: str, name: str, data: list, session_hash: str) -> httpx
     return httpx.post(url + "gradio_api/queue/join", json=body, timeout=30)
 
 
-def test_a_sweep_nobody_listens_to_is_cancelled(app, tiny_playground, steps, monkeypatch):
-    demo, url = app
-    settings(monkeypatch)
-    posted = post_call(url, "tradeoff_sweep", SWEEP)
+def assert_unheard_job_cancelled(demo, url: str, pg, steps: list, name: str, data: list) -> None:
+    """POST /call/<name> and never open its stream (GET /gradio_api/call/<name>/<event_id>): the watchdog cancels
+    it, the queue and the engine go idle, and no decoding step follows."""
+    posted = post_call(url, name, data)
     assert posted.status_code == 200, posted.text
-    event_id = posted.json()["event_id"]  # its stream (GET /gradio_api/call/tradeoff_sweep/<event_id>) is never opened
-    wait_for(lambda: event_id in demo.job_watchdog.cancelled, "the unheard sweep cancelled")
-    wait_for(lambda: no_long_jobs(demo) and engine_idle(tiny_playground), "the queue and the engine idle again")
+    event_id = posted.json()["event_id"]
+    wait_for(lambda: event_id in demo.job_watchdog.cancelled, f"the unheard {name} cancelled")
+    wait_for(lambda: no_long_jobs(demo) and engine_idle(pg), "the queue and the engine idle again")
     time.sleep(1.0)  # a step under way when the stop came ends
     before = steps[0]
     time.sleep(1.0)
     assert steps[0] == before, f"still decoding after the cancel: {before} → {steps[0]} steps"
 
 
+def test_a_sweep_nobody_listens_to_is_cancelled(app, tiny_playground, steps, monkeypatch):
+    demo, url = app
+    settings(monkeypatch)
+    assert_unheard_job_cancelled(demo, url, tiny_playground, steps, "tradeoff_sweep", SWEEP)
+
+
 def test_a_duel_nobody_listens_to_is_cancelled(app, tiny_playground, monkeypatch):
     demo, url = app
     settings(monkeypatch)
     steps = slow_steps(tiny_playground, monkeypatch, 0.2)  # a duel of the tiny model outlives the grace
-    posted = post_call(url, "duel", ["Tell me about cats.", "a", 0.7])
-    assert posted.status_code == 200, posted.text
-    event_id = posted.json()["event_id"]
-    wait_for(lambda: event_id in demo.job_watchdog.cancelled, "the unheard duel cancelled")
-    wait_for(lambda: no_long_jobs(demo) and engine_idle(tiny_playground), "the queue and the engine idle again")
-    time.sleep(1.0)
-    before = steps[0]
-    time.sleep(1.0)
-    assert steps[0] == before, f"still decoding after the cancel: {before} → {steps[0]} steps"
+    assert_unheard_job_cancelled(demo, url, tiny_playground, steps, "duel", ["Tell me about cats.", "a", 0.7])
 
 
 def test_a_sweep_whose_stream_is_read_runs_to_the_end(app, steps, monkeypatch):
