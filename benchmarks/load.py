@@ -923,6 +923,12 @@ def profile_line(w: dict) -> str:
     return line
 
 
+def _latency_cells(lv: dict) -> tuple[str, str]:
+    """A level's first-token and end-to-end p50/p95/p99 as table cells."""
+    return ("/".join(_f(lv[k]) for k in ("ttft_p50_s", "ttft_p95_s", "ttft_p99_s")),
+            "/".join(_f(lv[k]) for k in ("latency_p50_s", "latency_p95_s", "latency_p99_s")))
+
+
 def print_report(r: dict) -> None:
     s = r["settings"]
     print(f"Controllability Playground under load ({r['date']}): app.py on loopback, started in {r['server_start_s']:.1f} s")
@@ -937,8 +943,7 @@ def print_report(r: dict) -> None:
         print(f"{'clients':>7} {'turns':>5} {'ok':>4} {'turns/s':>7} {'rejected':>8} {'err':>4} "
               f"{'first token p50/p95/p99 s':>26} {'end-to-end p50/p95/p99 s':>25}")
         for lv in r["levels"]:
-            t = "/".join(_f(lv[k]) for k in ("ttft_p50_s", "ttft_p95_s", "ttft_p99_s"))
-            e = "/".join(_f(lv[k]) for k in ("latency_p50_s", "latency_p95_s", "latency_p99_s"))
+            t, e = _latency_cells(lv)
             print(f"{lv['clients']:>7} {lv['requests']:>5} {lv['ok']:>4} {lv['turns_per_s']:>7.2f} {lv['rejections']:>8} "
                   f"{lv['errors']:>4} {t:>26} {e:>25}")
             print(f"      first token = Gradio queue p50 {_f(lv['gradio_queue_p50_s'])} s (p95 {_f(lv['gradio_queue_p95_s'])}) "
@@ -959,8 +964,7 @@ def print_report(r: dict) -> None:
         print(f"{'clients':>7} {'reqs':>5} {'ok':>4} {'req/s':>7} {'429':>5} {'err':>4} "
               f"{'first token p50/p95/p99 s':>26} {'end-to-end p50/p95/p99 s':>25}")
         for lv in r["v1_levels"]:
-            t = "/".join(_f(lv[k]) for k in ("ttft_p50_s", "ttft_p95_s", "ttft_p99_s"))
-            e = "/".join(_f(lv[k]) for k in ("latency_p50_s", "latency_p95_s", "latency_p99_s"))
+            t, e = _latency_cells(lv)
             print(f"{lv['clients']:>7} {lv['requests']:>5} {lv['ok']:>4} {lv['turns_per_s']:>7.2f} {lv['v1_429']:>5} "
                   f"{lv['errors']:>4} {t:>26} {e:>25}")
             print(profile_line(lv.get("server", {})))
