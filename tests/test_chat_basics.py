@@ -147,6 +147,8 @@ def test_copy_regenerate_edit_and_export_in_the_browser(url, browser):
     assert box.input_value() == "Tell me about cats." and "the 1 turn after it" in page.locator("#edit-note").inner_text()
     box.fill("Tell me about birds.")
     box.press("Enter")
+    # the old two turns stay on screen (finished) until the edited question replaces them: wait for it first
+    page.locator("#transcript .q-text", has_text="birds").wait_for(timeout=60_000)
     wait_done(page, turns=1)
     page.locator("#edit-row").wait_for(state="hidden", timeout=10_000)
     questions = page.locator("#transcript .q-text").all_inner_texts()
