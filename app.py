@@ -11,8 +11,8 @@ import gradio as gr
 
 from playground.feedback.config import duel_max_new_tokens
 from playground.feedback.duel import DuelService
-from playground.settings import SERVE, server_name
-from playground.startup import LazyPlayground
+from playground.settings.server import SERVE, server_name
+from playground.runtime.startup import LazyPlayground
 from ui.calibrate_tab import build_calibrate_tab
 from ui.chat_tab import build_chat_tab
 from ui.feedback_tab import build_feedback_tab
@@ -61,7 +61,7 @@ def launch_kwargs(demo: gr.Blocks | None = None) -> dict:
     launch with the same)."""
     from starlette.middleware import Middleware
 
-    from playground.http_guard import HttpGuard, admin_key, run_names
+    from playground.runtime.http_guard import HttpGuard, admin_key, run_names
 
     key = admin_key()  # /monitoring: off without PLAYGROUND_ADMIN_KEY, behind it with one
     guard = Middleware(HttpGuard, max_body_bytes=SERVE.max_body_bytes, run_names=run_names(demo) if demo else None,
@@ -90,9 +90,9 @@ def main() -> None:
     except BaseException:
         demo.close()
         raise
-    from playground.threads import release_openmp_pool
+    from playground.runtime.threads import release_openmp_pool
 
-    release_openmp_pool()  # loading ran torch here; this thread now only waits (playground/threads.py)
+    release_openmp_pool()  # loading ran torch here; this thread now only waits (playground/runtime/threads.py)
     print(f"model ready in {time.perf_counter() - start:.2f} s", flush=True)
     demo.block_thread()
 

@@ -12,7 +12,7 @@ import time
 import torch
 
 from playground.diffusion.guidance import load_unet, sample
-from playground.settings import GuidanceSettings
+from playground.settings.request import GuidanceSettings
 
 
 def bench_diffusion(samples: int = 64, steps: int = 50, runs: int = 3) -> dict[str, float]:

@@ -23,7 +23,7 @@ import torch
 
 from playground.lm.engine import Request
 from playground.service import Playground
-from playground.settings import REPO_ROOT
+from playground.settings.paths import REPO_ROOT
 
 ADAPTERS = ("upbeat-b0.1", "upbeat-b0.5")
 LAMBDAS = (0.5, 1.0, 2.0)

@@ -24,7 +24,7 @@ scheduler's counters to a JSON file, so the report can say where the server's ti
   settings.py has none for the whole server), the sweeps cancelled, seconds until idle, RSS when idle.
 - Memory after the crowd (issue 29, item 6): RSS when idle before the 32-client level, its peak, and RSS
   `CROWD_AFTER_S` (30) s after the level ends (`crowd_memory` in the JSON); target: RSS 30 s after 32 clients
-  ≤ 1.3× the idle figure (the scheduler trims the heap when it goes idle, playground/memory.py).
+  ≤ 1.3× the idle figure (the scheduler trims the heap when it goes idle, playground/runtime/memory.py).
 - The served process allows `BENCH_JOBS_PER_CLIENT` long jobs per client address (SERVE.jobs_per_client, patched
   like --lm-concurrency): every session here comes from one loopback address, standing for several visitors.
 - `--lm-concurrency N` (what-if): the served process runs with SERVE.lm_concurrency = N (patched there
@@ -58,11 +58,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from playground.settings import LIMITS, SERVE, SWEEP, THROUGHPUT, Limits, job_estimate  # noqa: E402 (no torch, no gradio)
+from playground.settings.request import LIMITS, SWEEP, Limits  # noqa: E402 (no torch, no gradio)
+from playground.settings.server import SERVE, THROUGHPUT, job_estimate  # noqa: E402 (no torch, no gradio)
 
 PROMPTS = ["Give me a tip for a rainy day.", "How should I spend a free Sunday?", "Tell me about keeping a small garden.",
            "My train is late again. Any advice?"]
-# The Trade-off tab's prompt sources (ui/tradeoff_tab.py SOURCES; tests/test_load_bench.py checks they agree).
+# The Trade-off tab's prompt sources (ui/tradeoff_tab.py SOURCES; tests/benchmarks/test_load_bench.py checks they agree).
 SWEEP_SOURCES = ("Built-in held-out prompts", "Typed (one per line)", "Uploaded .txt")
 SCHEDULER_THREAD = "pg-scheduler"  # the decode loop thread's OS name, set by `serve` (its OpenMP workers inherit it)
 TURN_TIMEOUT_S = LIMITS.request_timeout_s + 30  # a turn the server did not finish by then is counted as "timeout"
@@ -104,7 +105,7 @@ def _publish_stats(pg, path: Path, stop: threading.Event) -> None:
 def serve(stats_path: str) -> None:
     """Run app.py's `main()` unchanged; once the model is loaded, publish the scheduler's counters."""
     os.chdir(ROOT)
-    import playground.startup as startup
+    import playground.runtime.startup as startup
 
     original, stop = startup.LazyPlayground.load, threading.Event()
 
@@ -115,9 +116,9 @@ def serve(stats_path: str) -> None:
         return pg
 
     startup.LazyPlayground.load = load
-    import playground.settings as settings
+    import playground.settings.server as settings
 
-    # one loopback address stands for the flood's several visitors (playground/job_owners.py caps per address)
+    # one loopback address stands for the flood's several visitors (playground/runtime/job_owners.py caps per address)
     settings.SERVE = replace(settings.SERVE, jobs_per_client=BENCH_JOBS_PER_CLIENT)
     if os.environ.get(LM_CONCURRENCY_ENV):  # what-if (--lm-concurrency): before app.py and ui/ read SERVE
         settings.SERVE = replace(settings.SERVE, lm_concurrency=int(os.environ[LM_CONCURRENCY_ENV]))

@@ -20,12 +20,13 @@ import numpy as np
 
 from playground import registry
 from playground.judges.judges import available_judges
-from playground.settings import EVAL_PROMPTS, LIMITS, REPO_ROOT
-from playground.stats import grouped_difference, noise_label
+from playground.settings.paths import REPO_ROOT
+from playground.settings.request import EVAL_PROMPTS, LIMITS
+from playground.intervals import grouped_difference, noise_label
 from playground.tradeoff.metrics import is_boilerplate, semantic_diversity
 from playground.tradeoff.outputs import split_prompts
 from playground.tradeoff.sweep import decode_all, grid
-from playground.validation import sweep_settings
+from playground.settings.validation import sweep_settings
 
 OUT = REPO_ROOT / "docs" / "adapter_report.json"
 

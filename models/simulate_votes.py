@@ -198,7 +198,7 @@ def cmd_ai_pairs(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- compare
 def _triple(iv) -> list[float]:
-    """[estimate, low, high] of a playground.stats.Interval."""
+    """[estimate, low, high] of a playground.intervals.Interval."""
     return [float(iv.estimate), float(iv.low), float(iv.high)]
 
 
@@ -208,10 +208,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from playground.lm.loading import load_base
     from playground.registry import get_base
     from playground.service import AdapterInfo, Playground
-    from playground.settings import model_dtype_name
-    from playground.stats import cluster_bootstrap, grouped_difference
+    from playground.settings.server import model_dtype_name
+    from playground.intervals import cluster_bootstrap, grouped_difference
     from playground.tradeoff.sweep import run_sweep
-    from playground.validation import sweep_settings
+    from playground.settings.validation import sweep_settings
 
     infos = []
     for spec in args.adapter:
@@ -276,7 +276,7 @@ def held_out_votes(prompts: list[str], base_rows: list[dict], tuned_rows: list[d
 
     from playground.feedback.voters import CloserInMeaningVoter
     from playground.judges.embeddings import get_embedder
-    from playground.stats import cluster_bootstrap
+    from playground.intervals import cluster_bootstrap
 
     voter = CloserInMeaningVoter(get_embedder().encode, noise=noise)
     rng = np.random.default_rng(seed + 10_000)  # not the training votes' stream

@@ -8,7 +8,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from playground.registry import DEFAULT_BASE
-from playground.settings import REPO_ROOT
+from playground.settings.paths import REPO_ROOT
 
 PROMPT_DIR = REPO_ROOT / "models" / "prompts"
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from playground.settings import REPO_ROOT
+from playground.settings.paths import REPO_ROOT
 
 # Shipped adapters live next to this file; PLAYGROUND_ADAPTER_DIR points the registry at another folder.
 ADAPTER_DIR = Path(os.environ.get("PLAYGROUND_ADAPTER_DIR", REPO_ROOT / "models" / "adapters"))

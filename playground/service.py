@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from playground import registry
-from playground.settings import COLUMNS, DecodeSettings, TrainingSettings, model_dtype_name, nominal_beta
-from playground.validation import check_choice, check_prompt, decode_settings
+from playground.settings.request import COLUMNS, DecodeSettings, nominal_beta
+from playground.settings.server import model_dtype_name
+from playground.settings.votes import TrainingSettings
+from playground.settings.validation import check_choice, check_prompt, decode_settings
 
 if TYPE_CHECKING:  # torch loads after the UI is served
     import torch
@@ -253,7 +255,7 @@ class Playground:
     def turn(self, prompt: object, adapter: object, kl_strength=None, lam=None, **knobs) -> ChatTurn:
         """Validate one turn's knobs (from UI, API or CLI) into a ChatTurn; knobs: mode, temperature, top_p, max_new_tokens, seed,
         and the realigned column's prompt guidance cfg_scale (1 = off) and negative_prompt."""
-        from playground.validation import cfg_guidance
+        from playground.settings.validation import cfg_guidance
 
         prompt = check_prompt(prompt)
         name = check_choice("adapter", adapter, sorted(self.adapters))

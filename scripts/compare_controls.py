@@ -15,10 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from playground.judges.judges import available_judges  # noqa: E402
 from playground.service import Playground  # noqa: E402
 from playground.tradeoff.outputs import default_prompts, split_prompts, write_outputs  # noqa: E402
-from playground.settings import EVAL_PROMPTS  # noqa: E402
+from playground.settings.request import EVAL_PROMPTS  # noqa: E402
 from playground.tradeoff.plots import cross_pareto, knob_label  # noqa: E402
 from playground.tradeoff.sweep import run_controls  # noqa: E402
-from playground.validation import sweep_settings  # noqa: E402
+from playground.settings.validation import sweep_settings  # noqa: E402
 
 
 def markdown(rows: list[dict]) -> str:

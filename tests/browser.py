@@ -1,6 +1,6 @@
 """Drive the app in a real headless Chromium (Debian's, through Playwright) and take screenshots.
 
-Used by tests/test_browser.py, tests/test_chat_ux.py and tests/feedback/test_feedback_browser.py (tiny model) and
+Used by tests/ui/test_browser.py, tests/ui/test_chat_ux.py and tests/feedback/test_feedback_browser.py (tiny model) and
 scripts/screenshots.py (the shipped model, for docs/).
 """
 from __future__ import annotations

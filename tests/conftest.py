@@ -10,7 +10,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Exactness tests compare against float32 references (apps launched by tests inherit this);
-# tests/test_dtype.py checks the bfloat16 default ("auto" on AMX CPUs) against float32 within a tolerance.
+# tests/lm/test_dtype.py checks the bfloat16 default ("auto" on AMX CPUs) against float32 within a tolerance.
 os.environ.setdefault("PLAYGROUND_DTYPE", "float32")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

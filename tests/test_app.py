@@ -155,7 +155,7 @@ def test_the_lambda_slider_spans_the_limits_the_checks_accept(app_url):
     β (its hidden input spans the validation's β limits)."""
     import httpx
 
-    from playground.settings import LIMITS
+    from playground.settings.request import LIMITS
 
     props = {c["props"].get("elem_id"): c["props"] for c in httpx.get(app_url + "config").json()["components"]}
     assert (props["lambda"]["minimum"], props["lambda"]["maximum"]) == (LIMITS.min_lambda, LIMITS.max_lambda)

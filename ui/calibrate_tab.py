@@ -10,12 +10,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from playground.settings import EVAL_PROMPTS, FALLBACK_PROMPTS, LIMITS, SERVE, job_estimate
+from playground.settings.request import EVAL_PROMPTS, FALLBACK_PROMPTS, LIMITS
+from playground.settings.server import SERVE, job_estimate
 from playground.tradeoff.calibrate import (CALIBRATION, CalibrationCancelled, calibration_figure, calibration_settings,
                                            run_calibration, verdict)
 from playground.tradeoff.outputs import read_prompt_file
-from playground.validation import InputError
-from playground.scratch import job_folder
+from playground.settings.validation import InputError
+from playground.runtime.job_folders import job_folder
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Slider
 from ui.jobs import SessionJobs
 

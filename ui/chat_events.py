@@ -1,7 +1,7 @@
 """Event steps of the chat tab: show the question, stream, restore the buttons; the /chat API; share links;
 "Prefer this one" under the latest turn's answers (and its /prefer API).
 
-Wiring only: the turn logic is in `playground.conversation`, the links in `playground.share`, the votes in
+Wiring only: the turn logic is in `playground.chat.conversation`, the links in `playground.chat.share`, the votes in
 `playground.feedback` (`DuelService.vote_columns`).
 """
 from __future__ import annotations
@@ -11,14 +11,15 @@ from urllib.parse import parse_qsl, urlencode
 import gradio as gr
 from gradio.context import Context
 
-from playground.conversation import (Conversation, check_turn, continue_last, regenerate_column, regenerate_last, run_turn,
+from playground.chat.conversation import (Conversation, check_turn, continue_last, regenerate_column, regenerate_last, run_turn,
                                      stream_turn)
 from playground.feedback.columns import mark_preferred
 from playground.feedback.vote import FeedbackError, FeedbackUnavailable
-from playground.settings import COLUMNS, SERVE
-from playground.share import link_query, parse_link
-from playground.shared_answers import compare, row_record, shown_conversation
-from playground.validation import InputError
+from playground.settings.request import COLUMNS
+from playground.settings.server import SERVE
+from playground.chat.share import link_query, parse_link
+from playground.chat.shared_answers import compare, row_record, shown_conversation
+from playground.settings.validation import InputError
 from ui.components import Dropdown, plain
 from ui.transcript import LOADING, SHORT, render
 

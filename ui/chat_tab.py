@@ -14,12 +14,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from playground.chat_export import conversation_json, conversation_markdown, conversation_record
-from playground.conversation import CHAT_MAX_NEW_TOKENS, Conversation, StopFlags, check_turn
-from playground.readouts import beta_label, settings_warning
-from playground.settings import CHAT, COLUMNS, DEFAULT_DECODE, LIMITS, SERVE
-from playground.validation import InputError
-from playground.shared_answers import SharedAnswers
+from playground.chat.export import conversation_json, conversation_markdown, conversation_record
+from playground.chat.conversation import CHAT_MAX_NEW_TOKENS, Conversation, StopFlags, check_turn
+from playground.chat.readouts import beta_label, settings_warning
+from playground.settings.request import CHAT, COLUMNS, DEFAULT_DECODE, LIMITS
+from playground.settings.server import SERVE
+from playground.settings.validation import InputError
+from playground.chat.shared_answers import SharedAnswers
 from ui.chat_events import StreamEvents, ui_knobs, verify_replay, wire_prefer
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider, plain
 from ui.duel_panel import build_duel_panel

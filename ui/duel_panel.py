@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import gradio as gr
 
-from playground import conversation
-from playground.conversation import STOPPED, TIME_LIMIT, StopFlags
+from playground.chat import conversation
+from playground.chat.conversation import STOPPED, TIME_LIMIT, StopFlags
 from playground.feedback.duel import DuelStopped
 from playground.feedback.vote import OUTCOMES, FeedbackError, FeedbackUnavailable
-from playground.settings import CHAT, DEFAULT_DECODE, LIMITS, SERVE
-from playground.validation import InputError, check_choice, check_prompt
+from playground.settings.request import CHAT, DEFAULT_DECODE, LIMITS
+from playground.settings.server import SERVE
+from playground.settings.validation import InputError, check_choice, check_prompt
 from ui.components import ADAPTER_PICKER, Dropdown, Radio, Slider, plain
 from ui.first_screen import adapter_choices
 from ui.first_screen import default_adapter as first_adapter

@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from playground.feedback.vote import FeedbackError, FeedbackUnavailable
-from playground.scratch import job_folder
+from playground.runtime.job_folders import job_folder
 from ui.train_panel import build_train_panel
 
 USER_ERRORS = (FeedbackError, FeedbackUnavailable)

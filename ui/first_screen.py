@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
-from playground.settings import LIMITS, Limits
+from playground.settings.request import LIMITS, Limits
 
 PLAIN = """Ask a question and compare three answers from one small language model: **as it is**, **after extra
 training to prefer a certain kind of answer**, and **a mix of the two that you set with one slider (λ)**.

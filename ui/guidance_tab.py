@@ -11,8 +11,9 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from playground.settings import DEFAULT_GUIDANCE, GUIDANCE_PROGRESS, GUIDANCE_SCALES, LIMITS, SCHEDULERS, SERVE
-from playground.validation import InputError, guidance_settings
+from playground.settings.request import DEFAULT_GUIDANCE, GUIDANCE_PROGRESS, GUIDANCE_SCALES, LIMITS, SCHEDULERS
+from playground.settings.server import SERVE
+from playground.settings.validation import InputError, guidance_settings
 from ui.components import Dropdown, Number, Radio, Slider
 from ui.jobs import run_job
 

@@ -17,10 +17,10 @@ from typing import Any, AsyncIterator, Callable
 
 import gradio as gr
 
-from playground.memory import release_memory
-from playground.settings import SERVE
-from playground.threads import releases_pool
-from playground.validation import InputError
+from playground.runtime.memory import release_memory
+from playground.settings.server import SERVE
+from playground.runtime.threads import releases_pool
+from playground.settings.validation import InputError
 
 
 class JobControl:
@@ -42,7 +42,7 @@ class JobControl:
 
 def _finished(future) -> None:
     """A job's worker ended: give its memory back; an error nobody awaits any more (the handler was cancelled, e.g.
-    by the no-listener watchdog, playground/job_owners.py) is read here so asyncio does not log it as lost."""
+    by the no-listener watchdog, playground/runtime/job_owners.py) is read here so asyncio does not log it as lost."""
     if not future.cancelled():
         future.exception()
     release_memory()

@@ -13,9 +13,10 @@ import pandas as pd
 from playground.probes.generation import DEFAULT_LAMBDAS, QUICK, estimate, probe_settings, run_on_playground
 from playground.probes.outputs import EXAMPLE_HEADERS, HEADERS, examples, figure, readable, write_outputs
 from playground.probes.registry import PROBES
-from playground.settings import LIMITS, SERVE
-from playground.validation import InputError
-from playground.scratch import job_folder
+from playground.settings.request import LIMITS
+from playground.settings.server import SERVE
+from playground.settings.validation import InputError
+from playground.runtime.job_folders import job_folder
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Slider
 from ui.jobs import SessionJobs
 

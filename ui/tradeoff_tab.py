@@ -11,14 +11,15 @@ import gradio as gr
 import pandas as pd
 
 from playground.judges.judges import available_judges
-from playground.settings import CONTROLS, LIMITS, SERVE, SWEEP, job_estimate
+from playground.settings.request import CONTROLS, LIMITS, SWEEP
+from playground.settings.server import SERVE, job_estimate
 from playground.tradeoff.outputs import COLUMNS, default_prompts, read_prompt_file, readable, split_prompts, write_outputs
 from playground.tradeoff.formulas import FORMULA_TABLE
 from playground.tradeoff.plots import all_figures, controls_figures, cross_pareto, knob_label, overoptimisation_warning
 from playground.tradeoff.sweep import SweepCancelled, SweepResult, run_controls, run_sweep
 from playground.tradeoff.token_view import token_view
-from playground.validation import InputError, check_choice, check_job_cost, check_prompt, decode_settings, sweep_settings
-from playground.scratch import job_folder
+from playground.settings.validation import InputError, check_choice, check_job_cost, check_prompt, decode_settings, sweep_settings
+from playground.runtime.job_folders import job_folder
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider
 from ui.jobs import JobControl, SessionJobs, run_job
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from playground.feedback.training import TrainingError, VoteTraining
-from playground.settings import TrainingSettings
+from playground.settings.votes import TrainingSettings
 from ui.components import Number, Slider, Textbox, adapter_pickers
 from ui.first_screen import adapter_choices
 from ui.jobs import JobControl, run_job, session_key

@@ -1,15 +1,15 @@
 """The side-by-side transcript as HTML: one turn per row (the question across, the three answers under it).
 
 One scroll for all columns, so a turn's answers are always side by side; on a phone the answers become a
-swipeable row (CSS in ui/style.py). Only presentation: the rows come from `playground.conversation`.
+swipeable row (CSS in ui/style.py). Only presentation: the rows come from `playground.chat.conversation`.
 """
 from __future__ import annotations
 
 from html import escape
 
-from playground.conversation import TITLES, Cell, Conversation
-from playground.readouts import ENTROPY_MEANS, JUDGE_MEANS, KL_MEANS
-from playground.settings import COLUMNS
+from playground.chat.conversation import TITLES, Cell, Conversation
+from playground.chat.readouts import ENTROPY_MEANS, JUDGE_MEANS, KL_MEANS
+from playground.settings.request import COLUMNS
 
 SHORT = {"base": "Base", "realigned": "Realigned", "tuned": "Tuned"}
 EMPTY = ("Ask something: the base model, the realigned mix and the tuned model answer side by side, "

@@ -1,10 +1,11 @@
-"""The /v1 routes' limits, taken from the app's settings (playground/settings.py) so the API and the UI share them."""
+"""The /v1 routes' limits, taken from the app's settings (playground/settings/) so the API and the UI share them."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-from playground.settings import CHAT, LIMITS, SCHEDULER, SERVE
+from playground.settings.request import CHAT, LIMITS
+from playground.settings.server import SCHEDULER, SERVE
 
 BASE_MODEL = "base"  # the model id of the base policy (λ = 0); every adapter's name is the id of its realigned policy
 API_KEY_ENV = "PLAYGROUND_API_KEY"

@@ -28,8 +28,8 @@ from playground.api.decoding import Choice, Run, TokenText, prepare
 from playground.api.errors import ApiError, from_scheduler, internal, invalid
 from playground.api.gate import Gate, Ticket
 from playground.api.schemas import Job, chat_job, split_model, text_job
-from playground.share import weights_sha256
-from playground.validation import InputError
+from playground.chat.share import weights_sha256
+from playground.settings.validation import InputError
 
 log = logging.getLogger("playground.api")
 OWNER = "controllability-playground"

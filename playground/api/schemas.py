@@ -1,6 +1,6 @@
 """Request bodies of /v1/chat/completions and /v1/completions, checked into one `Job` (or an `ApiError` naming the field).
 
-The knobs are checked by `playground.validation` (the same checks, limits and messages as the UI and the CLI),
+The knobs are checked by `playground.settings.validation` (the same checks, limits and messages as the UI and the CLI),
 under the OpenAI names: `max_tokens` (or `max_completion_tokens`) is the chat's max_new_tokens, `lambda` /
 `kl_strength` the realignment knobs (exactly one, for an adapter model; neither: the chat tab's default λ).
 A chat request's `messages` become the chat tab's conversation (earlier turns as history, the last user message as
@@ -16,9 +16,9 @@ from typing import Mapping
 
 from playground.api.config import API, BASE_MODEL
 from playground.api.errors import ApiError, invalid
-from playground.conversation import USEFUL_PROMPT_CHARS
-from playground.settings import DEFAULT_DECODE, LIMITS, MODES, DecodeSettings, nominal_beta
-from playground.validation import InputError, check_choice, check_int, check_number, check_prompt, decode_settings, lambda_from
+from playground.chat.conversation import USEFUL_PROMPT_CHARS
+from playground.settings.request import DEFAULT_DECODE, LIMITS, MODES, DecodeSettings, nominal_beta
+from playground.settings.validation import InputError, check_choice, check_int, check_number, check_prompt, decode_settings, lambda_from
 
 # Accepted and without effect here (bookkeeping fields clients send).
 IGNORED = frozenset({"user", "metadata", "store", "service_tier", "parallel_tool_calls", "prompt_cache_key",

@@ -15,11 +15,11 @@ import shlex
 from pathlib import Path
 
 from playground import registry
-from playground.settings import EVAL_PROMPTS, LIMITS
+from playground.settings.request import EVAL_PROMPTS, LIMITS
 from playground.tradeoff.calibrate import CALIBRATION, calibration_figure, calibration_settings, run_calibration, verdict
 from playground.tradeoff.outputs import read_prompt_file
 from playground.cli.out import add_out_arguments, check_out
-from playground.validation import InputError, check_int
+from playground.settings.validation import InputError, check_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -6,8 +6,8 @@ import json
 import sys
 
 from playground import registry
-from playground.settings import COLUMNS, DEFAULT_DECODE, MODES
-from playground.validation import InputError, cfg_guidance, check_prompt, decode_settings
+from playground.settings.request import COLUMNS, DEFAULT_DECODE, MODES
+from playground.settings.validation import InputError, cfg_guidance, check_prompt, decode_settings
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from playground.settings import DEFAULT_GUIDANCE, GUIDANCE_SCALES, LIMITS, SCHEDULERS
+from playground.settings.request import DEFAULT_GUIDANCE, GUIDANCE_SCALES, LIMITS, SCHEDULERS
 from playground.cli.out import add_out_arguments, check_out
-from playground.validation import InputError, guidance_settings
+from playground.settings.validation import InputError, guidance_settings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from playground.validation import InputError
+from playground.settings.validation import InputError
 
 
 def add_out_arguments(p: argparse.ArgumentParser, help_out: str, required: bool = False, default: str | None = None) -> None:

@@ -21,7 +21,7 @@ from playground.cli.out import add_out_arguments, check_out
 from playground.cli.sweep import pick_adapter, progress_bar
 from playground.probes.generation import DEFAULT_LAMBDAS, estimate, probe_settings, run_on_playground, stages
 from playground.probes.registry import PROBES, get_probe
-from playground.validation import InputError
+from playground.settings.validation import InputError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

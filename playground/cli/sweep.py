@@ -18,9 +18,9 @@ import sys
 from playground import registry
 from playground.cli.out import add_out_arguments, check_out
 from playground.distributed.options import add_ray_arguments, ray_options
-from playground.settings import CONTROLS, MODES, SWEEP
+from playground.settings.request import CONTROLS, MODES, SWEEP
 from playground.tradeoff.outputs import default_prompts, read_prompt_file, table, write_outputs
-from playground.validation import InputError, sweep_settings
+from playground.settings.validation import InputError, sweep_settings
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@
     python -m playground votes export --format trl|csv --out FILE [--include-simulated]
 
 The store is the one the app writes to: PLAYGROUND_DATABASE_URL, else `votes.sqlite3` in PLAYGROUND_DATA_DIR
-(see FeedbackSettings in playground/settings.py). `report` prints the counts, each judge's agreement with decisive human
+(see FeedbackSettings in playground/settings/). `report` prints the counts, each judge's agreement with decisive human
 votes (share and Wilson 95% interval), the Bradley–Terry strengths of the (λ, T) settings and the length
 effect; `--json` prints the same as JSON. `export --format trl` writes TRL's conversational preference
 format (JSON Lines, decisive votes only), `--format csv` every field of every vote.
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from playground.feedback.vote import SOURCES
-from playground.validation import InputError
+from playground.settings.validation import InputError
 
 FORMATS = ("trl", "csv")
 SUFFIXES = {"trl": (".jsonl",), "csv": (".csv",)}

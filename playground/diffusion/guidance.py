@@ -26,10 +26,11 @@ if TYPE_CHECKING:
     from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, EulerDiscreteScheduler, UNet2DModel
 
 from playground.diffusion.digits import IMAGE_SIZE, NULL_CLASS, class_probabilities, features
-from playground.settings import LIMITS, REPO_ROOT, SCHEDULERS, GuidanceSettings
-from playground.sources import is_local, local_or_hub
-from playground.threads import releases_pool
-from playground.validation import InputError, check_choice, check_int, check_number, check_prompt, parse_floats
+from playground.settings.paths import REPO_ROOT
+from playground.settings.request import LIMITS, SCHEDULERS, GuidanceSettings
+from playground.runtime.model_sources import is_local, local_or_hub
+from playground.runtime.threads import releases_pool
+from playground.settings.validation import InputError, check_choice, check_int, check_number, check_prompt, parse_floats
 
 MODEL_DIR = REPO_ROOT / "models" / "digits"
 # DDIM clips x̂_0 to [-1, 1]; recompute ε̂ from the clipped x̂_0 too, otherwise at w > 1 the extrapolated ε̂
@@ -85,7 +86,7 @@ def guided_eps(unet: UNet2DModel, x_in: torch.Tensor, t: torch.Tensor, y: torch.
 
 
 @torch.no_grad()
-@releases_pool  # a handler thread keeps no OpenMP pool afterwards (playground/threads.py)
+@releases_pool  # a handler thread keeps no OpenMP pool afterwards (playground/runtime/threads.py)
 def sample(settings: GuidanceSettings, unet: UNet2DModel | None = None, progress_frames: int = 0,
            should_stop=lambda: False) -> GuidanceResult:
     """Draw `num_samples` digits with guidance scale w; optionally keep `progress_frames` x̂_0 snapshots.

@@ -13,7 +13,7 @@ import importlib.util
 import re
 from dataclasses import dataclass
 
-from playground.validation import InputError
+from playground.settings.validation import InputError
 
 MAX_ACTORS = 64
 MAX_CPUS_PER_ACTOR = 256

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from playground.distributed.options import RayOptions
-from playground.settings import SWEEP, SweepSettings
+from playground.settings.request import SWEEP, SweepSettings
 
 Progress = Callable[[float, str], None]
 # Environment the actors take from the driver (a remote node's own environment does not have them).
@@ -84,7 +84,7 @@ class EngineSpec:
 def registry_spec(adapter: str) -> EngineSpec:
     """The spec of `python -m playground sweep --adapter NAME`: the registry's base with that adapter."""
     from playground import registry
-    from playground.settings import model_dtype_name
+    from playground.settings.server import model_dtype_name
 
     return EngineSpec(registry.get_adapter(adapter).base, registry_adapters=(adapter,), dtype=model_dtype_name())
 

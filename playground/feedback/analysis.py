@@ -1,7 +1,7 @@
 """What the votes say: judge–human agreement, Bradley–Terry strengths of settings, and the length effect.
 
 Every share comes with a Wilson 95% interval and every strength with a bootstrap interval over votes
-(`playground.stats`). Pure numpy; deterministic for a given seed. `report` returns JSON-safe dicts (NaN →
+(`playground.intervals`). Pure numpy; deterministic for a given seed. `report` returns JSON-safe dicts (NaN →
 None) for the UI and the CLI.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from playground.feedback.vote import Vote
-from playground.stats import Interval, wilson
+from playground.intervals import Interval, wilson
 
 Arm = tuple[float, float]  # (λ, temperature): one decoding setting
 DECISIVE = ("a", "b")

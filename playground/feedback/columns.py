@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from playground.conversation import Conversation, Row
+from playground.chat.conversation import Conversation, Row
 from playground.feedback.vote import FeedbackError, Vote
-from playground.settings import COLUMNS
+from playground.settings.request import COLUMNS
 
 NO_TURN = ("conversation: no finished turn to vote on yet: send a message and wait for the three answers, "
            "then press \"Prefer this one\" under the best one")

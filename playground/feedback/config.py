@@ -1,5 +1,5 @@
 """Where human-feedback votes live: `FeedbackSettings` (defined, with its environment variables, in
-`playground/settings.py`) and the helpers that resolve the data directory and the salt (`playground/datadir.py`),
+`playground/settings/`) and the helpers that resolve the data directory and the salt (`playground/settings/paths.py`),
 re-exported here for the feedback package, `models/` and the tests; plus the duel's answer-length cap.
 """
 from __future__ import annotations
@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from playground.datadir import default_data_dir, load_or_create_salt, sqlite_url
-from playground.settings import APP_DIR_NAME, DB_FILE_NAME, DEFAULT_DECODE, FEEDBACK_LIMITS, LIMITS, SALT_FILE_NAME
-from playground.settings import SPACE_DATA_DIR, FeedbackSettings
+from playground.settings.paths import default_data_dir, load_or_create_salt, sqlite_url
+from playground.settings.paths import APP_DIR_NAME, DB_FILE_NAME, SALT_FILE_NAME
+from playground.settings.request import DEFAULT_DECODE, LIMITS
+from playground.settings.votes import FEEDBACK_LIMITS
+from playground.settings.paths import SPACE_DATA_DIR
+from playground.settings.votes import FeedbackSettings
 
 __all__ = ["APP_DIR_NAME", "DB_FILE_NAME", "FEEDBACK_LIMITS", "SALT_FILE_NAME", "SPACE_DATA_DIR", "FeedbackSettings",
            "default_data_dir", "duel_max_new_tokens", "load_or_create_salt", "sqlite_url"]

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from playground.feedback.vote import OUTCOMES, FeedbackError, FeedbackUnavailable, Vote, hash_session
-from playground.settings import COLUMNS, DEFAULT_DECODE, FEEDBACK_LIMITS, LIMITS, FeedbackSettings
-from playground.validation import check_choice, check_prompt, check_prompt_tokens, decode_settings
+from playground.settings.request import COLUMNS, DEFAULT_DECODE, LIMITS
+from playground.settings.votes import FEEDBACK_LIMITS, FeedbackSettings
+from playground.settings.validation import check_choice, check_prompt, check_prompt_tokens, decode_settings
 
 DUEL_JUDGES = ("upbeat", "concise", "on_topic")  # every built-in judge scores both answers
 MAX_PENDING = 2000  # duels waiting for a vote, across all sessions; the oldest is dropped beyond this

@@ -62,7 +62,7 @@ from playground.feedback.vote import (
     to_plain,
     validate_vote,
 )
-from playground.settings import FeedbackSettings
+from playground.settings.votes import FeedbackSettings
 
 SQLITE_BUSY_TIMEOUT_S = 30.0  # a writer waits this long for the SQLite write lock before giving up
 CONNECT_TIMEOUT_S = 5  # PostgreSQL: an unreachable server is reported after this many seconds

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from playground.settings import REPO_ROOT, TrainingSettings
+from playground.settings.paths import REPO_ROOT
+from playground.settings.votes import TrainingSettings
 
 TRAIN_SCRIPT = REPO_ROOT / "models" / "train_adapter.py"
 STEP = re.compile(r"train: step (\d+)/(\d+)")  # models/train_adapter.py logs one per DPO step

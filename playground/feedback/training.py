@@ -32,8 +32,9 @@ from playground.feedback.export import vote_pairs
 from playground.feedback.train_job import (JobPaths, LogProgress, Phases, TrainRequest, fsync_dir, fsync_tree, kill_group,
                                            spawn, vote_commands)
 from playground.feedback.vote import FeedbackError, FeedbackUnavailable, Vote
-from playground.settings import LIMITS, TrainingSettings
-from playground.validation import InputError, check_int, check_number
+from playground.settings.request import LIMITS
+from playground.settings.votes import TrainingSettings
+from playground.settings.validation import InputError, check_int, check_number
 
 __all__ = ["JobPaths", "TrainRequest", "TrainStatus", "TrainingError", "VoteTraining", "card_summary", "vote_commands"]
 

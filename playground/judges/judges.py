@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from playground.lm.loading import check_safetensors_dir
-from playground.sources import is_local
-from playground.threads import releases_pool
+from playground.runtime.model_sources import is_local
+from playground.runtime.threads import releases_pool
 
 if TYPE_CHECKING:
     import torch
@@ -182,7 +182,7 @@ class RewardModelJudge:
         logits = self.model(**batch).logits.double()
         return logits[:, 0] if logits.shape[-1] == 1 else logits[:, 1] - logits[:, 0]
 
-    @releases_pool  # torch in a handler thread: its OpenMP pool must not stay behind (playground/threads.py)
+    @releases_pool  # torch in a handler thread: its OpenMP pool must not stay behind (playground/runtime/threads.py)
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         import torch  # imported with the reward model, not with this module
 

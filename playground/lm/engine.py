@@ -28,8 +28,8 @@ from playground.lm.decoder import HFDecoder
 from playground.lm.fast_llama import FastLlamaDecoder, supports
 from playground.lm.int4 import Int4Layers
 from playground.lm.lora import AdapterSet
-from playground.settings import SCHEDULER
-from playground.threads import release_unless_loop, releases_pool
+from playground.settings.server import SCHEDULER
+from playground.runtime.threads import release_unless_loop, releases_pool
 
 __all__ = ["Engine", "Request", "Stream", "realign"]
 
@@ -194,7 +194,7 @@ class Engine:
                 batch.leave(finished)
                 self.forward(batch.advance) if fast else batch.advance()
         finally:
-            release_unless_loop()  # the thread that ran the last step keeps no OpenMP pool (playground/threads.py)
+            release_unless_loop()  # the thread that ran the last step keeps no OpenMP pool (playground/runtime/threads.py)
 
     def generate(self, requests: Sequence[Request]) -> list[Stream]:
         streams: list[Stream] = []
@@ -202,7 +202,7 @@ class Engine:
             pass
         return streams
 
-    @releases_pool  # decodes in the caller's thread, which keeps no OpenMP pool afterwards (playground/threads.py)
+    @releases_pool  # decodes in the caller's thread, which keeps no OpenMP pool afterwards (playground/runtime/threads.py)
     def step_logits(self, requests: Sequence[Request], continuation: Sequence[int]) -> list[torch.Tensor]:
         """Realigned logits ℓ_λ at each position of a fixed continuation (teacher forcing); for tests/metrics."""
         decoder = self.new_decoder()

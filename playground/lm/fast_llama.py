@@ -33,7 +33,7 @@ from playground.lm.int4 import LAYER_GROUPS, Int4Layers
 from playground.lm.kv_pools import KVPools
 from playground.lm.lora import RoutedLoRALinear
 from playground.lm.projections import ROW_TILE, Projection, base_linear, can_pack, tile_rows
-from playground.settings import SCHEDULER
+from playground.settings.server import SCHEDULER
 
 __all__ = ["FastLlamaDecoder", "supports", "can_pack"]
 Route = tuple[str | None, float]  # (adapter or None, LoRA scale) of one forward row

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from playground.settings import REPO_ROOT, cache_dir
-from playground.sources import is_local
+from playground.settings.paths import REPO_ROOT, cache_dir
+from playground.runtime.model_sources import is_local
 
 if TYPE_CHECKING:  # torch and transformers are imported when a model is loaded, not with this module
     import torch

@@ -12,7 +12,7 @@ import secrets
 import threading
 from collections.abc import Sequence
 
-from playground.validation import check_prompt, check_prompt_tokens
+from playground.settings.validation import check_prompt, check_prompt_tokens
 
 Message = dict  # {"role": "user" | "assistant" | "system", "content": str}
 ROLES = ("user", "assistant", "system")

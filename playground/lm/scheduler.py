@@ -36,12 +36,12 @@ import torch
 
 from playground.lm.batch import RunningBatch, routes_of, row_prompts
 from playground.lm.fast_llama import FastLlamaDecoder
-from playground.threads import LOOP_THREAD, release_openmp_pool
-from playground import memory
-from playground.settings import SCHEDULER, SchedulerSettings
-from playground.validation import InputError
+from playground.runtime.threads import LOOP_THREAD, release_openmp_pool
+from playground.runtime import memory
+from playground.settings.server import SCHEDULER, SchedulerSettings
+from playground.settings.validation import InputError
 
-SchedulerConfig = SchedulerSettings  # the settings object of one scheduler (playground/settings.py)
+SchedulerConfig = SchedulerSettings  # the settings object of one scheduler (playground/settings/)
 
 
 class Submission:
@@ -214,7 +214,7 @@ class Scheduler:
 
     def _went_idle(self) -> None:
         """The idle hook: the KV cache and activations of the requests that left are freed; glibc keeps their pages
-        until malloc_trim returns them (playground/memory.py), which is what brings RSS down after a crowd."""
+        until malloc_trim returns them (playground/runtime/memory.py), which is what brings RSS down after a crowd."""
         self._dirty = False
         self.trims += 1
         memory.release_memory()

@@ -14,7 +14,7 @@ from `probe.follow_up(generated, settings)`; `run_probe` then calls `generate` a
 for all of that stage's rows. A probe that needs no generation (judge bias) returns no
 rows and `generate` is not called.
 
-Statistics (`playground.stats`): samples of one prompt are correlated, so every mean and share is
+Statistics (`playground.intervals`): samples of one prompt are correlated, so every mean and share is
 bootstrapped by prompt (`ProbeRow.prompt_id` is the cluster key). A share whose bootstrap interval has
 zero width (every row 0, or every row 1) shows the Wilson interval over the number of prompts instead:
 "0 of 12 prompts" is not "exactly 0". Each λ is compared with the reference λ (0 when the grid has it,
@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from playground.stats import DEFAULT_BOOTSTRAP, Interval, cluster_bootstrap, grouped_difference, noise_label, wilson
+from playground.intervals import DEFAULT_BOOTSTRAP, Interval, cluster_bootstrap, grouped_difference, noise_label, wilson
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 Message = dict[str, str]

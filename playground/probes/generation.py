@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from playground.probes.base import BaseProbe, Generated, ProbeContext, ProbeResult, ProbeRow, ProbeSettings, run_probe
 from playground.probes.registry import PROBES, get_probe
-from playground.settings import LIMITS
-from playground.validation import InputError, check_choice, check_int, check_number, decode_settings, parse_floats
+from playground.settings.request import LIMITS
+from playground.settings.validation import InputError, check_choice, check_int, check_number, decode_settings, parse_floats
 
 CANCELLED = "probe cancelled; nothing was computed"
 DECODE_SHARE = 0.9  # of the progress bar; measuring (embeddings, judges) takes the rest

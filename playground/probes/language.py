@@ -25,7 +25,7 @@ import numpy as np
 from playground.probes.base import (
     BaseProbe, Example, Generated, MetricRow, MetricSpec, ProbeContext, ProbeResult, ProbeRow, ProbeSettings,
     load_data, max_lambda_row, mean_interval, per_lambda, pick_examples, trend, user)
-from playground.stats import noise_label
+from playground.intervals import noise_label
 
 ENGLISH_ONLY_JUDGES = ("upbeat", "concise")
 

@@ -26,9 +26,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from playground.settings import LIMITS, DecodeSettings, Limits
-from playground.stats import DEFAULT_BOOTSTRAP, Interval, cluster_bootstrap, paired_difference
-from playground.validation import InputError, check_choice, check_int, check_job_cost, check_number, check_prompts
+from playground.settings.request import LIMITS, DecodeSettings, Limits
+from playground.intervals import DEFAULT_BOOTSTRAP, Interval, cluster_bootstrap, paired_difference
+from playground.settings.validation import InputError, check_choice, check_int, check_job_cost, check_number, check_prompts
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from playground.settings import EVAL_PROMPTS, FALLBACK_PROMPTS, LIMITS, SWEEP
-from playground.validation import InputError
+from playground.settings.request import EVAL_PROMPTS, FALLBACK_PROMPTS, LIMITS, SWEEP
+from playground.settings.validation import InputError
 
 PLOTS = ("frontier", "diversity", "metrics", "overopt")
 # (row key, readable header with unit, format): the order key columns are shown in.

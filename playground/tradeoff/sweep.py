@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from playground.settings import LIMITS, SWEEP, SweepSettings
-from playground.stats import cluster_bootstrap, grouped_difference, noise_label
+from playground.settings.request import LIMITS, SWEEP, SweepSettings
+from playground.intervals import cluster_bootstrap, grouped_difference, noise_label
 from playground.tradeoff.metrics import boilerplate_share, distinct_n, pareto_front, self_bleu, semantic_diversity
 
 if TYPE_CHECKING:  # the engine (torch) is imported when a sweep runs, not with this module

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from playground.settings import DecodeSettings, nominal_beta
+from playground.settings.request import DecodeSettings, nominal_beta
 
 
 def token_view(pg, prompt: str, adapter: str, d: DecodeSettings, should_stop: Callable[[], bool] = lambda: False) -> dict:

@@ -121,7 +121,7 @@ def test_weights_mode_and_greedy(oai, tiny_playground):
 
 
 def test_later_turns_continue_the_conversation_like_the_chat_tab(oai, tiny_playground):
-    from playground.conversation import Conversation, run_turn
+    from playground.chat.conversation import Conversation, run_turn
 
     knobs = dict(adapter="a", kl_strength=0.2, mode="logits", temperature=0.7, top_p=0.95, max_new_tokens=16, seed=1)
     conv = Conversation()
@@ -391,7 +391,7 @@ def test_logprobs_do_not_depend_on_the_batch(tiny_playground):
 def test_requests_while_the_model_loads_wait_for_it(tiny_playground):
     import threading
 
-    from playground.startup import LazyPlayground
+    from playground.runtime.startup import LazyPlayground
 
     lazy = LazyPlayground(dict(tiny_playground.adapters))
     demo, url = launch_api(lazy)

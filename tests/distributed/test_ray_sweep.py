@@ -23,7 +23,7 @@ from playground.distributed.options import RayOptions
 from playground.distributed.ray_runner import JudgeHost, RayDecoder, ShardFailed, shard_prompts
 from playground.judges.judges import available_judges
 from playground.tradeoff.sweep import SweepCancelled, run_sweep
-from playground.validation import sweep_settings
+from playground.settings.validation import sweep_settings
 
 PROMPTS = ["Tell me something about cats.", "Give me a tip for a rainy day.", "What is a good name for a boat?",
            "How do bees make honey?"]

@@ -17,8 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[2]  # run as `python -m tests.feedback.app_server` from the repository
 
 
 def main() -> None:
@@ -33,7 +32,7 @@ def main() -> None:
         card = json.loads((Path(path) / "card.json").read_text())
         infos.append(AdapterInfo(name, Path(path), card["beta"], card["judge"]))
     pg = Playground(load_base(model_dir), infos)
-    from playground.settings import TrainingSettings
+    from playground.settings.votes import TrainingSettings
 
     pg.load_trained(TrainingSettings.from_env().adapters_dir)
     if os.environ.get("TEST_FAKE_TRAINER_LORA"):

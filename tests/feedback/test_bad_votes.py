@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from playground.feedback.config import sqlite_url
-from playground.settings import FeedbackSettings
+from playground.settings.votes import FeedbackSettings
 from playground.feedback.duel import DuelService
 from playground.feedback.store import VoteStore
 from playground.feedback.vote import FeedbackError

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from playground.conversation import Conversation, Row, continue_last, run_turn
+from playground.chat.conversation import Conversation, Row, continue_last, run_turn
 from playground.feedback.columns import column_votes, pairs
 from playground.feedback.config import sqlite_url
 from playground.feedback.duel import DuelService
 from playground.feedback.store import VoteStore
 from playground.feedback.vote import FeedbackError, FeedbackUnavailable, hash_session
-from playground.settings import LIMITS, FeedbackSettings
-from playground.validation import decode_settings
+from playground.settings.request import LIMITS
+from playground.settings.votes import FeedbackSettings
+from playground.settings.validation import decode_settings
 
 SALT = "column-test-salt"
 KNOBS = dict(adapter="a", kl_strength=0.05, mode="logits", temperature=0.9, top_p=0.95, max_new_tokens=6, seed=3)

@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from playground.feedback.config import default_data_dir, load_or_create_salt
-from playground.settings import FeedbackSettings
+from playground.settings.votes import FeedbackSettings
 from playground.feedback.store import VoteStore
 from playground.feedback.vote import FeedbackError, hash_session
 
@@ -56,7 +56,7 @@ def test_session_hash_is_salted_and_stable():
 
 def test_duel_answer_length_comes_from_the_environment():
     from playground.feedback.config import duel_max_new_tokens
-    from playground.settings import DEFAULT_DECODE
+    from playground.settings.request import DEFAULT_DECODE
 
     assert duel_max_new_tokens({}) == DEFAULT_DECODE.max_new_tokens
     assert duel_max_new_tokens({"PLAYGROUND_DUEL_MAX_NEW_TOKENS": "48"}) == 48
@@ -70,10 +70,10 @@ def test_feedback_settings_live_in_settings_which_imports_no_feedback_module():
     import sys
 
     from playground.feedback import config
-    from playground.settings import FeedbackSettings as FromSettings
+    from playground.settings.votes import FeedbackSettings as FromSettings
 
     assert config.FeedbackSettings is FromSettings
-    code = ("import sys, playground.settings as s; s.FeedbackSettings.from_env({'PLAYGROUND_VOTE_SALT': 'x', "
+    code = ("import sys, playground.settings.votes as s; s.FeedbackSettings.from_env({'PLAYGROUND_VOTE_SALT': 'x', "
             "'PLAYGROUND_DATABASE_URL': 'sqlite://'}); print(sorted(m for m in sys.modules if m.startswith('playground')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "playground.feedback" not in out and "playground.settings" in out

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from playground.feedback.config import sqlite_url
-from playground.settings import FeedbackSettings
+from playground.settings.votes import FeedbackSettings
 from playground.feedback.duel import DuelService
 from playground.feedback.store import VoteStore
 from playground.feedback.vote import FeedbackError, FeedbackUnavailable, hash_session
-from playground.validation import InputError, decode_settings
+from playground.settings.validation import InputError, decode_settings
 
 SALT = "duel-test-salt"
 

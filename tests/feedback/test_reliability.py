@@ -26,7 +26,6 @@ from playground.feedback.store import VoteStore
 from tests.test_app import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-SERVER = Path(__file__).with_name("app_server.py")
 OUTCOMES = ("a", "b", "tie", "both_bad")
 SAVED = re.compile(r"vote #(\d+) \((\w+)\) saved")
 START_TIMEOUT_S = 240
@@ -40,7 +39,7 @@ def app_process(db_url: str, model_dir: Path, adapters: dict, log: Path, extra_e
     env = {**os.environ, "PYTHONPATH": str(REPO), "PLAYGROUND_DATABASE_URL": db_url,
            "PLAYGROUND_VOTE_SALT": "reliability-salt", "PLAYGROUND_DUEL_MAX_NEW_TOKENS": "2",
            "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1", **(extra_env or {})}
-    args = [sys.executable, str(SERVER), str(port), str(model_dir), *(f"{k}={v}" for k, v in adapters.items())]
+    args = [sys.executable, "-m", "tests.feedback.app_server", str(port), str(model_dir), *(f"{k}={v}" for k, v in adapters.items())]
     with open(log, "a") as err:
         proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
     try:

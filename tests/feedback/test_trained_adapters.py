@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from playground import registry
-from playground.settings import DecodeSettings, TrainingSettings
-from playground.startup import LazyPlayground
+from playground.settings.request import DecodeSettings
+from playground.settings.votes import TrainingSettings
+from playground.runtime.startup import LazyPlayground
 from tests.conftest import make_lora
 
 

@@ -18,7 +18,8 @@ from playground.feedback.config import sqlite_url
 from playground.feedback.store import VoteStore
 from playground.feedback.training import TrainingError, VoteTraining, card_summary
 from playground.feedback.vote import FeedbackUnavailable
-from playground.settings import DecodeSettings, TrainingSettings
+from playground.settings.request import DecodeSettings
+from playground.settings.votes import TrainingSettings
 from tests.conftest import make_lora
 from tests.feedback.factory import make_vote
 

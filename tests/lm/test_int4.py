@@ -12,7 +12,7 @@ from gguf.quants import dequantize, quantize
 
 from playground.lm import int4
 from playground.lm.fast_llama import FastLlamaDecoder
-from tests.test_fast_llama import PAD, PROMPTS, ROUTES, adapter_dir, tiny_llama, with_adapter  # noqa: F401 (fixtures)
+from tests.lm.test_fast_llama import PAD, PROMPTS, ROUTES, adapter_dir, tiny_llama, with_adapter  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.skipif(not int4.supported(), reason="torch's CPU int4 kernel does not run on this CPU")
 Q4_1 = GGMLQuantizationType.Q4_1

@@ -16,7 +16,7 @@ from playground.cli.errors import run_command
 from playground.probes.base import ProbeSettings, load_data, run_probe
 from playground.probes.outputs import figure, readable, text_table, write_outputs
 from playground.probes.registry import PROBES, get_probe
-from playground.validation import InputError
+from playground.settings.validation import InputError
 
 SMALL = {"lambdas": "0,2", "samples": 1, "temperature": 0.7, "max_new_tokens": 4, "seed": 0, "limit": 2}
 
