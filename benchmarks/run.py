@@ -8,6 +8,7 @@ reference needs `llama-cpp-python` (see benchmarks/README.md); without it that r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -37,18 +38,14 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+@contextlib.contextmanager
 def no_stops(pg: Playground):
     """Stop tokens ignored while decoding, so every row decodes its `max_new_tokens` (rates compare equal work)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def ctx():
-        stop, pg.engine.stop_ids = pg.engine.stop_ids, torch.tensor([-1])
-        try:
-            yield
-        finally:
-            pg.engine.stop_ids = stop
-    return ctx()
+    stop, pg.engine.stop_ids = pg.engine.stop_ids, torch.tensor([-1])
+    try:
+        yield
+    finally:
+        pg.engine.stop_ids = stop
 
 
 def one_stream(pg: Playground, adapter: str, tokens: int, repeats: int) -> dict:
