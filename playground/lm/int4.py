@@ -25,6 +25,7 @@ so a row's bits do not depend on its batch.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,14 +151,6 @@ def read_gguf_q4_1(path: str, heads: int, kv_heads: int) -> dict[str, Q4Weight]:
     return out
 
 
-def _layer_order(key: str) -> tuple[int, int]:
-    """Sort key of a group key "model.layers.<i>.<first module>,…": (layer, group position)."""
-    first = key.split(",")[0]
-    i = int(first.split(".")[2])
-    member = first.split(".", 3)[3]
-    return i, next(j for j, g in enumerate(LAYER_GROUPS) if g[0] == member)
-
-
 # one llama layer's projections in the groups the decoder multiplies together (q/k/v and gate/up fused)
 LAYER_GROUPS = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), ("self_attn.o_proj",),
                 ("mlp.gate_proj", "mlp.up_proj"), ("mlp.down_proj",))
@@ -203,7 +196,8 @@ class Int4Layers:
         tmp = file.with_name(file.name + f".tmp{os.getpid()}")
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
-            save_file(tensors, str(tmp), metadata={"out_features": ",".join(str(p.out_features) for p in self._packed.values())})
+            outs = {",".join(names): p.out_features for names, p in self._packed.items()}  # in layer order
+            save_file(tensors, str(tmp), metadata={"out_features": json.dumps(outs)})
             os.replace(tmp, file)  # atomic: a reader sees the whole file or none
         except OSError:
             tmp.unlink(missing_ok=True)  # a read-only or full cache only costs the packing time
@@ -214,9 +208,8 @@ class Int4Layers:
 
         packed = {}
         with safe_open(str(file), "pt") as f:
-            outs = [int(x) for x in f.metadata()["out_features"].split(",")]
-            keys = sorted({k.rsplit("|", 1)[0] for k in f.keys()}, key=_layer_order)
-            for key, n in zip(keys, outs):
+            outs = json.loads(f.metadata()["out_features"])  # group key -> out_features, in layer order
+            for key, n in outs.items():
                 packed[tuple(key.split(","))] = PackedInt4(f.get_tensor(f"{key}|packed"), f.get_tensor(f"{key}|sz"), n)
         for names, p in packed.items():
             if p.packed.shape[0] != p.out_features:
@@ -226,7 +219,7 @@ class Int4Layers:
     @classmethod
     def from_q4(cls, raw: dict[str, Q4Weight], layers: int, source: str) -> Int4Layers:
         """Pack Q4_1 weights keyed by transformers module name (consumes `raw`)."""
-        packed = {}  # insertion order = layer order (the cache file relies on it)
+        packed = {}  # insertion order = layer order (kept in the cache file's metadata)
         for i in range(layers):
             for group in LAYER_GROUPS:
                 names = tuple(f"model.layers.{i}.{g}" for g in group)
