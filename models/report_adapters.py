@@ -7,7 +7,10 @@ length and meaning diversity. Each change tuned − base is a paired difference 
 bootstrap over prompts ("within noise" when it covers zero). Writes docs/adapter_report.json and a "held_out" entry in
 each adapter's card.json.
 
-    python models/report_adapters.py [--samples 2] [--max-new-tokens 64] [--limit N]
+    python models/report_adapters.py [--samples 2] [--max-new-tokens 64] [--limit N] [--ray ADDRESS|auto|local]
+
+`--ray` decodes on a Ray cluster (prompts sharded over actors that each load the base and every adapter once):
+the same answers and report as without it (docs/distributed.md).
 """
 from __future__ import annotations
 
@@ -25,21 +28,22 @@ from playground.settings.request import EVAL_PROMPTS, LIMITS
 from playground.intervals import grouped_difference, noise_label
 from playground.tradeoff.metrics import is_boilerplate, semantic_diversity
 from playground.tradeoff.outputs import split_prompts
-from playground.tradeoff.sweep import decode_all, grid
+from playground.tradeoff.sweep import decode_samples, grid
 from playground.settings.validation import sweep_settings
 
 OUT = REPO_ROOT / "docs" / "adapter_report.json"
 
 
-def report(pg, name: str, prompts: list[str], samples: int, max_new_tokens: int) -> dict:
+def report(pg, name: str, prompts: list[str], samples: int, max_new_tokens: int, decode=None) -> dict:
+    """`decode` replaces the sweep's `decode_samples` (same arguments): the Ray runner's decodes on a cluster."""
     judges = available_judges()
     s = sweep_settings(pg.adapters, judges, adapter=name, prompts=prompts, lambdas=[0.0, 1.0], temperatures=[0.7],
                        samples=samples, max_new_tokens=max_new_tokens, top_p=0.95,
                        limits=replace(LIMITS, max_sweep_prompts=max(len(prompts), 1), max_job_seconds=3600.0))  # offline
     keys = grid(s)
-    streams = decode_all(pg, s, keys, lambda f, m: None, lambda: False)
-    rows = [{"prompt": i, "lam": lam, "text": pg.text(st.tokens), "tokens": len(pg.answer_ids(st.tokens)), "kl": st.kl_mean}
-            for (i, lam, _, _), st in zip(keys, streams)]
+    answers = (decode or decode_samples)(pg, s, keys, lambda f, m: None, lambda: False)
+    rows = [{"prompt": x["prompt_index"], "lam": x["lambda"], "text": x["text"], "tokens": len(x["token_ids"]),
+             "kl": x["kl_mean"]} for x in answers]
     for j in judges:
         scores = pg.judge(j).score([prompts[r["prompt"]] for r in rows], [r["text"] for r in rows])
         for r, v in zip(rows, scores):
@@ -66,21 +70,41 @@ def report(pg, name: str, prompts: list[str], samples: int, max_new_tokens: int)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from playground.service import Playground
+    from contextlib import nullcontext
+
+    from playground.distributed.options import add_ray_arguments, ray_options
+    from playground.settings.validation import InputError
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--samples", type=int, default=2, help="answers per prompt per model (≥ 2 for diversity)")
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--limit", type=int, default=None, help="first N held-out prompts")
     p.add_argument("--adapters", default=None, help="comma-separated (default: every installed adapter)")
+    add_ray_arguments(p)  # --ray ADDRESS|auto|local: decode on a Ray cluster (playground/distributed)
     args = p.parse_args(argv)
+    try:
+        ray = ray_options(args)
+    except InputError as err:
+        p.error(str(err))
     prompts = split_prompts(EVAL_PROMPTS.read_text(encoding="utf-8"))[: args.limit]
     names = args.adapters.split(",") if args.adapters else [a.name for a in registry.installed_adapters(registry.DEFAULT_BASE)]
-    pg = Playground.from_registry(adapters=names)
+    if ray is not None:  # the driver judges and measures; the actors hold the model and every adapter, once each
+        from playground.distributed.ray_runner import JudgeHost, RayDecoder, registry_spec
+
+        pg, decoder = JudgeHost({n: registry.get_adapter(n) for n in names}), RayDecoder(registry_spec(*names), ray)
+    else:
+        from playground.service import Playground
+
+        pg, decoder = Playground.from_registry(adapters=names), None
+    with decoder or nullcontext():
+        return _report_all(pg, names, prompts, args, decoder)
+
+
+def _report_all(pg, names: list[str], prompts: list[str], args: argparse.Namespace, decoder) -> int:
     results = []
     for name in names:
         start = time.perf_counter()
-        r = report(pg, name, prompts, args.samples, args.max_new_tokens)
+        r = report(pg, name, prompts, args.samples, args.max_new_tokens, decode=decoder)
         r["wall_s"] = round(time.perf_counter() - start, 1)
         results.append(r)
         card_file = registry.get_adapter(name).path / "card.json"

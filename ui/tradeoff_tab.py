@@ -20,6 +20,7 @@ from playground.tradeoff.sweep import SweepCancelled, SweepResult, run_controls,
 from playground.tradeoff.token_view import token_view
 from playground.settings.validation import InputError, check_choice, check_job_cost, check_prompt, decode_settings, sweep_settings
 from playground.runtime.job_folders import job_folder
+from playground.distributed.ray_runner import app_runner
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider
 from ui.jobs import JobControl, SessionJobs, run_job
 
@@ -135,6 +136,8 @@ def build_tradeoff_tab(pg) -> None:
     """`pg`: a Playground, or a LazyPlayground that is still loading (only `pg.adapters` is read here)."""
     names = sorted(pg.adapters)
     default_adapter = "upbeat-b0.1" if "upbeat-b0.1" in names else (names[0] if names else None)
+    # In this process, or on the Ray cluster PLAYGROUND_RAY_ADDRESS names (off by default; docs/distributed.md)
+    run_sweep, run_controls = app_runner(SERVE.ray_address)
     judges = available_judges()
     gr.Markdown(EXPLAIN)
     with gr.Accordion("1 · Adapter and prompts", open=True):

@@ -6,6 +6,8 @@ over prompts. Prints the nominal λ = β_A/β_B beside the measured one; writes 
 figure (same stem, .png). `--record` also stores the result in adapter A's card.json under "calibration".
 Prompts: the first `--prompts` held-out prompts of models/prompts/eval.txt (or `--prompts-file`).
 Bad input: one `error: ...` line on stderr, exit status 2, before any model loads.
+`--ray ADDRESS|auto|local` samples and teacher-forces on a Ray cluster (prompts sharded over actors, answer k of
+a prompt at seed + k): the same result as without it (docs/distributed.md).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from playground.settings.request import EVAL_PROMPTS, LIMITS
 from playground.tradeoff.calibrate import CALIBRATION, calibration_figure, calibration_settings, run_calibration, verdict
 from playground.tradeoff.outputs import read_prompt_file
 from playground.cli.out import add_out_arguments, check_out
+from playground.distributed.options import add_ray_arguments, ray_options
 from playground.settings.validation import InputError, check_int
 
 
@@ -38,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--lambda-points", default=None, help=f"λ grid points (default {CALIBRATION.points})")
     p.add_argument("--record", action="store_true", help="store the result in adapter A's card.json under \"calibration\"")
     add_out_arguments(p, "JSON output (.json); the figure is written beside it (.png)", required=True)
+    add_ray_arguments(p)  # --ray ADDRESS|auto|local: decode on a Ray cluster (playground/distributed)
     p.set_defaults(func=run)
     return p
 
@@ -101,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from playground.cli.sweep import progress_bar
 
     out = check_out(args.out, args.mkdir)  # before anything loads or decodes
+    ray = ray_options(args)
     a = check_installed(args.adapter, "adapter")
     b = check_installed(args.against, "against")
     s = calibration_settings({n: registry.get_adapter(n) for n in {a, b}}, adapter=a, against=b, prompts=_prompts(args),
@@ -110,7 +115,12 @@ def run(args: argparse.Namespace) -> int:
     if len(judges) > 1:
         print(f"note: {a} and {b} learned different judges ({', '.join(sorted(judges))}); "
               f"λ = β_A/β_B assumes the same pairs")
-    result = run_calibration(load_playground([a, b]), s, progress=progress_bar)
+    if ray is not None:  # the same result, sampled and teacher-forced by engines on a Ray cluster
+        from playground.distributed import ray_runner
+
+        result = ray_runner.ray_calibration(ray_runner.registry_spec(a, b), s, ray, progress=progress_bar)
+    else:
+        result = run_calibration(load_playground([a, b]), s, progress=progress_bar)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     png = out.with_suffix(".png")

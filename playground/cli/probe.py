@@ -9,6 +9,8 @@ Decodes every (prompt, λ, sample) row of the probe in one batch, measures, prin
 JSON (`--out`), a CSV and a PNG plot of the metrics vs λ beside it. A progress bar goes to stderr. Bad input:
 one `error: ...` line on stderr, exit status 2, before any model loads. `--limit N` keeps the first N prompts
 of each prompt set (a quick run). `judge_bias` decodes nothing and loads no language model.
+`--ray ADDRESS|auto|local` decodes the rows on a Ray cluster (prompts sharded over actors, each row at its own
+seed): the same answers and table as without it (docs/distributed.md).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import time
 from playground import registry
 from playground.cli.out import add_out_arguments, check_out
 from playground.cli.sweep import pick_adapter, progress_bar
+from playground.distributed.options import add_ray_arguments, ray_options
 from playground.probes.generation import DEFAULT_LAMBDAS, estimate, probe_settings, run_on_playground, stages
 from playground.probes.registry import PROBES, get_probe
 from playground.settings.validation import InputError
@@ -40,6 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", default=0, help="sample k uses seed + k, at every λ")
     p.add_argument("--limit", default=None, help="keep the first N prompts of each prompt set (a quick run)")
     add_out_arguments(p, "JSON output (.json); the CSV and PNG are written beside it")
+    add_ray_arguments(p)  # --ray ADDRESS|auto|local: decode on a Ray cluster (playground/distributed)
     p.set_defaults(func=run)
     return p
 
@@ -69,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.name not in PROBES:  # before --out and the adapter: the probe is the first thing named
         raise InputError(f"unknown probe {args.name!r}; available: {', '.join(PROBES)}")
     out = check_out(args.out, args.mkdir)  # before anything loads or decodes
+    ray = ray_options(args)
     adapter = pick_adapter(args.adapter)
     name, s = probe_settings({adapter: registry.get_adapter(adapter)}, probe=args.name, adapter=adapter,
                              lambdas=args.lambdas, samples=args.samples, temperature=args.temperature,
@@ -78,7 +83,13 @@ def run(args: argparse.Namespace) -> int:
     from playground.probes.base import ProbeContext, run_probe
     from playground.probes.outputs import figure, text_table, write_outputs
 
-    if probe.rows(s):
+    if probe.rows(s) and ray is not None:  # the same answers, decoded by engines on a Ray cluster
+        from playground.distributed import ray_runner
+
+        done = ray_runner.ray_probe(ray_runner.registry_spec(adapter), name, s, ray, progress=progress_bar,
+                                    ctx=ProbeContext(adapter_judge=registry.get_adapter(adapter).judge))
+        result, answers, wall = done.result, done.answers, done.wall_s
+    elif probe.rows(s):
         done = run_on_playground(load_playground(adapter), name, s, progress=progress_bar)
         result, answers, wall = done.result, done.answers, done.wall_s
     else:  # nothing to decode (judge bias): the judges alone, no language model

@@ -6,7 +6,7 @@ Per-request knobs live in `playground.settings.request`; the vote store and trai
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from playground.settings.request import Limits
 
@@ -84,6 +84,10 @@ class ServeSettings:
     # is set, or PLAYGROUND_LISTEN=1 opens it to the network.
     local_host: str = "127.0.0.1"
     public_host: str = "0.0.0.0"
+    # A Ray cluster the Trade-off tab's sweeps and control comparisons are decoded on, read from
+    # PLAYGROUND_RAY_ADDRESS at startup: local (a throwaway cluster here), auto (the running one) or HOST:PORT;
+    # needs requirements-ray.txt (docs/distributed.md). Unset, the default and what a public Space has: in process.
+    ray_address: str | None = field(default_factory=lambda: os.environ.get("PLAYGROUND_RAY_ADDRESS") or None)
 
 
 SERVE = ServeSettings()

@@ -217,14 +217,16 @@ def _progress_noop(fraction: float, message: str) -> None:
     pass
 
 
-def run_calibration(pg, s: CalibrationSettings, progress: Callable[[float, str], None] = _progress_noop,
-                    should_stop: Callable[[], bool] = lambda: False, n_boot: int = DEFAULT_BOOTSTRAP) -> CalibrationResult:
-    """Sample from π_B through the facade, teacher-force under base, A and B, and fit λ (see the module docstring)."""
+def answer_sums(pg, s: CalibrationSettings, prompts: Sequence[int], progress: Callable[[float, str], None] = _progress_noop,
+                should_stop: Callable[[], bool] = lambda: False) -> list[dict | None]:
+    """Steps 1–2 for the prompts of index `prompts`: per (prompt i, answer k), i in that order and k ascending, the
+    answer's KL sums over its positions at every grid λ (`kl`) and at λ = 0, nominal, 1 (`extra`), and its tokens;
+    None for an empty answer. Each answer has its own seed (seed + k) and is forced alone, so the sums do not depend
+    on which prompts share the call (the Ray runner calls this per shard)."""
     import torch
 
-    start = time.perf_counter()
-    prompt_ids = [pg.encode(p) for p in s.prompts]
-    jobs = [(i, k) for i in range(len(s.prompts)) for k in range(s.samples)]
+    prompt_ids = {i: pg.encode(s.prompts[i]) for i in prompts}
+    jobs = [(i, k) for i in prompts for k in range(s.samples)]
     reqs = [pg.request(prompt_ids[i], s.against, s.decode(k)) for i, k in jobs]
     answers: list[list[int]] = []
     chunk = LIMITS.max_sweep_rows
@@ -239,28 +241,42 @@ def run_calibration(pg, s: CalibrationSettings, progress: Callable[[float, str],
         if should_stop():
             raise CalibrationCancelled("calibration stopped while sampling")
         answers.extend(list(st.tokens) for st in streams)
-    lambdas = list(s.lambdas)
-    extra = [0.0, s.nominal_lambda, 1.0]  # λ = 0 (base), nominal, 1 (A as trained)
-    kl_sum = np.zeros((len(s.prompts), len(lambdas)))
-    extra_sum = np.zeros((len(s.prompts), len(extra)))
-    n_tok = np.zeros(len(s.prompts), dtype=np.int64)
+    grid = list(s.lambdas) + [0.0, s.nominal_lambda, 1.0]  # the grid, then λ = 0 (base), nominal, 1 (A as trained)
     tuned = replace_lam(s.decode(0), 1.0)
+    out: list[dict | None] = []
     for j, ((i, k), tokens) in enumerate(zip(jobs, answers)):
         if should_stop():
             raise CalibrationCancelled("calibration stopped while teacher-forcing")
         if not tokens:
+            out.append(None)
             continue
         cont = tokens[:-1]  # n logits: position t predicts tokens[t]
         # one teacher-forced pass for the three policies: base (λ = 0), A and B as trained (λ = 1)
         logits = torch.stack(pg.teacher_force(prompt_ids[i], [None, s.adapter, s.against],
                                               [replace_lam(tuned, 0.0), tuned, tuned], cont))  # [n, 3, V]
         l_base, l_a, l_b = logits[:, 0], logits[:, 1], logits[:, 2]
-        kl = kl_to_mix(l_b, l_base, l_a, lambdas + extra)  # [L + 3, n]
-        sums = kl.sum(-1).double().numpy()
-        kl_sum[i] += sums[:len(lambdas)]
-        extra_sum[i] += sums[len(lambdas):]
-        n_tok[i] += len(tokens)
+        sums = kl_to_mix(l_b, l_base, l_a, grid).sum(-1).double().numpy()  # [L + 3]
+        out.append({"prompt": i, "kl": sums[:len(s.lambdas)], "extra": sums[len(s.lambdas):], "tokens": len(tokens)})
         progress(sample_share + (1 - sample_share) * (j + 1) / len(jobs), f"teacher-forcing answer {j + 1}/{len(jobs)}")
+    return out
+
+
+def run_calibration(pg, s: CalibrationSettings, progress: Callable[[float, str], None] = _progress_noop,
+                    should_stop: Callable[[], bool] = lambda: False, n_boot: int = DEFAULT_BOOTSTRAP,
+                    sums: Callable[..., list[dict | None]] | None = None) -> CalibrationResult:
+    """Sample from π_B through the facade, teacher-force under base, A and B, and fit λ (see the module docstring).
+    `sums` replaces `answer_sums` (same arguments; the Ray runner computes them on a cluster, `pg` is then unused)."""
+    start = time.perf_counter()
+    lambdas = list(s.lambdas)
+    per_answer = (sums or answer_sums)(pg, s, list(range(len(s.prompts))), progress, should_stop)
+    kl_sum = np.zeros((len(s.prompts), len(lambdas)))
+    extra_sum = np.zeros((len(s.prompts), 3))
+    n_tok = np.zeros(len(s.prompts), dtype=np.int64)
+    for answer in per_answer:  # in (prompt, k) order, as they were decoded: the same additions, the same sums
+        if answer is not None:
+            kl_sum[answer["prompt"]] += answer["kl"]
+            extra_sum[answer["prompt"]] += answer["extra"]
+            n_tok[answer["prompt"]] += answer["tokens"]
     keep = n_tok > 0
     per_prompt = kl_sum[keep] / n_tok[keep, None]  # token-weighted mean per prompt, [P, L]
     per_extra = extra_sum[keep] / n_tok[keep, None]

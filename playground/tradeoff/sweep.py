@@ -284,9 +284,10 @@ def run_sweep(pg, s: SweepSettings, progress: Progress | None = None,
 
 
 def run_controls(pg, settings: Sequence[SweepSettings], progress: Progress | None = None,
-                 should_stop: Callable[[], bool] = lambda: False) -> SweepResult:
+                 should_stop: Callable[[], bool] = lambda: False, decode: Callable[..., list[dict]] | None = None) -> SweepResult:
     """Several sweeps on the same prompts and seeds (one per control), their rows in one table: `run_sweep` for
-    each in turn, progress shared out; `settings` of the result lists each sweep's settings under "sweeps"."""
+    each in turn, progress shared out; `settings` of the result lists each sweep's settings under "sweeps".
+    `decode`: as for `run_sweep` (the Ray runner's, for every sweep)."""
     start = time.perf_counter()
     report = progress or (lambda fraction, message: None)
     rows: list[dict] = []
@@ -296,7 +297,7 @@ def run_controls(pg, settings: Sequence[SweepSettings], progress: Progress | Non
         def part(fraction: float, message: str, i: int = i, c: str = s.control) -> None:
             report((i + fraction) / len(settings), f"{c} ({i + 1}/{len(settings)}): {message}")
 
-        result = run_sweep(pg, s, progress=part, should_stop=should_stop)
+        result = run_sweep(pg, s, progress=part, should_stop=should_stop, decode=decode)
         rows += result.rows
         samples += [dict(x, control=s.control) for x in result.samples]
         done.append(result.settings)
