@@ -13,7 +13,7 @@ import pytest
 from tests.test_app import GOOD, app_url, client  # noqa: F401  (fixtures)
 from tests.runtime.test_http_guard import post
 
-PUBLIC_JOBS = ("chat", "duel", "vote", "train_votes", "tradeoff_sweep", "probe", "token_view", "dera_check")
+PUBLIC_JOBS = ("chat", "duel", "vote", "train_votes", "tradeoff_sweep", "tradeoff_controls", "probe", "token_view", "dera_check")
 
 
 def request(url: str, method: str = "GET") -> tuple[int, bytes]:
