@@ -118,11 +118,20 @@ def build_duel_panel(pg, service) -> None:
         return "", "", "", gr.Row(visible=False), "Answering …", gr.Button(visible=False), gr.Button(visible=True)
 
     def generate(message, name, temp, request: gr.Request):
+        """The stream without the vote row: the buttons come in `finish`, after this event has completed. Gradio's
+        completion message re-sends a generator's last outputs, and it can arrive after a quick vote's reveal (a
+        loaded server ends the generator late): shown here, the vote row and an empty note would come back over it."""
         try:
-            yield from stream_duel(service, message, name, temp, request.session_hash, STOPS.checker(request.session_hash))
+            for a, b, duel_id, _vote_row, note in stream_duel(service, message, name, temp, request.session_hash,
+                                                               STOPS.checker(request.session_hash)):
+                yield a, b, duel_id, note
         except USER_ERRORS as err:  # what needs the model (the prompt's tokens): a toast
             gr.Warning(plain(err))
-            yield "", "", "", gr.Row(visible=False), ""
+            yield "", "", "", ""
+
+    def finish(duel_id):
+        """After the stream has completed: Generate back in place of Stop, the vote buttons if a duel was kept."""
+        return gr.Button(visible=True), gr.Button(visible=False), gr.Row(visible=bool(duel_id))
 
     def generate_api(message, name, temp, request: gr.Request):
         """/duel for gradio_client: the same stream, errors as AppError; /duel_stop from the same client stops it."""
@@ -147,9 +156,9 @@ def build_duel_panel(pg, service) -> None:
     for trigger in (prompt.submit, go.click):
         (trigger(check, [prompt, adapter], duel_state, **QUICK)
             .success(show, None, [*duel_outs, *buttons_out], **QUICK)
-            .success(generate, [prompt, adapter, temperature], duel_outs, api_visibility="private", show_progress="hidden",
-                     **LM_EVENT)
-            .then(lambda: (gr.Button(visible=True), gr.Button(visible=False)), None, buttons_out, **QUICK))
+            .success(generate, [prompt, adapter, temperature], [answer_a, answer_b, duel_state, reveal],
+                     api_visibility="private", show_progress="hidden", **LM_EVENT)
+            .then(finish, duel_state, [*buttons_out, vote_row], **QUICK))
     duel_api = gr.Button(visible=False)
     duel_api.click(generate_api, [prompt, adapter, temperature], duel_outs, api_name="duel", **LM_EVENT)
     stop.click(on_stop, None, None, api_name="duel_stop", show_progress="hidden", concurrency_id="duel-stop",

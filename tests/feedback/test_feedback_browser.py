@@ -63,8 +63,6 @@ def test_prefer_this_one_votes_once_and_marks_the_answer(app, browser):
     page.context.close()
 
 
-@pytest.mark.xfail(strict=False, reason="open defect (2026-12-01): in Chromium the duel panel's click after a streamed "
-                   "duel (Stop, or a vote) does not update #duel-reveal; /duel, /duel_stop and /vote through gradio_client pass")
 def test_blind_duel_is_a_mode_of_the_side_by_side_tab_and_the_report_offers_downloads(app, browser):
     url, db = app
     page = open_page(browser, url)
