@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from playground.lm.engine import Request
+from playground.lm.request import Request
+from playground.settings.request import DecodeSettings
 from playground.service import Playground
 from playground.settings.paths import REPO_ROOT
 
@@ -97,7 +98,7 @@ def kl_fidelity(pg: Playground, refs: dict, prompts: list[str], tokens: int) -> 
     """Per reference (name -> model): KL and entropy ratios engine / reference over the same sampled tokens."""
     found = {name: {"kl": [], "reported": [], "recomputed": [], "entropy": []} for name in refs}
     for adapter in ADAPTERS:
-        reqs = [Request(pg.encode(p), adapter=adapter, lam=lam, temperature=0.7, top_p=0.95, max_new_tokens=tokens, seed=k)
+        reqs = [Request(pg.encode(p), adapter, DecodeSettings(lam=lam, temperature=0.7, top_p=0.95, max_new_tokens=tokens, seed=k))
                 for k, p in enumerate(prompts) for lam in LAMBDAS]
         streams = pg.engine.generate(reqs)
         for i in range(0, len(reqs), len(LAMBDAS)):  # one prompt's λ samples per reference forward
@@ -109,10 +110,10 @@ def kl_fidelity(pg: Playground, refs: dict, prompts: list[str], tokens: int) -> 
                 for j, (r, st) in enumerate(group):
                     start = len(r.prompt_ids) - 1
                     lb, lt = l_base[j, start:start + len(st.tokens)], l_tuned[j, start:start + len(st.tokens)]
-                    l_mix = lb + r.lam * (lt - lb)
+                    l_mix = lb + r.settings.lam * (lt - lb)
                     lp_mix, lp_base = torch.log_softmax(l_mix, -1), torch.log_softmax(lb, -1)
                     kl = float((lp_mix.exp() * (lp_mix - lp_base)).sum())
-                    ent = float(sampled_entropy(l_mix, r.temperature, r.top_p).mean())
+                    ent = float(sampled_entropy(l_mix, r.settings.temperature, r.settings.top_p).mean())
                     if kl > 0:
                         f["kl"].append(st.kl_sum / kl)
                         f["reported"].append(st.kl_mean)
@@ -134,7 +135,8 @@ def greedy_agreement(pg: Playground, ref, prompts: list[str], tokens: int) -> di
     same, prefix, n = 0, [], 0
     stop = pg.engine.stop_ids.tolist()
     for lam in (0.0, 1.0):
-        reqs = [Request(pg.encode(p), adapter=ADAPTERS[0], lam=lam, temperature=0.0, max_new_tokens=tokens) for p in prompts]
+        reqs = [Request(pg.encode(p), ADAPTERS[0], DecodeSettings(lam=lam, temperature=0.0, top_p=1.0, max_new_tokens=tokens))
+                for p in prompts]
         for r, st in zip(reqs, pg.engine.generate(reqs)):
             x = torch.tensor([list(r.prompt_ids)])
             kw = dict(attention_mask=torch.ones_like(x), max_new_tokens=tokens, do_sample=False, eos_token_id=stop, pad_token_id=stop[0])
@@ -161,9 +163,10 @@ def mixed_requests(pg: Playground, prompts: list[str], count: int, tokens: int) 
     out = []
     for i in range(count):
         adapter = adapters[i % len(adapters)] if adapters[i % len(adapters)] in pg.adapters else None
-        out.append(Request(ids[i % len(ids)], adapter=adapter, lam=(0.5, 1.0, 2.0, 4.0)[i % 4],
-                           mode="weights" if i % 7 == 3 else "logits", temperature=(0.0, 0.7, 1.0, 1.3)[(i // 2) % 4],
-                           top_p=(1.0, 0.95, 0.9)[i % 3], max_new_tokens=tokens - (i % 5) * 4, seed=i))
+        out.append(Request(ids[i % len(ids)], adapter, DecodeSettings(
+            lam=(0.5, 1.0, 2.0, 4.0)[i % 4], mode="weights" if i % 7 == 3 else "logits",
+            temperature=(0.0, 0.7, 1.0, 1.3)[(i // 2) % 4], top_p=(1.0, 0.95, 0.9)[i % 3],
+            max_new_tokens=tokens - (i % 5) * 4, seed=i)))
     return out
 
 

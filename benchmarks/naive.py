@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from transformers import DynamicCache
 
-from playground.lm.engine import Request
+from playground.lm.request import Request
 from playground.lm.loading import find_package_file
 from playground.lm.sampling import RowSampler
 from playground.service import Playground
@@ -37,13 +37,14 @@ def _naive_one(base, tuned, req: Request) -> int:
     """One setting alone: base and tuned forwards one after the other, batch 1, no stop token."""
     ids = torch.tensor([req.prompt_ids])
     caches = (DynamicCache(), DynamicCache())
-    sampler = RowSampler([req.temperature], [req.top_p], [req.seed])
-    for _ in range(req.max_new_tokens):
+    d = req.settings
+    sampler = RowSampler([d.temperature], [d.top_p], [d.seed])
+    for _ in range(d.max_new_tokens):
         l_base = base(input_ids=ids, past_key_values=caches[0], use_cache=True, logits_to_keep=1).logits[:, -1].float()
         l_tuned = tuned(input_ids=ids, past_key_values=caches[1], use_cache=True, logits_to_keep=1).logits[:, -1].float()
-        token, _ = sampler.sample(torch.lerp(l_base, l_tuned, req.lam))
+        token, _ = sampler.sample(torch.lerp(l_base, l_tuned, d.lam))
         ids = token[:, None]
-    return req.max_new_tokens
+    return d.max_new_tokens
 
 
 def naive_sweep(pg: Playground, requests: Sequence[Request]) -> float:

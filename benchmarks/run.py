@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,8 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 import torch
 
 from benchmarks import naive
-from playground.lm.engine import Request
+from playground.lm.request import Request
 from playground.service import Playground
+from playground.settings.request import DecodeSettings
 
 PROMPT = "Give me a tip for a rainy day."
 
@@ -63,7 +65,7 @@ def one_stream(pg: Playground, adapter: str, tokens: int, repeats: int) -> dict:
 
 def side_by_side(pg: Playground, adapter: str, tokens: int, repeats: int) -> dict:
     s = pg.turn(PROMPT, adapter, lam=1.5, temperature=0.7, max_new_tokens=tokens)
-    reqs = [Request(**{**r.__dict__, "max_new_tokens": tokens, "temperature": 0.0}) for r in pg.requests(s).values()]
+    reqs = [replace(r, settings=replace(r.settings, max_new_tokens=tokens, temperature=0.0)) for r in pg.requests(s).values()]
     with no_stops(pg):
         seconds = median_time(lambda: pg.engine.generate(reqs), repeats)
     return {"side_by_side_tok_s": tokens / seconds}
@@ -72,8 +74,8 @@ def side_by_side(pg: Playground, adapter: str, tokens: int, repeats: int) -> dic
 def sweep_requests(pg: Playground, adapter: str, rows: int, tokens: int) -> list[Request]:
     ids = pg.requests(pg.turn(PROMPT, adapter, lam=1.0))["base"].prompt_ids
     lams, temps = [0.0, 0.5, 1.0, 2.0], [0.7, 1.0]
-    return [Request(ids, adapter=adapter, lam=lams[i % 4], temperature=temps[(i // 4) % 2], top_p=0.95,
-                    max_new_tokens=tokens, seed=i) for i in range(rows)]
+    return [Request(ids, adapter, DecodeSettings(lam=lams[i % 4], temperature=temps[(i // 4) % 2], top_p=0.95,
+                                                 max_new_tokens=tokens, seed=i)) for i in range(rows)]
 
 
 def sweep(pg: Playground, adapter: str, rows: int, tokens: int, repeats: int) -> float:
@@ -97,7 +99,8 @@ RSS_CODE = """
 import json, sys
 from playground import registry
 from playground.service import AdapterInfo, Playground
-from playground.lm.engine import Request
+from playground.lm.request import Request
+from playground.settings.request import DecodeSettings
 n = {n}
 names = [a.name for a in registry.installed_adapters()]
 pg = Playground.from_registry(adapters=[])
@@ -105,7 +108,7 @@ for i in range(n):
     a = registry.get_adapter(names[i % len(names)])
     pg.add_adapter(AdapterInfo(f"{{a.name}}-{{i}}", a.path, a.beta_train, a.judge))
 ids = pg.encode('hi')
-pg.engine.generate([Request(ids, adapter=f"{{names[0]}}-0" if n else None, lam=1.0, max_new_tokens=4)])
+pg.engine.generate([Request(ids, f"{{names[0]}}-0" if n else None, DecodeSettings(lam=1.0, top_p=1.0, max_new_tokens=4))])
 hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]  # peak RSS of this process
 print(json.dumps({{"rss_mb": int(hwm) / 1024}}))
 """
@@ -178,9 +181,9 @@ def main() -> None:
     r: dict = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "torch": torch.__version__,
                "weights": pg.engine.weights, "dtype": str(pg.base.model.dtype), "tokens": tokens, "repeats": repeats}
     if "hf" not in skip:
-        pg.engine.fast = False  # the generic transformers decoder (dense weights), for comparison
+        fast, pg.engine = pg.engine, pg.engine.with_path("generic")  # the transformers decoder (dense weights), to compare
         r["realigned_tok_s_hf_decoder"] = one_stream(pg, adapter, tokens, repeats)["realigned_tok_s"]
-        pg.engine.fast = True
+        pg.engine = fast
     r |= one_stream(pg, adapter, tokens, repeats)
     r |= side_by_side(pg, adapter, tokens, repeats)
     r["sweep16_row_tok_s"] = sweep(pg, adapter, 16, tokens, repeats)

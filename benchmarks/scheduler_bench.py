@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from playground.lm.engine import Request
+from playground.lm.request import Request
+from playground.settings.request import DecodeSettings
 from playground.service import Playground
 
 PROMPTS = ["Give me a tip for a rainy day.", "How should I spend a free Sunday?", "Tell me about keeping a small garden.",
@@ -78,8 +79,8 @@ def level(pg: Playground, clients: int, turns: int, tokens: int) -> dict:
 
 def chat_during_sweep(pg: Playground, rows: int, sweep_tokens: int, tokens: int) -> dict:
     ids = pg.encode(PROMPTS[0])
-    sweep = [Request(ids, adapter=ADAPTER, lam=(0.0, 0.5, 1.0, 2.0)[i % 4], temperature=(0.7, 1.0)[(i // 4) % 2],
-                     top_p=0.95, max_new_tokens=sweep_tokens, seed=i) for i in range(rows)]
+    sweep = [Request(ids, ADAPTER, DecodeSettings(lam=(0.0, 0.5, 1.0, 2.0)[i % 4], temperature=(0.7, 1.0)[(i // 4) % 2],
+                                                  top_p=0.95, max_new_tokens=sweep_tokens, seed=i)) for i in range(rows)]
     done = threading.Event()
     sweep_s = {}
 
@@ -109,13 +110,12 @@ def chat_during_sweep(pg: Playground, rows: int, sweep_tokens: int, tokens: int)
 
 def one_stream(pg: Playground, tokens: int, repeats: int) -> dict:
     """Realigned greedy decoding of one request (2 rows): through the scheduler and decoded directly."""
-    req = Request(pg.encode(PROMPTS[0]), adapter=ADAPTER, lam=1.5, temperature=0.0, max_new_tokens=tokens)
+    req = Request(pg.encode(PROMPTS[0]), ADAPTER, DecodeSettings(lam=1.5, temperature=0.0, top_p=1.0, max_new_tokens=tokens))
     out = {}
-    for name, continuous in (("scheduler", True), ("direct", False)):
-        pg.engine.continuous = continuous
-        rates = [len(s.tokens) / s.elapsed_s for s in (pg.engine.generate([req])[0] for _ in range(repeats))]
+    for name, path in (("scheduler", "continuous"), ("direct", "batch")):
+        engine = pg.engine if path == "continuous" else pg.engine.with_path(path)  # the same weights, another decode path
+        rates = [len(s.tokens) / s.elapsed_s for s in (engine.generate([req])[0] for _ in range(repeats))]
         out[f"one_stream_{name}_tok_s"] = statistics.median(rates)
-    pg.engine.continuous = True
     return out
 
 

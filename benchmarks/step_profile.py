@@ -18,7 +18,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from playground.lm.batch import RunningBatch
-from playground.lm.engine import Stream
+from playground.lm.request import Stream
 
 PROMPT = "Give me a tip for a rainy day."
 KINDS = {  # profiler op name -> part of the step

@@ -10,22 +10,23 @@ that reproduce them.
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from playground import registry
+from playground.chat.turn import ChatTurn, build_turn
 from playground.settings.request import COLUMNS, DecodeSettings, nominal_beta
 from playground.settings.server import model_dtype_name
 from playground.settings.votes import TrainingSettings
-from playground.settings.validation import check_choice, check_prompt, decode_settings
+from playground.settings.validation import InputError, check_choice, check_prompt_tokens
 
 if TYPE_CHECKING:  # torch loads after the UI is served
     import torch
 
     from playground.lm.detokenize import Detokenizer
-    from playground.lm.engine import Request, Stream
     from playground.lm.loading import LoadedBase
+    from playground.lm.request import Request, Stream
 
 
 @dataclass(frozen=True)
@@ -56,34 +57,6 @@ class Answer:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class ChatTurn:
-    """One user turn: the prompt, the adapter, and the realigned column's decode settings."""
-
-    prompt: str
-    adapter: str
-    decode: DecodeSettings
-    beta_train: float
-    # Prompt guidance of the realigned column: ℓ = ℓ_uncond + γ(ℓ_cond − ℓ_uncond). 1 = off (the plain model);
-    # higher = follows the prompt more strongly, less diverse; 0 = ignores the prompt.
-    cfg_scale: float = 1.0
-    # What the unconditional branch reads instead of the user's text ("" = an empty user turn).
-    negative_prompt: str = ""
-
-    @property
-    def kl_strength(self) -> float:
-        """Nominal β = β_train / λ shown beside λ."""
-        return nominal_beta(self.beta_train, self.decode.lam)
-
-    def column(self, name: str) -> DecodeSettings:
-        """The settings each column decodes with: base λ = 0, tuned λ = 1 (logits), realigned as chosen."""
-        if name == "base":
-            return replace(self.decode, lam=0.0, mode="logits")
-        if name == "tuned":
-            return replace(self.decode, lam=1.0, mode="logits")
-        return self.decode
-
-
 def resolve_dtype(name: str) -> "torch.dtype":
     """"auto" -> bfloat16 where the CPU has native bf16 matmuls (oneDNN), else float32; names map as is."""
     import torch
@@ -106,7 +79,9 @@ class Playground:
         self._tokenizer = base.tokenizer
         self._adapter_set = AdapterSet(base.model, base_names=[base.source, *base_names])
         self._stop_ids = stop_token_ids(self._tokenizer)
-        self.engine = Engine(base.model, self._tokenizer, self._adapter_set, self._stop_ids, int4=base.int4)
+        # The decode path (continuous batching where the model allows) is fixed here; a refused submission is an InputError.
+        self.engine = Engine(base.model, self._tokenizer, self._adapter_set, self._stop_ids, int4=base.int4,
+                             refusal=InputError)
         self._add_lock = threading.Lock()
         # Replaced, never mutated, by add_adapter: a reader iterating the old dict is never disturbed.
         self.adapters: dict[str, AdapterInfo] = {}
@@ -167,24 +142,27 @@ class Playground:
         return len(self._tokenizer)
 
     def encode(self, prompt: str, history: Sequence[dict] = ()) -> tuple[int, ...]:
-        """Prompt ids of a conversation, ending where the assistant's answer starts (user text stays plain text)."""
+        """Prompt ids of a conversation, ending where the assistant's answer starts (user text stays plain text).
+
+        `prompt` is checked text (check_prompt, where it entered); the token count (with the chat template and the
+        conversation so far) is checked here, once."""
         from playground.lm.prompts import prompt_ids
 
-        return prompt_ids(self._tokenizer, history, prompt, self.chat)
+        ids = prompt_ids(self._tokenizer, history, prompt, self.chat)
+        check_prompt_tokens(len(ids))
+        return ids
 
     def request(self, prompt_ids: Sequence[int], adapter: str | None, d: DecodeSettings, cfg_scale: float = 1.0,
                 uncond_ids: Sequence[int] | None = None) -> "Request":
         """The engine request for one answer: `adapter=None` (or λ = 0 in logits mode) decodes the base model.
 
         cfg_scale γ ≠ 1 adds prompt guidance against `uncond_ids` (default: `self.uncond_ids()`)."""
-        from playground.lm.engine import Request
+        from playground.lm.request import Request
 
         uncond = None
         if cfg_scale != 1.0:
             uncond = tuple(uncond_ids) if uncond_ids is not None else self.uncond_ids()
-        return Request(tuple(prompt_ids), adapter=adapter, lam=d.lam, mode=d.mode, temperature=d.temperature,
-                       top_p=d.top_p, max_new_tokens=d.max_new_tokens, seed=d.seed, cfg_scale=float(cfg_scale),
-                       uncond_prompt_ids=uncond)
+        return Request(tuple(prompt_ids), adapter, d, cfg_scale=float(cfg_scale), uncond_prompt_ids=uncond)
 
     def uncond_ids(self, negative_prompt: str = "", history: Sequence[dict] = ()) -> tuple[int, ...]:
         """The unconditional branch of prompt guidance: the same chat template (system turn, earlier turns) with the
@@ -253,16 +231,10 @@ class Playground:
 
     # --- side by side -----------------------------------------------------------------------------
     def turn(self, prompt: object, adapter: object, kl_strength=None, lam=None, **knobs) -> ChatTurn:
-        """Validate one turn's knobs (from UI, API or CLI) into a ChatTurn; knobs: mode, temperature, top_p, max_new_tokens, seed,
-        and the realigned column's prompt guidance cfg_scale (1 = off) and negative_prompt."""
-        from playground.settings.validation import cfg_guidance
-
-        prompt = check_prompt(prompt)
-        name = check_choice("adapter", adapter, sorted(self.adapters))
-        beta_train = self.adapters[name].beta_train
-        gamma, negative = cfg_guidance(knobs.pop("cfg_scale", 1.0), knobs.pop("negative_prompt", ""))
-        d = decode_settings(lam=lam, kl_strength=kl_strength, beta_train=beta_train, **knobs)
-        return ChatTurn(prompt, name, d, beta_train, gamma, negative)
+        """Validate one turn's knobs (from API or CLI) into a ChatTurn (chat/turn.py `build_turn`); knobs: mode, temperature,
+        top_p, max_new_tokens, seed, and the realigned column's prompt guidance cfg_scale (1 = off) and negative_prompt."""
+        guidance = knobs.pop("cfg_scale", 1.0), knobs.pop("negative_prompt", "")
+        return build_turn(self.adapters, prompt, adapter, {"lam": lam, "kl_strength": kl_strength, **knobs}, *guidance)
 
     def requests(self, t: ChatTurn, histories: dict[str, Sequence[dict]] | None = None) -> dict[str, "Request"]:
         """The three columns' requests; each column continues its own conversation history."""
@@ -298,22 +270,6 @@ class Playground:
             settings=settings,
         )
 
-    def stream_side_by_side(self, t: ChatTurn, histories: dict[str, Sequence[dict]] | None = None, columns: Sequence[str] = COLUMNS,
-                            should_stop: Callable[[], bool] = lambda: False, every: int = 1) -> Iterator[dict[str, Answer]]:
-        """Decode the chosen columns together in one batch; yield their answers every `every` steps."""
-        reqs = self.requests(t, histories)
-        chosen = [c for c in COLUMNS if c in columns]
-        step = 0
-        answers: dict[str, Answer] = {}
-        texts = {c: self.detokenizer() for c in chosen}
-        for streams in self.stream([reqs[c] for c in chosen], should_stop=should_stop):
-            step += 1
-            answers = {c: self.answer(st, c, t, texts[c].feed(st.tokens).text) for c, st in zip(chosen, streams)}
-            if step % every == 0 and not all(a.done for a in answers.values()):
-                yield answers
-        self.add_rewards(t, answers)
-        yield answers
-
     def add_rewards(self, t: ChatTurn, answers: dict[str, Answer]) -> None:
         """Score every column with the adapter's judge (the reward it was trained towards)."""
         if not answers:
@@ -323,9 +279,12 @@ class Playground:
         for a, r in zip(answers.values(), judge.score([t.prompt] * len(texts), texts)):
             a.reward = float(r)
 
-    def side_by_side(self, t: ChatTurn, histories: dict[str, Sequence[dict]] | None = None,
-                     columns: Sequence[str] = COLUMNS) -> dict[str, Answer]:
+    def side_by_side(self, t: ChatTurn) -> dict[str, Answer]:
+        """The three columns' answers to one turn, decoded together (the chat's own decoder, chat/conversation.py,
+        without its request time limit), judged."""
+        from playground.chat.conversation import Conversation, stream_turn
+
         answers: dict[str, Answer] = {}
-        for answers in self.stream_side_by_side(t, histories, columns):
+        for _, answers in stream_turn(self, Conversation(), t, timed=False):
             pass
         return answers

@@ -1,8 +1,9 @@
 """Event steps of the chat tab: show the question, stream, restore the buttons; the /chat API; share links;
 "Prefer this one" under the latest turn's answers (and its /prefer API).
 
-Wiring only: the turn logic is in `playground.chat.conversation`, the links in `playground.chat.share`, the votes in
-`playground.feedback` (`DuelService.vote_columns`).
+Wiring only: the turn logic is in `playground.chat.conversation` and `playground.chat.actions` (the `TurnAction` an
+event asks for, dispatched once), the links in `playground.chat.share`, the votes in `playground.feedback`
+(`DuelService.vote_columns`).
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from urllib.parse import parse_qsl, urlencode
 import gradio as gr
 from gradio.context import Context
 
-from playground.chat.conversation import (Conversation, check_turn, continue_last, regenerate_column, regenerate_last, run_turn,
-                                     stream_turn)
+from playground.chat.actions import TurnAction, perform, preview
+from playground.chat.conversation import Conversation, run_turn, turn_with
 from playground.feedback.columns import mark_preferred
 from playground.feedback.vote import FeedbackError, FeedbackUnavailable
 from playground.settings.request import COLUMNS
@@ -35,18 +36,6 @@ COPY_JS = """(q) => {
 VOTE_EVENT = {"concurrency_id": "vote", "concurrency_limit": SERVE.vote_concurrency, "show_progress": "hidden"}
 
 
-def knobs_of(adapter, kl, mode, temperature, top_p, max_new_tokens, seed) -> dict:
-    """The /chat API's knobs: the KL strength β (λ = β_train/β)."""
-    return dict(adapter=adapter, kl_strength=kl, mode=mode, temperature=temperature, top_p=top_p,
-                max_new_tokens=max_new_tokens, seed=seed)
-
-
-def ui_knobs(adapter, lam, mode, temperature, top_p, max_new_tokens, seed) -> dict:
-    """The chat tab's knobs: λ from its slider."""
-    return dict(adapter=adapter, lam=lam, mode=mode, temperature=temperature, top_p=top_p,
-                max_new_tokens=max_new_tokens, seed=seed)
-
-
 class StreamEvents:
     def __init__(self, pg, stops, conv_state, pending, transcript, prompt, send, stop, regen, lm_event: dict, quick: dict):
         self.pg, self.stops = pg, stops
@@ -55,18 +44,15 @@ class StreamEvents:
         self.lm_event, self.quick = lm_event, quick
 
     def chain(self, dep, is_ready):
-        """After a quick check (`dep`, output: the pending State): show the question, stream, restore the buttons
-        (the returned event; more steps can follow it)."""
-        def show(p, conv):
-            status = "…" if is_ready(self.pg) else LOADING
-            kind, keep = p["kind"], gr.skip()
-            if kind in ("send", "replay"):  # an edited question replaces its turn and the ones after it ("upto")
-                base = Conversation() if kind == "replay" else conv.upto(p.get("upto"))
-                html, box = render(base, p["turn"].prompt, status), ""
-            elif kind == "regenerate":
-                html, box = render(conv.without_last_turn(), conv.rows[-1].turn.prompt, status), keep
+        """After a quick check (`dep`, output: the pending State, a TurnAction): show the question, stream, restore
+        the buttons (the returned event; more steps can follow it)."""
+        def show(action: TurnAction, conv):
+            shown = preview(conv, action)  # the turns kept and the question (an edited one replaces the turns after it)
+            if shown is None:  # the last turn's answers change in place
+                html, box = gr.skip(), gr.skip()
             else:
-                html, box = keep, keep
+                html = render(*shown, "…" if is_ready(self.pg) else LOADING)
+                box = "" if action.turn is not None else gr.skip()  # a new question leaves the prompt box
             return html, box, gr.Button(visible=False), gr.Button(visible=True), gr.Button(interactive=False)
 
         buttons = [self.send, self.stop, self.regen]
@@ -76,21 +62,10 @@ class StreamEvents:
                 .then(lambda: (gr.Button(visible=True), gr.Button(visible=False), gr.Button(interactive=True)),
                       None, buttons, **self.quick))
 
-    def stream(self, p, conv, request: gr.Request):
+    def stream(self, action: TurnAction, conv, request: gr.Request):
         should_stop = self.stops.checker(request.session_hash)
-        kind, pg = p["kind"], self.pg
         try:
-            if kind == "send":
-                gen = stream_turn(pg, conv.upto(p.get("upto")), p["turn"], should_stop, p["kl"])
-            elif kind == "replay":
-                gen = stream_turn(pg, Conversation(), p["turn"], should_stop, p["kl"])
-            elif kind == "regenerate":
-                gen = regenerate_last(pg, conv, should_stop)
-            elif kind == "regenerate_column":
-                gen = regenerate_column(pg, conv, p["column"], should_stop)
-            else:
-                gen = continue_last(pg, conv, should_stop)
-            for new, _ in gen:
+            for new, _ in perform(self.pg, conv, action, should_stop):
                 yield render(new), new
         except InputError as err:  # a toast; the conversation stays as it was
             gr.Warning(plain(err))
@@ -100,7 +75,8 @@ class StreamEvents:
         """The /chat route (gradio_client): the three columns as chat messages, streamed."""
         self.stops.clear(request.session_hash)
         try:
-            knobs = knobs_of(adapter, kl, mode, temperature, top_p, max_new, seed)
+            knobs = dict(adapter=adapter, kl_strength=kl, mode=mode, temperature=temperature, top_p=top_p,
+                         max_new_tokens=max_new, seed=seed)  # raw: λ = β_train/β needs the adapter's β_train (checked first)
             for new, _ in run_turn(self.pg, conv, message, knobs, self.stops.checker(request.session_hash)):
                 yield [new.display(c) for c in COLUMNS] + [new]
         except InputError as err:
@@ -160,9 +136,7 @@ class StreamEvents:
             shown = [gr.skip(), None]
             message = "**Opened from a share link**: the prompt and settings are filled in. Replay decodes the same answers."
             if record is not None:
-                turn = check_turn(pg.adapters, Conversation(), shared.prompt, dict(
-                    adapter=shared.adapter, lam=shared.lam, mode=shared.mode, temperature=shared.temperature,
-                    top_p=shared.top_p, max_new_tokens=shared.max_new_tokens, seed=shared.seed))
+                turn = turn_with(pg.adapters, Conversation(), shared.prompt, shared.adapter, shared.decode)
                 shown = [render(shown_conversation(record, turn), actions=False), record]
                 message = ("**Opened from a share link**: below are the shared answers as they were decoded, kept on "
                            "this server. **Replay** decodes them again here and checks them token for token.")

@@ -10,27 +10,28 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
 
 from playground.chat.export import conversation_json, conversation_markdown, conversation_record
-from playground.chat.conversation import CHAT_MAX_NEW_TOKENS, Conversation, StopFlags, check_turn
-from playground.chat.readouts import beta_label, settings_warning
+from playground.chat.actions import TurnAction, kept
+from playground.chat.conversation import CHAT_MAX_NEW_TOKENS, Conversation, StopFlags, turn_with
+from playground.chat.knobs import DEFAULT_LAMBDA, LAMBDA_STEP, default_kl_strength
+from playground.chat.knobs import knob_note as lambda_note
+from playground.chat.readouts import beta_label
 from playground.settings.request import CHAT, COLUMNS, DEFAULT_DECODE, LIMITS
 from playground.settings.server import SERVE
-from playground.settings.validation import InputError
+from playground.settings.validation import InputError, decode_settings
 from playground.chat.shared_answers import SharedAnswers
-from ui.chat_events import StreamEvents, ui_knobs, verify_replay, wire_prefer
+from ui.chat_events import StreamEvents, verify_replay, wire_prefer
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider, plain
 from ui.duel_panel import build_duel_panel
 from ui.first_screen import JARGON, adapter_choices, limits_table
 from ui.first_screen import default_adapter as first_adapter
 from ui.transcript import JS_ON_LOAD, legend, render
 
-DEFAULT_BETA_FACTOR = CHAT.beta_factor
-DEFAULT_LAMBDA = 1 / CHAT.beta_factor  # halfway between the base and the tuned model
-LAMBDA_STEP = 0.01
 LM_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
 QUICK = {"concurrency_id": "chat-ui", "concurrency_limit": None, "show_progress": "hidden", "api_visibility": "private"}
 STOPS = StopFlags()
@@ -99,7 +100,7 @@ def build_chat_tab(pg, service=None, shared_store=None) -> None:
                                  info="Higher = more random and diverse; 0 = greedy", elem_id="temperature")
         # The /chat API keeps the KL strength β as its knob (λ = β_train/β): a hidden input, within the validation
         # limits (the adapter's own λ range is checked with the turn).
-        kl = Slider(LIMITS.min_kl_strength, LIMITS.max_kl_strength, value=DEFAULT_BETA_FACTOR * beta0,
+        kl = Slider(LIMITS.min_kl_strength, LIMITS.max_kl_strength, value=default_kl_strength(beta0),
                     label="KL strength β", visible=False, elem_id="kl-strength-api")
         with gr.Accordion("More settings", open=False, elem_id="more-settings"):
             with gr.Row():
@@ -148,33 +149,42 @@ def build_chat_tab(pg, service=None, shared_store=None) -> None:
     api_knob_inputs = [adapter, kl, mode, temperature, top_p, max_new, seed]
     events = StreamEvents(pg, STOPS, conv_state, pending, transcript, prompt, send, stop, regen, LM_EVENT, QUICK)
 
-    def begin(kind: str):
+    def ask(kind: str):
+        """Send (an edited question replaces its turn and the ones after it) and Replay: the quick check of a new
+        question. The sliders' values become one checked DecodeSettings here, at the event's entry; it rides in
+        the TurnAction (pending State), then in the conversation's row and each column's engine Request."""
         def check(message, conv, upto, adapter, lam, mode, temperature, top_p, max_new, seed, request: gr.Request):
-            knob_values = (adapter, lam, mode, temperature, top_p, max_new, seed)
             if conv.rows and conv.rows[-1].streaming:
                 raise gr.Error("still answering: press Stop or wait for the answers")
-            upto = upto if kind == "send" and isinstance(upto, int) and 0 <= upto < conv.turns else None
-            base = Conversation() if kind == "replay" else conv.upto(upto)
+            upto = upto if isinstance(upto, int) and 0 <= upto < conv.turns else None
+            action = TurnAction(kind, upto=upto)  # λ was set (kl_strength None; a share link carries λ)
             try:
-                if kind in ("send", "replay"):
-                    turn = check_turn(pg.adapters, base, message, ui_knobs(*knob_values))
-                elif not conv.rows:
-                    raise InputError(f"nothing to {kind} yet; send a message first")
-                else:
-                    turn = None
+                d = decode_settings(lam=lam, mode=mode, temperature=temperature, top_p=top_p, max_new_tokens=max_new,
+                                    seed=seed)
+                action = replace(action, turn=turn_with(pg.adapters, kept(conv, action), message, adapter, d))
             except InputError as err:
                 raise gr.Error(str(err), print_exception=False) from None
             STOPS.clear(request.session_hash)
-            return {"kind": kind, "turn": turn, "kl": None, "upto": upto}  # λ was set (a share link carries λ)
+            return action
         return check
 
+    def regenerate(conv, request: gr.Request):
+        if conv.rows and conv.rows[-1].streaming:
+            raise gr.Error("still answering: press Stop or wait for the answers")
+        if not conv.rows:
+            raise gr.Error("nothing to regenerate yet; send a message first", print_exception=False)
+        STOPS.clear(request.session_hash)
+        return TurnAction("regenerate")
+
     no_edit = (None, gr.Row(visible=False))
+    asking = [prompt, conv_state, editing, *knob_inputs]
     for trigger, kind in ((send.click, "send"), (prompt.submit, "send"), (replay.click, "replay"), (regen.click, "regenerate")):
-        checked = trigger(begin(kind), [prompt, conv_state, editing, *knob_inputs], pending, **QUICK)
+        asks = kind != "regenerate"  # a new question (its settings checked here) or the last one again
+        checked = trigger(ask(kind) if asks else regenerate, asking if asks else [conv_state], pending, **QUICK)
         done = events.chain(checked, is_ready)
         if kind == "replay":  # the link showed its answers: say whether the replay decoded the same tokens
             done.then(verify_replay, [conv_state, shared_state], None, **QUICK)
-        if kind in ("send", "replay"):  # the edited question is sent: editing ends
+        if asks:  # the edited question is sent: editing ends
             checked.success(lambda: no_edit, None, [editing, edit_row], **QUICK)
 
     def on_transcript_click(conv, evt: gr.EventData, request: gr.Request):
@@ -188,8 +198,8 @@ def build_chat_tab(pg, service=None, shared_store=None) -> None:
             if column not in COLUMNS:
                 raise gr.Error(f"column: must be one of {', '.join(COLUMNS)}; got {plain(repr(column))}",
                                print_exception=False)
-            return {"kind": "regenerate_column", "column": column, "turn": None, "kl": None}
-        return {"kind": "continue", "turn": None, "kl": None}
+            return TurnAction("regenerate_column", column=column)
+        return TurnAction("continue")
 
     def on_edit(conv, evt: gr.EventData):
         turn = (evt._data or {}).get("turn")
@@ -250,13 +260,7 @@ def build_chat_tab(pg, service=None, shared_store=None) -> None:
                 legend(pg.adapters[name].judge))
 
     def knob_note(name, lam_value, temp, p, n):
-        b = pg.adapters[name].beta_train if name in pg.adapters else beta0
-        try:
-            lam_value = float(lam_value)
-            warn = settings_warning(lam_value, float(temp), float(p), int(n))
-        except (TypeError, ValueError):
-            return ""
-        return beta_label(lam_value, b) + (f"  \n{warn}" if warn else "")
+        return lambda_note(pg.adapters[name].beta_train if name in pg.adapters else beta0, lam_value, temp, p, n)
 
     note_inputs = [adapter, lam, temperature, top_p, max_new]
     adapter.input(on_adapter, note_inputs, [adapter, lam_label, info], **QUICK)

@@ -13,7 +13,7 @@ import pandas as pd
 from playground.probes.generation import DEFAULT_LAMBDAS, QUICK, estimate, probe_settings, run_on_playground
 from playground.probes.outputs import EXAMPLE_HEADERS, HEADERS, examples, figure, readable, write_outputs
 from playground.probes.registry import PROBES
-from playground.settings.request import LIMITS
+from playground.settings.request import DEFAULT_DECODE, LIMITS
 from playground.settings.server import SERVE
 from playground.settings.validation import InputError
 from playground.runtime.job_folders import job_folder
@@ -96,7 +96,7 @@ def build_probes_tab(pg) -> None:
         lambdas = gr.Textbox(",".join(f"{v:g}" for v in DEFAULT_LAMBDAS), label="λ values (comma-separated)",
                              elem_id="probe-lambdas",
                              info=f"In [0, {LIMITS.max_lambda:g}]; 0 = base (the reference), 1 = tuned, > 1 = weaker KL")
-        temperature = Slider(0, LIMITS.max_temperature, value=0.7, step=0.05, label="Temperature", info="0 = greedy")
+        temperature = Slider(0, LIMITS.max_temperature, value=DEFAULT_DECODE.temperature, step=0.05, label="Temperature", info="0 = greedy")
         samples = Slider(1, LIMITS.max_samples_per_setting, value=QUICK["samples"], step=1,
                             label="Samples per prompt per λ", info="More = steadier estimates, slower")
     with gr.Row():

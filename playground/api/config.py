@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from playground.settings.request import CHAT, LIMITS
+from playground.chat.knobs import DEFAULT_LAMBDA
+from playground.settings.request import LIMITS
 from playground.settings.server import SCHEDULER, SERVE
 
 BASE_MODEL = "base"  # the model id of the base policy (λ = 0); every adapter's name is the id of its realigned policy
@@ -27,7 +28,7 @@ class ApiSettings:
     max_stop_chars: int = 64
     max_top_logprobs: int = 20  # as OpenAI allows
     # λ when a request names neither `lambda` nor `kl_strength`: the chat tab's starting point (β = 2·β_train).
-    default_lambda: float = 1.0 / CHAT.beta_factor
+    default_lambda: float = DEFAULT_LAMBDA
 
 
 API = ApiSettings()

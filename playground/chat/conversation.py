@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 from playground.chat.readouts import (  # noqa: F401  (re-exported)
     answer_warning, lambda_label, live_readout, readout_parts, readout_text)
-from playground.settings.request import COLUMNS, LIMITS
-from playground.settings.validation import InputError, check_choice, check_prompt, check_prompt_tokens, decode_settings
+from playground.chat.turn import ChatTurn, build_turn
+from playground.settings.request import COLUMNS, LIMITS, DecodeSettings
+from playground.settings.validation import InputError, check_choice, check_prompt_tokens
 
 if TYPE_CHECKING:  # the model (torch) loads after the UI is served; this module is needed to build the UI
-    from playground.service import Answer, ChatTurn, Playground
+    from playground.service import Answer, Playground
 
 TITLES = {"base": "Base model (λ = 0)", "realigned": "Realigned (λ from the slider)", "tuned": "Tuned as trained (λ = 1)"}
 # The chat's default answer length: long enough that most answers of the small model end on their own.
@@ -140,20 +141,19 @@ class Conversation:
 
 
 def check_turn(adapters: Mapping, conv: Conversation, prompt: object, knobs: Knobs) -> ChatTurn:
-    """Every check that needs no model (prompt, knobs, conversation length); `adapters` may be the registry's."""
-    from playground.service import ChatTurn
+    """Every check that needs no model (prompt, raw knobs, conversation length); `adapters` may be the registry's."""
+    knobs = dict(knobs)
+    return turn_with(adapters, conv, prompt, knobs.pop("adapter", None), knobs)
 
+
+def turn_with(adapters: Mapping, conv: Conversation, prompt: object, adapter: object,
+              decode: DecodeSettings | Knobs) -> ChatTurn:
+    """The next turn of `conv`: its length checked, then the turn built (chat/turn.py `build_turn`) from checked
+    settings (the tab's sliders, made a `DecodeSettings` at the event's entry) or raw knobs."""
     if conv.turns >= LIMITS.max_history_turns:
         raise InputError(f"the conversation has {conv.turns} turns; the limit is {LIMITS.max_history_turns}. "
                          "Press Clear to start over")
-    text = check_prompt(prompt)
-    if len(text) > USEFUL_PROMPT_CHARS:
-        raise InputError(f"prompt has {len(text)} characters; this small model gives no useful answer past about "
-                         f"{USEFUL_PROMPT_CHARS} (it stops at once after a long wait): shorten it")
-    knobs = dict(knobs)
-    name = check_choice("adapter", knobs.pop("adapter", None), sorted(adapters))
-    beta_train = float(adapters[name].beta_train)
-    return ChatTurn(text, name, decode_settings(beta_train=beta_train, **knobs), beta_train)
+    return build_turn(adapters, prompt, adapter, decode, useful_chars=USEFUL_PROMPT_CHARS)
 
 
 class StopFlags:
@@ -185,11 +185,13 @@ def run_turn(pg: Playground, conv: Conversation, prompt: str, knobs: Knobs,
 
 
 def stream_turn(pg: Playground, conv: Conversation, s: ChatTurn, should_stop: Callable[[], bool] = lambda: False,
-                kl_strength: object = None) -> Iterator[tuple[Conversation, dict[str, Answer]]]:
+                kl_strength: object = None, timed: bool = True) -> Iterator[tuple[Conversation, dict[str, Answer]]]:
+    """The side-by-side decoder: the three columns of turn `s` decode together after `conv` (each column continues
+    its own dialogue) into a copy of it; judged when done. `timed`: within the request's time limit (the CLI: no)."""
     reqs = pg.requests(s, conv.histories)  # checks every column's prompt tokens before anything streams
     new = copy.deepcopy(conv)
     new.rows.append(Row(s, kl_strength=float(kl_strength) if kl_strength is not None else None))  # type: ignore[arg-type]
-    yield from _decode(pg, new, reqs, should_stop)
+    yield from _decode(pg, new, reqs, should_stop, timed)
 
 
 def continue_last(pg: Playground, conv: Conversation,
@@ -240,8 +242,7 @@ def regenerate_column(pg: Playground, conv: Conversation, column: object,
     new.rows[-1].cells[column] = Cell(seed=seed)
     new.rows[-1].preferred = None  # a new answer: a new comparison
     d = new.rows[-1].column_decode(column)
-    ids = pg.encode(row.turn.prompt, before)
-    check_prompt_tokens(len(ids))
+    ids = pg.encode(row.turn.prompt, before)  # checks the prompt's token count
     yield from _decode(pg, new, {column: pg.request(ids, row.turn.adapter if column != "base" else None, d)}, should_stop)
 
 
@@ -271,8 +272,8 @@ def token_marks(pieces: list[str], shifted: list[bool]) -> list[tuple[str, bool]
     return out
 
 
-def _decode(pg: Playground, new: Conversation, reqs: dict,
-            should_stop: Callable[[], bool]) -> Iterator[tuple[Conversation, dict[str, Answer]]]:
+def _decode(pg: Playground, new: Conversation, reqs: dict, should_stop: Callable[[], bool],
+            timed: bool = True) -> Iterator[tuple[Conversation, dict[str, Answer]]]:
     """Stream `reqs` (column -> engine request) into the last row of `new`, then judge and finish the cells."""
     row = new.rows[-1]
     s, cols = row.turn, list(reqs)
@@ -282,14 +283,14 @@ def _decode(pg: Playground, new: Conversation, reqs: dict,
         row.cells[c] = replace(prev[c], done=False, truncated=False, stopped=False, timed_out=False, parts=[], marks=[],
                                warning="",
                                resumed_at=resumed)
-    deadline = clock() + LIMITS.request_timeout_s  # frees the model even if nobody cancels
+    deadline = clock() + LIMITS.request_timeout_s if timed else None  # frees the model even if nobody cancels
     ended: dict[str, str] = {}  # "why": STOPPED (the user's Stop) or TIME_LIMIT (the deadline), whichever came first
 
     def stop() -> bool:
         if "why" not in ended:
             if should_stop():
                 ended["why"] = STOPPED
-            elif clock() > deadline:
+            elif deadline is not None and clock() > deadline:
                 ended["why"] = TIME_LIMIT
         return "why" in ended
 
@@ -308,7 +309,7 @@ def _decode(pg: Playground, new: Conversation, reqs: dict,
         yield new, answers
     for c in cols:
         if c not in answers:  # stopped before the first token (deadline or Stop): an empty, finished answer
-            from playground.lm.engine import Stream
+            from playground.lm.request import Stream
 
             answers[c] = _merged(prev[c], pg.answer(Stream(done=True), c, row.column_turn(c), texts[c].text), texts[c].text)
     pg.add_rewards(s, answers)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 from urllib.parse import urlencode
 
-from playground.settings.request import nominal_beta
+from playground.settings.request import DecodeSettings, nominal_beta
 from playground.settings.validation import InputError, check_choice, check_prompt, decode_settings
 
 if TYPE_CHECKING:
@@ -80,13 +80,16 @@ class SharedTurn:
     prompt: str
     adapter: str
     kl_strength: float
-    mode: str
-    temperature: float
-    top_p: float
-    max_new_tokens: int
-    seed: int
+    decode: DecodeSettings  # checked once from the link (λ from its β when it carries one)
     notes: tuple[str, ...] = ()
-    lam: float = 1.0
+
+    # The knobs the link sets on the tab's controls, read from `decode`.
+    lam = property(lambda self: self.decode.lam)
+    mode = property(lambda self: self.decode.mode)
+    temperature = property(lambda self: self.decode.temperature)
+    top_p = property(lambda self: self.decode.top_p)
+    max_new_tokens = property(lambda self: self.decode.max_new_tokens)
+    seed = property(lambda self: self.decode.seed)
 
 
 def _renamed(err: InputError, param: str) -> InputError:
@@ -123,4 +126,4 @@ def parse_link(params: Mapping[str, str], adapters: Mapping) -> SharedTurn | Non
                          f"got {got}")
     if want and have and want != have:
         notes.append(f"adapter {name} has changed since the link was made (sha256 {have} ≠ {want}): the answers may differ")
-    return SharedTurn(prompt, name, kl, d.mode, d.temperature, d.top_p, d.max_new_tokens, d.seed, tuple(notes), d.lam)
+    return SharedTurn(prompt, name, kl, d, tuple(notes))

@@ -26,7 +26,7 @@ from typing import Any
 from playground.feedback.vote import OUTCOMES, FeedbackError, FeedbackUnavailable, Vote, hash_session
 from playground.settings.request import COLUMNS, DEFAULT_DECODE, LIMITS
 from playground.settings.votes import FEEDBACK_LIMITS, FeedbackSettings
-from playground.settings.validation import check_choice, check_prompt, check_prompt_tokens, decode_settings
+from playground.settings.validation import check_choice, check_prompt, decode_settings
 
 DUEL_JUDGES = ("upbeat", "concise", "on_topic")  # every built-in judge scores both answers
 MAX_PENDING = 2000  # duels waiting for a vote, across all sessions; the oldest is dropped beyond this
@@ -207,8 +207,7 @@ class DuelService:
             knobs = dict(mode="logits", temperature=temperature, top_p=DEFAULT_DECODE.top_p,
                          max_new_tokens=self.max_new_tokens, seed=rng.randrange(LIMITS.max_seed + 1))
             d_a, d_b = decode_settings(lam=lam_a, **knobs), decode_settings(lam=lam_b, **knobs)
-            ids = self.pg.encode(prompt)
-            check_prompt_tokens(len(ids))
+            ids = self.pg.encode(prompt)  # checks the prompt's token count
             drawn.append((d_a, d_b))
             requests += [self.pg.request(ids, name, d_a), self.pg.request(ids, name, d_b)]
         return _Plan(session_id, name, prompts, drawn, requests)

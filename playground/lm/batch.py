@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
+from playground.lm.request import Request, Stream
 from playground.lm.sampling import RowSampler
 
 
@@ -42,41 +43,41 @@ def realign(base: torch.Tensor, policy: torch.Tensor, lam: torch.Tensor, use_mix
     return torch.where(use_mix[:, None], extrapolate(base, policy, lam), policy)
 
 
-def guided(req) -> bool:
+def guided(req: Request) -> bool:
     """Whether a request decodes with prompt guidance (γ ≠ 1): it then needs its unconditional rows."""
-    return getattr(req, "cfg_scale", 1.0) != 1.0
+    return req.cfg_scale != 1.0
 
 
-def _cond_routes(req) -> list[tuple[str | None, float]]:
-    rows = [(None, 0.0)]
-    if req.adapter is not None and (req.mode == "weights" or req.lam != 0.0):
-        rows.append((req.adapter, req.lam if req.mode == "weights" else 1.0))
+def _cond_routes(req: Request) -> list[tuple[str | None, float]]:
+    d, rows = req.settings, [(None, 0.0)]
+    if req.adapter is not None and (d.mode == "weights" or d.lam != 0.0):
+        rows.append((req.adapter, d.lam if d.mode == "weights" else 1.0))  # weights mode: LoRA scale λ
     return rows
 
 
-def routes_of(req) -> list[tuple[str | None, float]]:
+def routes_of(req: Request) -> list[tuple[str | None, float]]:
     """The forward rows a request needs: base row, then its policy row if it has one; a guided request
     (γ ≠ 1) repeats them for its unconditional prompt."""
     rows = _cond_routes(req)
     return rows + rows if guided(req) else rows
 
 
-def row_prompts(req) -> list[tuple[int, ...]]:
+def row_prompts(req: Request) -> list[tuple[int, ...]]:
     """The prompt each of `routes_of(req)` rows is prefilled with: the request's prompt, then (guided) its
     unconditional prompt."""
     n = len(_cond_routes(req))
     return [tuple(req.prompt_ids)] * n + ([tuple(req.uncond_prompt_ids)] * n if guided(req) else [])
 
 
-def policy_logits(logits: torch.Tensor, rows: Sequence[Sequence[int]], requests: Sequence) -> tuple[torch.Tensor, torch.Tensor]:
+def policy_logits(logits: torch.Tensor, rows: Sequence[Sequence[int]], requests: Sequence[Request]) -> tuple[torch.Tensor, torch.Tensor]:
     """(ℓ, ℓ_base): each request's sampling logits ℓ = ℓ_λ^u + γ(ℓ_λ − ℓ_λ^u) and its base row on the real prompt.
 
     rows[i]: request i's forward rows in `routes_of` order. Unguided requests take ℓ_λ itself (bit for bit)."""
     half = [len(r) // 2 if guided(q) else len(r) for r, q in zip(rows, requests)]
     base = torch.tensor([r[0] for r in rows])
     policy = torch.tensor([r[h - 1] for r, h in zip(rows, half)])
-    lam = torch.tensor([q.lam for q in requests], dtype=torch.float32)
-    use_mix = torch.tensor([q.mode == "logits" for q in requests])
+    lam = torch.tensor([q.settings.lam for q in requests], dtype=torch.float32)  # λ per request
+    use_mix = torch.tensor([q.settings.mode == "logits" for q in requests])
     l_base = logits[base]
     l_mix = realign(l_base, logits[policy], lam, use_mix)  # ℓ_λ = ℓ_base + λ(ℓ_tuned − ℓ_base)
     flags = [guided(q) for q in requests]
@@ -84,7 +85,7 @@ def policy_logits(logits: torch.Tensor, rows: Sequence[Sequence[int]], requests:
         u_base = torch.tensor([r[h] if g else r[0] for r, h, g in zip(rows, half, flags)])
         u_policy = torch.tensor([r[-1] if g else r[h - 1] for r, h, g in zip(rows, half, flags)])
         l_u = realign(logits[u_base], logits[u_policy], lam, use_mix)  # the same policy on the unconditional prompt
-        gamma = torch.tensor([getattr(q, "cfg_scale", 1.0) for q in requests], dtype=torch.float32)
+        gamma = torch.tensor([q.cfg_scale for q in requests], dtype=torch.float32)  # γ per request
         l_mix = torch.where(torch.tensor(flags)[:, None], extrapolate(l_u, l_mix, gamma), l_mix)
     return l_mix, l_base
 
@@ -134,8 +135,8 @@ def token_logprobs(l_mix: torch.Tensor, probs: torch.Tensor, token: torch.Tensor
 class Member:
     """One request in the running batch."""
 
-    request: object  # engine.Request
-    stream: object  # engine.Stream, filled as tokens arrive
+    request: Request
+    stream: Stream  # filled as tokens arrive
     rows: list[int]  # forward rows in routes_of order: [base] or [base, policy], twice when guided (γ ≠ 1)
     owner: object = None  # who submitted it (the scheduler's Submission), None for a direct call
     start: float = 0.0  # perf_counter at submission; stream timings count from it
@@ -144,7 +145,7 @@ class Member:
 
     @property
     def left(self) -> int:
-        return self.request.max_new_tokens - len(self.stream.tokens)
+        return self.request.settings.max_new_tokens - len(self.stream.tokens)
 
 
 class RunningBatch:
@@ -177,14 +178,16 @@ class RunningBatch:
                 members.append(Member(req, stream, rows, owner, start))
                 routes += r
                 prompts += ps
-                reach += [len(p) + req.max_new_tokens for p in ps]  # the columns its rows can fill
+                reach += [len(p) + req.settings.max_new_tokens for p in ps]  # the columns its rows can fill
             joined.append(members)
         logits = self.decoder.add(prompts, routes, reach)
         assert first == 0 or self.logits is not None, "join after leave needs an advance first"
         self.logits = logits if first == 0 else torch.cat([self.logits[:first], logits])
         for (requests, *_), members in zip(groups, joined):
             self.members += members
-            self.sampler.extend([r.temperature for r in requests], [r.top_p for r in requests], [r.seed for r in requests])
+            # The sampler's per-row lists (T, top-p, seed) are built from each request's settings.
+            self.sampler.extend([r.settings.temperature for r in requests], [r.settings.top_p for r in requests],
+                                [r.settings.seed for r in requests])
         return joined
 
     def sample(self, stop_ids: torch.Tensor) -> list[Member]:
@@ -194,7 +197,7 @@ class RunningBatch:
         l_mix, l_base = policy_logits(self.logits, [m.rows for m in live], [m.request for m in live])
         token, probs = self.sampler.sample(l_mix)  # token ~ top_p(softmax(ℓ / T))
         kl, ent, shifted = readouts(l_mix, l_base, probs)
-        wanted = {i: m.request.logprobs for i, m in enumerate(live) if getattr(m.request, "logprobs", None) is not None}
+        wanted = {i: m.request.logprobs for i, m in enumerate(live) if m.request.logprobs is not None}
         lps = token_logprobs(l_mix, probs, token, self.sampler.temps, wanted)
         stop = torch.isin(token, stop_ids).tolist()
         now = time.perf_counter()
@@ -213,7 +216,7 @@ class RunningBatch:
             s.elapsed_s = now - m.start
             if s.first_token_s is None:
                 s.first_token_s = s.elapsed_s
-            if stop[i] or len(s.tokens) >= m.request.max_new_tokens:
+            if stop[i] or len(s.tokens) >= m.request.settings.max_new_tokens:
                 s.done = True
                 finished.append(m)
         return finished

@@ -11,16 +11,25 @@ the SAME batched forward pass: each request owns a base row (LoRA scale 0) and a
 cheaper, not the KL-regularised optimum); its base row is kept for the KL readout. Every request carries
 its own λ, temperature, top-p, length and seed, so one batch can hold a whole sweep grid.
 
-`Engine.stream` runs through the engine's `Scheduler` (continuous batching: one decode loop, requests
-join and leave between steps) for models `FastLlamaDecoder` supports, and decodes the requests as one
-static batch otherwise. Either way a request's tokens do not depend on what shares its batch.
+The decode path is chosen when the engine is built (`Engine(..., path=...)`, or `engine.with_path(...)` for a
+sibling on the same weights), never toggled later:
+
+    "continuous"  `stream` runs through the engine's `Scheduler` (continuous batching: one decode loop, requests
+                  join and leave between steps) on `FastLlamaDecoder`, for models it supports;
+    "batch"       the requests of one call decode as one batch on `FastLlamaDecoder`, here (no scheduler);
+    "generic"     the same on `HFDecoder` (any transformers causal LM, dense weights).
+
+A model `FastLlamaDecoder` does not support decodes on the generic path whatever was asked. Either way a
+request's tokens do not depend on what shares its batch. Calls go one way: the engine owns the scheduler
+and hands it itself as a narrow `Runner` (forward, decoder factory, stop ids, adapter version); the
+scheduler never imports this module. `Request` and `Stream` live in request.py.
 """
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
 
 import torch
 from playground.lm.batch import RunningBatch, policy_logits, realign, routes_of, row_prompts
@@ -28,67 +37,15 @@ from playground.lm.decoder import HFDecoder
 from playground.lm.fast_llama import FastLlamaDecoder, supports
 from playground.lm.int4 import Int4Layers
 from playground.lm.lora import AdapterSet
-from playground.settings.server import SCHEDULER
+from playground.lm.request import Request, Stream
+from playground.lm.scheduler import Scheduler
+from playground.settings.server import SCHEDULER, SchedulerSettings
 from playground.runtime.threads import release_unless_loop, releases_pool
 
-__all__ = ["Engine", "Request", "Stream", "realign"]
+__all__ = ["PATHS", "Engine", "Request", "Stream", "realign"]
 
-
-@dataclass(frozen=True)
-class Request:
-    """One stream to decode. `adapter=None` (or λ = 0 in logits mode) decodes the base model alone."""
-
-    prompt_ids: tuple[int, ...]
-    adapter: str | None = None
-    lam: float = 1.0  # λ = β_train / β
-    mode: str = "logits"  # "logits" (DeRa) or "weights" (LoRA scale = λ)
-    temperature: float = 0.7  # 0 = greedy
-    top_p: float = 1.0
-    max_new_tokens: int = 64
-    seed: int = 0
-    # None: no log-probabilities; k >= 0: each token's log-probability under the distribution it was drawn
-    # from, with the k most likely tokens of that distribution (batch.token_logprobs). Never changes the tokens.
-    logprobs: int | None = None
-    # Prompt guidance (LM classifier-free guidance): ℓ = ℓ_uncond + γ(ℓ_cond − ℓ_uncond), each branch the same
-    # (λ-realigned) policy; the unconditional branch reads `uncond_prompt_ids` (the chat template without the
-    # user's text, or with a negative prompt). γ = 1: the plain model, no extra rows; γ = 0: the unconditional one.
-    cfg_scale: float = 1.0
-    uncond_prompt_ids: tuple[int, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.cfg_scale != 1.0 and not self.uncond_prompt_ids:
-            raise ValueError("a prompt-guided request (cfg_scale ≠ 1) needs uncond_prompt_ids")
-
-
-@dataclass
-class Stream:
-    """What one request produced so far."""
-
-    tokens: list[int] = field(default_factory=list)
-    kl: list[float] = field(default_factory=list)  # KL(π_λ ‖ π_base) per position, nats, at T = 1
-    entropy: list[float] = field(default_factory=list)  # entropy of the distribution actually sampled from
-    shifted: list[bool] = field(default_factory=list)  # base model's top token ≠ realigned top token
-    # Per position when the request asked (Request.logprobs): (log π(token), [(id, log π(id)), ...] top k).
-    logprobs: list[tuple[float, list[tuple[int, float]]]] = field(default_factory=list)
-    done: bool = False
-    first_token_s: float | None = None  # seconds from submission (queueing included) to the first token
-    elapsed_s: float = 0.0
-
-    @property
-    def kl_sum(self) -> float:
-        return float(sum(self.kl))
-
-    @property
-    def kl_mean(self) -> float:
-        return self.kl_sum / len(self.kl) if self.kl else 0.0
-
-    @property
-    def entropy_mean(self) -> float:
-        return float(sum(self.entropy) / len(self.entropy)) if self.entropy else 0.0
-
-    def copy(self) -> Stream:
-        return Stream(list(self.tokens), list(self.kl), list(self.entropy), list(self.shifted), list(self.logprobs),
-                      self.done, self.first_token_s, self.elapsed_s)
+DecodePath = Literal["continuous", "batch", "generic"]
+PATHS: tuple[str, ...] = ("continuous", "batch", "generic")  # see the module docstring
 
 
 class _StaticRows:
@@ -112,29 +69,58 @@ class _StaticRows:
 
 
 class Engine:
-    """Owns one base model + its adapters; decodes batches of requests token by token."""
+    """Owns one base model + its adapters; decodes batches of requests token by token on the path it was built with."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, adapters: AdapterSet, stop_ids: Sequence[int],
-                 int4: Int4Layers | None = None) -> None:
+                 int4: Int4Layers | None = None, path: DecodePath = "continuous",
+                 scheduler_config: SchedulerSettings | None = None, refusal: type[Exception] = RuntimeError) -> None:
+        if path not in PATHS:
+            raise ValueError(f"unknown decode path {path!r}; one of {PATHS}")
         self.model, self.tokenizer, self.adapters = model, tokenizer, adapters
         self.int4 = int4  # the layers' Q4_1 weights for the int4 kernel (FastLlamaDecoder only); None = dense weights
         self.stop_ids = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.lock = threading.RLock()  # one forward at a time on the shared weights (module routing lives inside it)
-        self.fast = True  # use FastLlamaDecoder where it applies (benchmarks switch it off to compare)
-        self.continuous = True  # route `stream` through the scheduler (continuous batching) where the fast decoder applies
-        self.scheduler_config = None  # a settings.SchedulerSettings; None = settings.SCHEDULER (read when the scheduler starts)
-        self._scheduler = None
+        self.path = path
+        self.scheduler_config = scheduler_config  # None = settings.server.SCHEDULER (read when the scheduler starts)
+        # What the scheduler raises when it refuses a submission (queue or client share full); the facade passes
+        # its InputError so the refusal reaches the user as one message. The lm wing itself imports no input policy.
+        self.refusal = refusal
+        self._scheduler: Scheduler | None = None
 
-    def new_decoder(self):
-        """The slot-cache decoder for Llama-family models; the generic transformers path otherwise."""
+    def with_path(self, path: DecodePath) -> Engine:
+        """A sibling engine on the same weights, adapters and lock that decodes on `path` (benchmarks, tests)."""
+        other = Engine(self.model, self.tokenizer, self.adapters, self.stop_ids.tolist(), self.int4, path,
+                       self.scheduler_config, self.refusal)
+        other.lock = self.lock
+        return other
+
+    def new_decoder(self, widths: Sequence[int] | None = None):
+        """The slot-cache decoder for Llama-family models (KV width classes `widths`, default kv_pools'); the generic
+        transformers path otherwise."""
         if self.uses_fast_decoder:
-            return FastLlamaDecoder(self.model, self.pad_id, int4=self.int4)
+            kw = {} if widths is None else {"widths": tuple(widths)}
+            return FastLlamaDecoder(self.model, self.pad_id, int4=self.int4, **kw)
         return HFDecoder(self.model, self.pad_id)
 
     @property
     def uses_fast_decoder(self) -> bool:
-        return self.fast and supports(self.model)
+        return self.path != "generic" and supports(self.model)
+
+    @property
+    def continuous(self) -> bool:
+        """Whether `stream` goes through the scheduler (read-only: the path is fixed when the engine is built)."""
+        return self.path == "continuous" and self.uses_fast_decoder
+
+    @property
+    def adapter_version(self) -> int:
+        """Changes whenever adapters are added (a running decoder is rebuilt then)."""
+        return self.adapters.version
+
+    def check_adapter(self, name: str | None) -> None:
+        """KeyError for an adapter that is not loaded (None = the base model)."""
+        if name is not None and name not in self.adapters.specs:
+            raise KeyError(f"unknown adapter {name!r}; loaded: {sorted(self.adapters.specs)}")
 
     @property
     def weights(self) -> str:
@@ -155,8 +141,6 @@ class Engine:
     def scheduler(self):
         """The continuous-batching scheduler, started on first use."""
         if self._scheduler is None or not self._scheduler.running:
-            from playground.lm.scheduler import Scheduler
-
             with self.lock:
                 if self._scheduler is None or not self._scheduler.running:
                     self._scheduler = Scheduler(self, self.scheduler_config or SCHEDULER)
@@ -170,7 +154,7 @@ class Engine:
         concurrent submissions per client and `deadline` (time.monotonic()) ends the submission."""
         if not requests:
             return iter(())
-        if self.continuous and self.uses_fast_decoder:
+        if self.continuous:
             return self.scheduler.stream(requests, should_stop, client=client, deadline=deadline)
         return self._stream_direct(requests, should_stop, deadline)
 

@@ -4,6 +4,9 @@ User text is always plain text. The chat template is rendered around unique plac
 user's words, and only the template's own text is tokenized with special tokens recognised; every
 message's content is tokenized with `split_special_tokens=True`, so typing "<|im_end|>" gives the ids of
 those characters, never the control token (chat-template injection).
+
+Nothing here checks user input: the prompt's text is checked where it enters (conversation, facade, API,
+CLI) and its token count by the facade (`Playground.encode`).
 """
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ import secrets
 import threading
 from collections.abc import Sequence
 
-from playground.settings.validation import check_prompt, check_prompt_tokens
 
 Message = dict  # {"role": "user" | "assistant" | "system", "content": str}
 ROLES = ("user", "assistant", "system")
@@ -54,15 +56,13 @@ def _template_ids(tokenizer, messages: list[Message]) -> list[int]:
 
 
 def prompt_ids(tokenizer, history: Sequence[Message], prompt: str, use_chat_template: bool = True) -> tuple[int, ...]:
-    """Token ids of the conversation, ending where the assistant's answer starts. Validates lengths."""
-    check_prompt(prompt)
+    """Token ids of the conversation, ending where the assistant's answer starts (lengths are the caller's to check)."""
     messages = conversation(history, prompt)
     if use_chat_template and tokenizer.chat_template:
         ids = _template_ids(tokenizer, messages)
     else:
         bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", False) else []
         ids = bos + plain_ids(tokenizer, "".join(f"{m['content']}\n" for m in messages[:-1]) + prompt)
-    check_prompt_tokens(len(ids))
     return tuple(ids)
 
 

@@ -1,4 +1,4 @@
-"""Continuous batching: one decode loop owns the engine; submissions join and leave between steps.
+"""Continuous batching: one decode loop on the engine's weights; submissions join and leave between steps.
 
 Scheduling is per iteration, not per request (Orca, OSDI 2022; vLLM, TGI): a single thread runs
 
@@ -17,8 +17,11 @@ prompt tokens are prefilled per step (at least one submission), so joining never
 for long, and the KV cache only grows within `max_kv_mb`. A row's KV slot is as wide as its width class
 (`kv_widths`, kv_pools.py), not as the longest row, so a chat turn's short rows beside a sweep's long ones
 take little of that budget. At most `max_waiting`
-submissions wait to start; past that `submit` raises InputError ("busy, try again in N s"). A `client`
-key caps that client's concurrent submissions at `max_per_client`.
+submissions wait to start; past that `submit` raises the runner's `refusal` ("busy, try again in N s"; the
+facade makes it its InputError). A `client` key caps that client's concurrent submissions at `max_per_client`.
+
+Calls go one way: the scheduler decodes through a narrow `Runner` (the engine hands it itself): one forward
+under the shared lock, a decoder factory, the stop ids and the adapter version. It never imports the engine.
 
 Because every row's computation is batch-invariant (see projections.py, kv_cache.py, sampling.py), a
 request's tokens are the same whether it decodes alone or beside others that join and leave at other steps.
@@ -31,26 +34,40 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
 
 import torch
 
 from playground.lm.batch import RunningBatch, routes_of, row_prompts
-from playground.lm.fast_llama import FastLlamaDecoder
+from playground.lm.request import Request, Stream
 from playground.runtime.threads import LOOP_THREAD, release_openmp_pool
 from playground.runtime import memory
 from playground.settings.server import SCHEDULER, SchedulerSettings
-from playground.settings.validation import InputError
 
 SchedulerConfig = SchedulerSettings  # the settings object of one scheduler (playground/settings/)
+
+
+class Runner(Protocol):
+    """What the scheduler needs from the engine that owns it (playground/lm/engine.py `Engine` is one)."""
+
+    stop_ids: torch.Tensor  # tokens that end an answer
+    refusal: type[Exception]  # raised when a submission is refused (queue or client share full)
+
+    @property
+    def adapter_version(self) -> int: ...  # changes when adapters are added: the decoder is rebuilt
+
+    def check_adapter(self, name: str | None) -> None: ...  # KeyError for an adapter that is not loaded
+
+    def forward(self, call: Callable[[], torch.Tensor]) -> torch.Tensor: ...  # one forward under the shared lock
+
+    def new_decoder(self, widths: Sequence[int] | None = None): ...  # a row decoder (add / remove / step, a KV cache)
 
 
 class Submission:
     """Requests submitted together; their streams fill in as the scheduler decodes them."""
 
-    def __init__(self, requests: Sequence, should_stop: Callable[[], bool] | None, client: str | None,
+    def __init__(self, requests: Sequence[Request], should_stop: Callable[[], bool] | None, client: str | None,
                  deadline: float | None, bulk: bool) -> None:
-        from playground.lm.engine import Stream
-
         self.requests, self.client, self.deadline, self.bulk = list(requests), client, deadline, bulk
         self.should_stop = should_stop or (lambda: False)
         self.streams = [Stream() for _ in self.requests]
@@ -70,7 +87,7 @@ class Submission:
         out = dict(extra)
         for i in indices:
             for prompt in row_prompts(self.requests[i]):  # a guided request's unconditional rows have their own length
-                reach = len(prompt) + self.requests[i].max_new_tokens
+                reach = len(prompt) + self.requests[i].settings.max_new_tokens
                 p = kv.place(reach, len(prompt))
                 rows, cols = out.get(p, (0, 0))
                 out[p] = (rows + 1, max(cols, reach))
@@ -97,8 +114,8 @@ class Submission:
 class Scheduler:
     """The decode loop thread and its queue. Submit from any thread; iterate the returned stream."""
 
-    def __init__(self, engine, config: SchedulerSettings = SCHEDULER) -> None:
-        self.engine, self.config = engine, config
+    def __init__(self, runner: Runner, config: SchedulerSettings = SCHEDULER) -> None:
+        self.runner, self.config = runner, config
         self.threads = torch.get_num_threads()
         self.cond = threading.Condition()
         self.waiting: deque[Submission] = deque()  # not fully admitted, in arrival order
@@ -125,24 +142,23 @@ class Scheduler:
         self.thread.join(timeout=10)
 
     def _new_batch(self) -> RunningBatch:
-        self.adapter_version = self.engine.adapters.version
-        return RunningBatch(FastLlamaDecoder(self.engine.model, self.engine.pad_id, widths=self.config.kv_widths, int4=self.engine.int4))
+        self.adapter_version = self.runner.adapter_version
+        return RunningBatch(self.runner.new_decoder(widths=self.config.kv_widths))
 
     # --- submitting (any thread) --------------------------------------------------------------------
-    def submit(self, requests: Sequence, should_stop: Callable[[], bool] | None = None, client: str | None = None,
+    def submit(self, requests: Sequence[Request], should_stop: Callable[[], bool] | None = None, client: str | None = None,
                deadline: float | None = None) -> Submission:
-        """Queue requests to decode together; raises InputError when the queue or the client's share is full."""
+        """Queue requests to decode together; raises the runner's refusal when the queue or the client's share is full."""
         for req in requests:
-            if req.adapter is not None and req.adapter not in self.engine.adapters.specs:
-                raise KeyError(f"unknown adapter {req.adapter!r}; loaded: {sorted(self.engine.adapters.specs)}")
-        c = self.config
+            self.runner.check_adapter(req.adapter)
+        c, refusal = self.config, self.runner.refusal
         with self.cond:
             if client is not None and sum(s.client == client for s in self.active) >= c.max_per_client:
-                raise InputError(f"too many requests from this client at once (at most {c.max_per_client}); "
+                raise refusal(f"too many requests from this client at once (at most {c.max_per_client}); "
                                  "wait for one to finish")
             queued = sum(1 for s in self.waiting if not s.admitted)
             if queued >= c.max_waiting:
-                raise InputError(f"busy: {queued} requests are waiting; try again in {self._retry_s()} s")
+                raise refusal(f"busy: {queued} requests are waiting; try again in {self._retry_s()} s")
             sub = Submission(requests, should_stop, client, deadline, bulk=len(requests) > c.bulk_threshold)
             self.active.append(sub)
             self.waiting.append(sub)
@@ -153,8 +169,8 @@ class Scheduler:
         """Seconds until rows are likely to free up: the fewest tokens any running request has left, × step time."""
         return max(1, math.ceil(self.min_left * self.step_s))
 
-    def stream(self, requests: Sequence, should_stop: Callable[[], bool] = lambda: False, client: str | None = None,
-               deadline: float | None = None) -> Iterator[list]:
+    def stream(self, requests: Sequence[Request], should_stop: Callable[[], bool] = lambda: False, client: str | None = None,
+               deadline: float | None = None) -> Iterator[list[Stream]]:
         """Submit, then yield copies of the submission's streams after each step it took part in (coalesced
         when the reader is slower than the loop) until every request is done or the submission stops."""
         sub = self.submit(requests, should_stop, client, deadline)
@@ -224,7 +240,7 @@ class Scheduler:
         c, plan = self.config, []
         for sub in [s for s in self.waiting if s.stopping()]:
             self._close(sub)
-        if self.engine.adapters.version != self.adapter_version:  # adapters changed: drain, then rebuild the decoder
+        if self.runner.adapter_version != self.adapter_version:  # adapters changed: drain, then rebuild the decoder
             if self.batch.members:
                 return plan
             self.batch = self._new_batch()
@@ -263,7 +279,7 @@ class Scheduler:
         that cannot join fails (e.g. a prompt the model cannot take)."""
         groups = [([sub.requests[i] for i in idx], [sub.streams[i] for i in idx], sub, sub.start) for sub, idx in plan]
         try:
-            joined = self.engine.forward(lambda: self.batch.join_groups(groups))
+            joined = self.runner.forward(lambda: self.batch.join_groups(groups))
         except Exception as err:  # noqa: BLE001 - a failed join leaves the running rows as they were
             if len(plan) > 1:
                 for entry in plan:
@@ -280,7 +296,7 @@ class Scheduler:
         """sample → publish → leave → advance (see the module docstring)."""
         t0 = time.perf_counter()
         with self.cond:
-            self.batch.sample(self.engine.stop_ids)
+            self.batch.sample(self.runner.stop_ids)
             owners = {id(m.owner): m.owner for m in self.batch.members}.values()
             stopped = set()
             for sub in owners:
@@ -299,7 +315,7 @@ class Scheduler:
         self.stats["rows"] += self.batch.rows
         self.batch.leave(leaving)
         if self.batch.members:
-            self.engine.forward(self.batch.advance)
+            self.runner.forward(self.batch.advance)
         self.stats["sample_s"] += t1 - t0
         self.stats["forward_s"] += time.perf_counter() - t1
 

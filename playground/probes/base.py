@@ -32,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from playground.intervals import DEFAULT_BOOTSTRAP, Interval, cluster_bootstrap, grouped_difference, noise_label, wilson
+from playground.settings.request import DEFAULT_DECODE
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 Message = dict[str, str]
@@ -92,7 +93,7 @@ class ProbeSettings:
 
     lambdas: tuple[float, ...] = (0.0, 1.0, 2.0)
     samples: int = 2
-    temperature: float = 0.7
+    temperature: float = DEFAULT_DECODE.temperature
     max_new_tokens: int = 64
     seed: int = 0
     adapter: str | None = None

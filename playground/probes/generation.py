@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from playground.probes.base import BaseProbe, Generated, ProbeContext, ProbeResult, ProbeRow, ProbeSettings, run_probe
 from playground.probes.registry import PROBES, get_probe
-from playground.settings.request import LIMITS
+from playground.settings.request import DEFAULT_DECODE, LIMITS
 from playground.settings.validation import InputError, check_choice, check_int, check_number, decode_settings, parse_floats
 
 CANCELLED = "probe cancelled; nothing was computed"
@@ -122,7 +122,7 @@ def _lambdas(value: object) -> tuple[float, ...]:
 
 
 def probe_settings(adapters: dict, *, probe: object, adapter: object, lambdas: object = None, samples: object = 2,
-                   temperature: object = 0.7, max_new_tokens: object = 64, seed: object = 0,
+                   temperature: object = DEFAULT_DECODE.temperature, max_new_tokens: object = 64, seed: object = 0,
                    limit: object = None) -> tuple[str, ProbeSettings]:
     """Check one probe run's knobs (raw UI/API/CLI values) once: (probe name, ProbeSettings); InputError names the knob.
 

@@ -112,7 +112,7 @@ class SweepDefaults:
     # λ grid. Higher λ = further from the base model.
     lambdas: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
     # Temperatures. Higher = more diverse, usually lower reward.
-    temperatures: tuple[float, ...] = (0.7, 1.0)
+    temperatures: tuple[float, ...] = (DEFAULT_DECODE.temperature, 1.0)
     # Samples per prompt per setting. More = steadier estimates, slower.
     samples: int = 4
     # Shorter than a chat answer: a sweep decodes prompts × settings × samples of them.

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from playground.settings.request import (CONTROLS, LIMITS, MODES, SCHEDULERS, SWEEP, DecodeSettings, GuidanceSettings,
-                                         Limits, SweepSettings)
+from playground.settings.request import (CONTROLS, DEFAULT_DECODE, LIMITS, MODES, SCHEDULERS, SWEEP, DecodeSettings,
+                                         GuidanceSettings, Limits, SweepSettings)
 from playground.settings.server import THROUGHPUT, job_estimate
 
 _INVISIBLE = "\ufeff\u200b\u200c\u200d\u2060\u00ad"  # BOM, zero-width spaces and joiners, soft hyphen
@@ -133,9 +133,11 @@ def lambda_from(kl_strength: object | None, lam: object | None, beta_train: floa
 
 
 def decode_settings(*, lam: object | None = None, kl_strength: object | None = None, beta_train: float = 1.0,
-                    mode: object = "logits", temperature: object = 0.7, top_p: object = 0.95,
-                    max_new_tokens: object = 160, seed: object = 0, limits: Limits = LIMITS) -> DecodeSettings:
-    """The one entry point for an answer's knobs: raw values in, a checked `DecodeSettings` out."""
+                    mode: object = DEFAULT_DECODE.mode, temperature: object = DEFAULT_DECODE.temperature,
+                    top_p: object = DEFAULT_DECODE.top_p, max_new_tokens: object = DEFAULT_DECODE.max_new_tokens,
+                    seed: object = DEFAULT_DECODE.seed, limits: Limits = LIMITS) -> DecodeSettings:
+    """The one entry point for an answer's knobs: raw values in, a checked `DecodeSettings` out (defaults: the
+    settings' own, `DEFAULT_DECODE`)."""
     return DecodeSettings(
         lam=lambda_from(kl_strength, lam, beta_train, limits),
         mode=check_choice("mode", mode, MODES),

@@ -49,7 +49,7 @@ from playground.intervals import cluster_bootstrap, grouped_difference, noise_la
 from playground.tradeoff.metrics import boilerplate_share, distinct_n, pareto_front, self_bleu, semantic_diversity
 
 if TYPE_CHECKING:  # the engine (torch) is imported when a sweep runs, not with this module
-    from playground.lm.engine import Stream
+    from playground.lm.request import Stream
 
 Progress = Callable[[float, str], None]
 # Row columns, key ones first. "_lo"/"_hi" are the 95% interval (bootstrap over prompts); "_vs_base" says

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from playground.lm.engine import Request
+from playground.lm.request import Request
+from tests.lm.requests import request
 
 
 @pytest.fixture(scope="module")
@@ -13,25 +14,21 @@ def mixed(tiny_playground) -> list[Request]:
     prompts = [tiny_playground.encode(p) for p in
                ("Hi.", "Tell me something about cats.", "A much longer prompt about gardening in the rain, please, with details.")]
     adapters = ["a", "b", None]
-    return [Request(prompts[i % 3], adapter=adapters[(i // 3) % 3], lam=(0.0, 0.5, 1.0, 2.0, 4.0)[i % 5],
+    return [request(prompts[i % 3], adapter=adapters[(i // 3) % 3], lam=(0.0, 0.5, 1.0, 2.0, 4.0)[i % 5],
                     mode="weights" if i % 7 == 2 else "logits", temperature=(0.0, 0.7, 1.3)[(i // 2) % 3],
                     top_p=(1.0, 0.9)[i % 2], max_new_tokens=4 + i % 9, seed=i) for i in range(28)]
 
 
-@pytest.mark.parametrize("continuous", [True, False], ids=["scheduler", "direct"])
-def test_each_row_of_a_mixed_batch_equals_the_request_alone(tiny_playground, mixed, continuous):
-    engine = tiny_playground.engine
-    engine.continuous = continuous
-    try:
-        together = engine.generate(mixed)
-        assert sum(1 + (r.adapter is not None and (r.lam != 0 or r.mode == "weights")) for r in mixed) >= 40  # rows
-        for req, got in zip(mixed, together):
-            alone = engine.generate([req])[0]
-            assert got.tokens == alone.tokens
-            assert got.kl == alone.kl and got.entropy == alone.entropy  # the readouts too, bit for bit
-        assert len({len(s.tokens) for s in together}) > 3  # rows finished at different steps
-    finally:
-        engine.continuous = True
+@pytest.mark.parametrize("path", ["continuous", "batch"], ids=["scheduler", "direct"])
+def test_each_row_of_a_mixed_batch_equals_the_request_alone(tiny_playground, mixed, path):
+    engine = tiny_playground.engine.with_path(path)
+    together = engine.generate(mixed)
+    assert sum(1 + (r.adapter is not None and (r.settings.lam != 0 or r.settings.mode == "weights")) for r in mixed) >= 40  # rows
+    for req, got in zip(mixed, together):
+        alone = engine.generate([req])[0]
+        assert got.tokens == alone.tokens
+        assert got.kl == alone.kl and got.entropy == alone.entropy  # the readouts too, bit for bit
+    assert len({len(s.tokens) for s in together}) > 3  # rows finished at different steps
 
 
 def test_same_request_in_different_company(tiny_playground, mixed):

@@ -105,13 +105,13 @@ def test_a_replacement_character_the_model_produced_is_kept(tok):
 def scripted(pg, script: list[int], stop_id: int):
     """A stand-in for `pg.stream` whose every answer is `script` (continuing where a request's prompt ends in it),
     one token per step, cut at the request's max_new_tokens; ends with `stop_id` when the script is done."""
-    from playground.lm.engine import Stream
+    from playground.lm.request import Stream
 
     def stream(requests, should_stop=lambda: False):
         todo = []
         for r in requests:
             start = max((k for k in range(len(script) + 1) if k == 0 or tuple(r.prompt_ids[-k:]) == tuple(script[:k])))
-            todo.append((script[start:] + [stop_id])[:r.max_new_tokens])
+            todo.append((script[start:] + [stop_id])[:r.settings.max_new_tokens])
         streams = [Stream(elapsed_s=0.01) for _ in requests]
         for step in range(max(len(t) for t in todo)):
             if should_stop():

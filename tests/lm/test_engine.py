@@ -6,7 +6,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from playground.lm.engine import Request
+from tests.lm.requests import request, reseeded
 
 PROMPT = "Tell me something about cats."
 
@@ -35,7 +35,7 @@ CONT = [510, 2111, 314, 253, 1345]
 
 def test_lambda_zero_is_base_and_one_is_tuned(tiny_playground, ids, reference):
     base, tuned = reference
-    reqs = [Request(ids, adapter="a", lam=0.0), Request(ids, adapter="a", lam=1.0), Request(ids, adapter=None)]
+    reqs = [request(ids, adapter="a", lam=0.0), request(ids, adapter="a", lam=1.0), request(ids, adapter=None)]
     steps = tiny_playground.engine.step_logits(reqs, CONT)
     got = torch.stack(steps)  # [positions, requests, V]
     want_base, want_tuned = full_logits(base, ids, CONT), full_logits(tuned, ids, CONT)
@@ -47,7 +47,7 @@ def test_lambda_zero_is_base_and_one_is_tuned(tiny_playground, ids, reference):
 
 def test_lambda_mix_is_linear_extrapolation(tiny_playground, ids):
     lams = [0.0, 0.5, 1.0, 2.0]
-    steps = tiny_playground.engine.step_logits([Request(ids, adapter="a", lam=l) for l in lams], CONT[:2])
+    steps = tiny_playground.engine.step_logits([request(ids, adapter="a", lam=l) for l in lams], CONT[:2])
     for logits in steps:
         l0, l1 = logits[0], logits[2]
         torch.testing.assert_close(logits[1], l0 + 0.5 * (l1 - l0), atol=1e-5, rtol=1e-5)
@@ -57,14 +57,14 @@ def test_lambda_mix_is_linear_extrapolation(tiny_playground, ids):
 def test_weights_mode_endpoints(tiny_playground, ids, reference):
     base, tuned = reference
     steps = tiny_playground.engine.step_logits(
-        [Request(ids, adapter="a", lam=0.0, mode="weights"), Request(ids, adapter="a", lam=1.0, mode="weights")], CONT)
+        [request(ids, adapter="a", lam=0.0, mode="weights"), request(ids, adapter="a", lam=1.0, mode="weights")], CONT)
     got = torch.stack(steps)
     torch.testing.assert_close(got[:, 0], full_logits(base, ids, CONT), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(got[:, 1], full_logits(tuned, ids, CONT), atol=1e-4, rtol=1e-4)
 
 
 def test_kl_to_base_grows_with_lambda(tiny_playground, ids):
-    reqs = [Request(ids, adapter="a", lam=l, temperature=0.0, max_new_tokens=8) for l in (0.0, 0.5, 1.0, 2.0)]
+    reqs = [request(ids, adapter="a", lam=l, temperature=0.0, max_new_tokens=8) for l in (0.0, 0.5, 1.0, 2.0)]
     # Same fixed continuation for all λ, so the KL differences come from λ alone.
     steps = tiny_playground.engine.step_logits(reqs, CONT)
     base = torch.stack([s[0] for s in steps])
@@ -80,10 +80,10 @@ def test_kl_to_base_grows_with_lambda(tiny_playground, ids):
 
 
 def test_seed_reproduces_and_differs(tiny_playground, ids):
-    req = Request(ids, adapter="a", lam=1.5, temperature=1.0, top_p=0.9, max_new_tokens=12, seed=7)
+    req = request(ids, adapter="a", lam=1.5, temperature=1.0, top_p=0.9, max_new_tokens=12, seed=7)
     a = tiny_playground.engine.generate([req])[0].tokens
     b = tiny_playground.engine.generate([req])[0].tokens
-    c = tiny_playground.engine.generate([Request(**{**req.__dict__, "seed": 8})])[0].tokens
+    c = tiny_playground.engine.generate([reseeded(req, 8)])[0].tokens
     assert a == b
     assert a != c
 
@@ -91,10 +91,10 @@ def test_seed_reproduces_and_differs(tiny_playground, ids):
 def test_mixed_batch_equals_each_alone(tiny_playground, ids):
     other = tiny_playground.encode("A much longer prompt about gardening in the rain, please.")
     reqs = [
-        Request(ids, adapter="a", lam=0.5, temperature=0.0, max_new_tokens=10),
-        Request(other, adapter="b", lam=2.0, temperature=0.8, top_p=0.9, max_new_tokens=6, seed=3),
-        Request(ids, adapter=None, temperature=1.2, max_new_tokens=9, seed=4),
-        Request(other, adapter="a", lam=0.7, mode="weights", temperature=0.0, max_new_tokens=7),
+        request(ids, adapter="a", lam=0.5, temperature=0.0, max_new_tokens=10),
+        request(other, adapter="b", lam=2.0, temperature=0.8, top_p=0.9, max_new_tokens=6, seed=3),
+        request(ids, adapter=None, temperature=1.2, max_new_tokens=9, seed=4),
+        request(other, adapter="a", lam=0.7, mode="weights", temperature=0.0, max_new_tokens=7),
     ]
     together = tiny_playground.engine.generate(reqs)
     for req, got in zip(reqs, together):
@@ -106,8 +106,8 @@ def test_greedy_matches_hf_generate(tiny_playground, ids, reference):
     base, tuned = reference
     n = 10
     streams = tiny_playground.engine.generate([
-        Request(ids, adapter="a", lam=0.0, temperature=0.0, max_new_tokens=n),
-        Request(ids, adapter="a", lam=1.0, temperature=0.0, max_new_tokens=n),
+        request(ids, adapter="a", lam=0.0, temperature=0.0, max_new_tokens=n),
+        request(ids, adapter="a", lam=1.0, temperature=0.0, max_new_tokens=n),
     ])
     x = torch.tensor([list(ids)])
     for model, stream in zip((base, tuned), streams):

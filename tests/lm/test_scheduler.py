@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from playground.lm.engine import Request
+from playground.lm.request import Request
+from tests.lm.requests import request
 from playground.lm.scheduler import Scheduler, SchedulerConfig
 from playground.settings.validation import InputError
 
@@ -15,18 +16,14 @@ from playground.settings.validation import InputError
 def reqs(tiny_playground) -> list[Request]:
     prompts = [tiny_playground.encode(p) for p in ("Hi.", "Tell me about cats.", "What should I cook tonight, given rain all day?")]
     adapters = ["a", None, "b"]
-    return [Request(prompts[i % 3], adapter=adapters[i % 3], lam=(0.5, 1.0, 2.0)[i % 3 - 1], temperature=(0.0, 0.9)[i % 2],
+    return [request(prompts[i % 3], adapter=adapters[i % 3], lam=(0.5, 1.0, 2.0)[i % 3 - 1], temperature=(0.0, 0.9)[i % 2],
                     top_p=(1.0, 0.9)[(i // 2) % 2], max_new_tokens=6 + i % 5, seed=i) for i in range(12)]
 
 
 @pytest.fixture(scope="module")
 def alone(tiny_playground, reqs) -> list[list[int]]:
-    engine = tiny_playground.engine
-    engine.continuous = False
-    try:
-        return [engine.generate([r])[0].tokens for r in reqs]
-    finally:
-        engine.continuous = True
+    engine = tiny_playground.engine.with_path("batch")  # decoded here, one request at a time, no scheduler
+    return [engine.generate([r])[0].tokens for r in reqs]
 
 
 def drain(it, log: list, name: str, pause: float = 0.0):
@@ -152,7 +149,7 @@ def test_a_chat_turn_joins_beside_long_sweep_rows_that_hold_the_sweeps_kv_share(
     sched = Scheduler(tiny_playground.engine, cfg)
     try:
         prompt = reqs[1].prompt_ids
-        sweep = [Request(prompt, None, 0.0, temperature=1.0, max_new_tokens=500 - len(prompt), seed=k) for k in range(8)]
+        sweep = [request(prompt, None, 0.0, temperature=1.0, max_new_tokens=500 - len(prompt), seed=k) for k in range(8)]
         log: list = []
         sub = sched.submit(sweep)
         while not sub.admitted:

@@ -188,7 +188,7 @@ def test_listeners_count_open_streams_per_session():
 
 def test_the_scheduler_trims_the_heap_when_it_goes_idle(tiny_playground, monkeypatch):
     from playground.runtime import memory
-    from playground.lm.engine import Request
+    from tests.lm.requests import request
     from playground.lm.scheduler import Scheduler, SchedulerConfig
 
     trims = []
@@ -198,7 +198,7 @@ def test_the_scheduler_trims_the_heap_when_it_goes_idle(tiny_playground, monkeyp
         # count this scheduler's trims (sched.trims): threads left by earlier tests may trim through memory too
         time.sleep(0.3)
         assert sched.trims == 0, "nothing decoded yet: nothing to trim"
-        for _ in sched.stream([Request(tiny_playground.encode("Hi."), max_new_tokens=4, seed=0)]):
+        for _ in sched.stream([request(tiny_playground.encode("Hi."), max_new_tokens=4, seed=0)]):
             pass
         wait_for(lambda: sched.trims == 1 and 0 in trims, "malloc_trim(0) once the loop is idle", 30)
         time.sleep(0.3)

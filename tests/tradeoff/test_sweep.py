@@ -42,7 +42,7 @@ def test_one_decode_settings_shape_for_chat_sweep_and_token_view(tiny_playground
     assert turn.decode == d and turn.column("realigned") == d
     s = settings(tiny_playground, lambdas=[0.5], temperatures=[0.3], samples=1, max_new_tokens=5, seed=4, top_p=0.95)
     assert s.cell(0.5, 0.3, 0) == d
-    req = tiny_playground.request(tiny_playground.encode(PROMPTS[0]), "a", d)
+    req = tiny_playground.request(tiny_playground.encode(PROMPTS[0]), "a", d).settings  # the request carries d
     assert (req.lam, req.temperature, req.max_new_tokens, req.seed) == (0.5, 0.3, 5, 4)
     assert token_view(tiny_playground, PROMPTS[0], "a", d)["text"] == tiny_playground.side_by_side(turn)["realigned"].text
 
