@@ -24,6 +24,7 @@ from playground.cli.sweep import pick_adapter, progress_bar
 from playground.distributed.options import add_ray_arguments, ray_options
 from playground.probes.generation import DEFAULT_LAMBDAS, estimate, probe_settings, run_on_playground, stages
 from playground.probes.registry import PROBES, get_probe
+from playground.settings.request import DEFAULT_DECODE
 from playground.settings.validation import InputError
 
 
@@ -38,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--lambdas", default=",".join(f"{v:g}" for v in DEFAULT_LAMBDAS),
                    help="comma-separated λ; 0 = base (the reference), 1 = tuned, > 1 = weaker KL")
     p.add_argument("--samples", default=2, help="samples per prompt per λ (more = steadier estimates, slower)")
-    p.add_argument("--temperature", default=0.7, help="sampling temperature; 0 = greedy")
+    p.add_argument("--temperature", default=DEFAULT_DECODE.temperature, help="sampling temperature; 0 = greedy")
     p.add_argument("--max-new-tokens", default=64, help="answer length cap in tokens")
     p.add_argument("--seed", default=0, help="sample k uses seed + k, at every λ")
     p.add_argument("--limit", default=None, help="keep the first N prompts of each prompt set (a quick run)")

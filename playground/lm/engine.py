@@ -9,7 +9,7 @@ every token, the next-token logits of the reference (base) policy and the aligne
 the SAME batched forward pass: each request owns a base row (LoRA scale 0) and a tuned row (LoRA scale
 1). Mode "weights" instead scales the LoRA delta by λ inside one row (ExPO-style weight extrapolation:
 cheaper, not the KL-regularised optimum); its base row is kept for the KL readout. Every request carries
-its own λ, temperature, top-p, length and seed, so one batch can hold a whole sweep grid.
+its own `DecodeSettings` (λ, temperature, top-p, length, seed), so one batch can hold a whole sweep grid.
 
 The decode path is chosen when the engine is built (`Engine(..., path=...)`, or `engine.with_path(...)` for a
 sibling on the same weights), never toggled later:
