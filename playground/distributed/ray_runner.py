@@ -357,10 +357,10 @@ class RayPool:
         return opts
 
     def _actors(self, ray, shards: int) -> int:
-        if self.options.actors is not None:
-            return min(self.options.actors, shards)
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        return max(1, min(shards, cpus // self.options.cpus_per_actor))
+        """One per shard, at most --ray-actors, and at most what the cluster's CPUs hold: an actor keeps its CPUs while
+        it lives, so one that cannot be placed would hold its shard forever."""
+        fit = max(1, int(ray.cluster_resources().get("CPU", 1)) // self.options.cpus_per_actor)
+        return max(1, min(shards, fit, self.options.actors or fit))
 
     def shards(self, items: Sequence, prompt_of: Callable[[Any], Hashable], task_of: Callable[[list], Callable]) -> list[_Shard]:
         """`items` split by prompt (`prompt_of(item)`, prompts in order of first appearance) into one contiguous run of

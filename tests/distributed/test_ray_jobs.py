@@ -114,3 +114,16 @@ def test_the_trade_off_tab_with_a_ray_address_gives_the_in_process_sweep(cluster
     assert same(json.loads(files["sweep.json"].read_text()), json.loads(to_json(one.rows)))  # every metric of every row
     samples = json.loads(files["sweep_samples.json"].read_text())["samples"]
     assert len(samples) == 24 and same(samples, json.loads(json.dumps(one.samples, default=str)))  # every answer
+
+
+def test_never_more_actors_than_the_clusters_cpus_hold():
+    """An actor keeps its CPUs while it lives: one the cluster cannot place would hold its shard forever."""
+    class TwoCpus:
+        @staticmethod
+        def cluster_resources():
+            return {"CPU": 2.0}
+
+    assert RayPool(None, RayOptions("local", actors=8))._actors(TwoCpus, 5) == 2
+    assert RayPool(None, RayOptions("local", actors=8, cpus_per_actor=4))._actors(TwoCpus, 5) == 1
+    assert RayPool(None, RayOptions("local", actors=1))._actors(TwoCpus, 5) == 1
+    assert RayPool(None, RayOptions("local"))._actors(TwoCpus, 1) == 1 and RayPool(None, RayOptions("local"))._actors(TwoCpus, 9) == 2
