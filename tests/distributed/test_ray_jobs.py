@@ -13,6 +13,7 @@ import pytest
 from tests.distributed.test_ray_sweep import same
 
 from playground.cli import calibrate as calibrate_cli, probe as probe_cli
+from playground.cli.errors import run_command
 from playground.distributed import ray_runner
 from playground.distributed.options import RayOptions
 from playground.distributed.ray_runner import JudgeHost, ProbeShard, RayDecoder, RayPool
@@ -127,3 +128,14 @@ def test_never_more_actors_than_the_clusters_cpus_hold():
     assert RayPool(None, RayOptions("local", actors=8, cpus_per_actor=4))._actors(TwoCpus, 5) == 1
     assert RayPool(None, RayOptions("local", actors=1))._actors(TwoCpus, 5) == 1
     assert RayPool(None, RayOptions("local"))._actors(TwoCpus, 1) == 1 and RayPool(None, RayOptions("local"))._actors(TwoCpus, 9) == 2
+
+
+@pytest.mark.parametrize("module, argv", [(probe_cli, ["probe", "made_up", "--limit", "1"]),
+                                          (calibrate_cli, ["calibrate", "--adapter", "a", "--against", "b"])])
+def test_a_bad_ray_address_is_one_error_line_before_anything_loads(monkeypatch, capsys, tmp_path, module, argv):
+    monkeypatch.setattr(module, "load_playground", lambda *a: pytest.fail("the model must not load on bad input"))
+    monkeypatch.setattr(ray_runner, "connect", lambda address: pytest.fail("no cluster is joined on bad input"))
+    assert run_command(lambda: module.run(_args(module, *argv, "--ray", "nowhere", "--out", str(tmp_path / "r.json")))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ray must be local, auto, HOST:PORT")
+    assert not (tmp_path / "r.json").exists()
