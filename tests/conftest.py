@@ -15,9 +15,34 @@ os.environ.setdefault("PLAYGROUND_DTYPE", "float32")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+# A test whose call takes longer than this carries a mark saying why (the summary names those that do not).
+LONG_TEST_S = 10.0
+LONG_MARKS = {"slow", "browser", "model", "app"}
+_long_unmarked: list[tuple[str, float]] = []
+
+
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: long tests (training, full benchmarks); run with --runslow")
-    config.addinivalue_line("markers", "browser: real headless Chromium tests")
+    config.addinivalue_line("markers", "slow: long tests (training, full benchmarks, fault runs); opt in with --runslow")
+    config.addinivalue_line("markers", "browser: real headless Chromium tests (deselect: -m 'not browser')")
+    config.addinivalue_line("markers", "model: tests on the shipped embedded model (deselect: -m 'not model')")
+    config.addinivalue_line("markers", "app: tests that launch the app and drive it over HTTP (deselect: -m 'not app')")
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.duration > LONG_TEST_S and not LONG_MARKS & set(report.keywords):
+        _long_unmarked.append((report.nodeid, report.duration))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say what the default suite left out, and which long tests carry no mark."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    slow = sum("opt in with --runslow" in str(r.longrepr) for r in skipped)
+    if slow:
+        terminalreporter.write_line(f"left out: {slow} slow tests (opt in with --runslow); "
+                                    f"{len(skipped) - slow} other skips, each with its reason above")
+    for nodeid, seconds in _long_unmarked:
+        terminalreporter.write_line(f"unmarked test over {LONG_TEST_S:g} s: {nodeid} ({seconds:.0f} s); "
+                                    f"mark it {', '.join(sorted(LONG_MARKS))}")
 
 
 def pytest_addoption(parser):
@@ -25,6 +50,11 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:  # the marks follow from the fixtures a test uses
+        if "browser" in item.fixturenames:
+            item.add_marker(pytest.mark.browser)
+        if "app_url" in item.fixturenames or "client" in item.fixturenames:
+            item.add_marker(pytest.mark.app)
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow: opt in with --runslow")
