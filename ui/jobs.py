@@ -103,3 +103,30 @@ class SessionJobs:
     def cancel(self, request: gr.Request | None) -> None:
         if (control := self.running.get(session_key(request))) is not None:
             control.stopped.set()  # the worker sees it at its next token or step and frees the model
+
+
+CANCELLED = "**Cancelled.** Nothing was computed; the results shown are from before."
+_QUIET = {"queue": False, "show_progress": "hidden", "api_visibility": "private"}
+
+
+def long_job(trigger, run_buttons: list, cancel_btn, status, fn, inputs, outputs, **event):
+    """The one long-job pattern of every tab: the estimate is shown before (the tab's own Markdown), the job's
+    `gr.Progress` during; while it runs its Run buttons are disabled and `cancel_btn` (built `visible=False`) is
+    shown; afterwards both are back. Pressing Cancel hides it at once and writes CANCELLED into `status`; the tab
+    still wires the button's own cancel (``cancels=[job]`` and its session's stop flag, an API route). Returns
+    the job's event."""
+    def running():
+        return [gr.Button(interactive=False) for _ in run_buttons] + [gr.Button(visible=True)]
+
+    def idle():
+        return [gr.Button(interactive=True) for _ in run_buttons] + [gr.Button(visible=False)]
+
+    job = trigger(running, None, [*run_buttons, cancel_btn], **_QUIET).then(fn, inputs, outputs, **event)
+    job.then(idle, None, [*run_buttons, cancel_btn], **_QUIET)
+    return job
+
+
+def show_cancelled(cancel_btn, run_buttons: list, status) -> None:
+    """Cancel's visible side (see long_job): Run back, Cancel hidden, "cancelled" in `status`."""
+    cancel_btn.click(lambda: [gr.Button(interactive=True) for _ in run_buttons] + [gr.Button(visible=False), CANCELLED],
+                     None, [*run_buttons, cancel_btn, status], **_QUIET)

@@ -18,7 +18,7 @@ from playground.settings.server import SERVE
 from playground.settings.validation import InputError
 from playground.runtime.job_folders import job_folder
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Slider
-from ui.jobs import SessionJobs
+from ui.jobs import SessionJobs, long_job, show_cancelled
 
 # A probe decodes prompts × λ × samples answers (minutes on a CPU): the sweep's limit, enforced here as well,
 # since Gradio applies `time_limit` to streaming events only.
@@ -30,6 +30,15 @@ failure mode. Every number carries a 95% interval bootstrapped over prompts; "wi
 λ = 0 is not distinguishable from zero at this sample size."""
 
 PROBE_JOBS = SessionJobs("a probe", LIMITS.sweep_timeout_s)  # one per session; Cancel finds it
+SHORT_HEADERS = ("Metric", "Group", "λ", "Estimate", "Change vs reference")  # the table shown first (fits a phone)
+
+
+def short_table(full) -> pd.DataFrame:
+    """The estimates table's key columns; a Group column only where some row has one."""
+    if full is None or len(full) == 0 or not len(full.columns):
+        return pd.DataFrame(columns=[h for h in SHORT_HEADERS if h != "Group"])
+    keep = [h for h in SHORT_HEADERS if h in full.columns and not (h == "Group" and (full[h].astype(str).str.strip() == "").all())]
+    return full[keep]
 
 
 
@@ -109,12 +118,15 @@ def build_probes_tab(pg) -> None:
     cost = gr.Markdown(estimate_line(pg, *[k.value for k in knobs]))
     with gr.Row():
         run_btn = gr.Button("Run probe", variant="primary", elem_id="probe-run")
-        cancel_btn = gr.Button("Cancel", variant="stop")
+        cancel_btn = gr.Button("Cancel", variant="stop", visible=False, elem_id="probe-cancel")
     summary = gr.Markdown(elem_id="probe-summary")
     findings = gr.Markdown(label="Findings")
     plot = gr.Plot(label="Metrics vs λ (95% intervals)")
+    small = gr.Dataframe(short_table(None), label="Estimates per λ (change vs the reference λ, paired by prompt)",
+                         interactive=False, wrap=True, elem_id="probe-table")
+    show_all = gr.Checkbox(False, label="Show every column (95% intervals, Δ, prompts, answers)", elem_id="probe-all-columns")
     table = gr.Dataframe(headers=list(HEADERS), label="Estimates per λ (Δ vs the reference λ, paired by prompt)",
-                         interactive=False, wrap=True)
+                         interactive=False, wrap=True, visible=False)
     with gr.Row():
         lam_pick = Dropdown([ALL], value=ALL, label="Examples at λ", scale=1)
         files = gr.File(label="Downloads (JSON, CSV, PNG)", file_count="multiple", interactive=False, scale=3)
@@ -144,7 +156,10 @@ def build_probes_tab(pg) -> None:
         k.change(lambda *v: estimate_line(pg, *v), knobs, cost, **quiet)
     lam_pick.change(filter_examples, [example_rows, lam_pick], examples_df, **quiet)
     out = [summary, findings, plot, table, lam_pick, examples_df, example_rows, files]
-    run_event = run_btn.click(run, knobs, out, api_name="probe", **PROBE_EVENT)
+    run_event = long_job(run_btn.click, [run_btn], cancel_btn, summary, run, knobs, out, api_name="probe", **PROBE_EVENT)
+    run_event.then(short_table, table, small, **quiet)
+    show_all.change(lambda on: (gr.Dataframe(visible=on), gr.Dataframe(visible=not on)), show_all, [table, small], **quiet)
     cancel_btn.click(cancel, None, None, cancels=[run_event], api_name="probe_cancel", queue=False)
+    show_cancelled(cancel_btn, [run_btn], summary)
 
 

@@ -50,13 +50,18 @@ body.show-hint #busy-hint {display: block !important}
 #loading .loading {padding: 8px 12px; border-radius: 8px; background: var(--color-accent-soft)}
 #loading progress {width: 160px; vertical-align: middle; margin-left: 8px}
 /* The chosen option of every radio group stands out (also on a phone, where the small circle alone is easy to miss) */
-.gradio-container label.selected {outline: 2px solid var(--color-accent); outline-offset: -2px; font-weight: 600}
+.gradio-container label.selected {outline: 2px solid var(--color-accent); outline-offset: -2px; font-weight: 600;
+  background: var(--color-accent-soft) !important}
 .gradio-container label.selected input[type=radio] {box-shadow: 0 0 0 2px var(--color-accent)}
 /* Markdown tables (limits, the duel's reveal) scroll sideways instead of overflowing; headers break between words */
 .gradio-container .prose table {display: block; max-width: 100%; overflow-x: auto}
 .gradio-container table th, .gradio-container table th * {word-break: normal !important; overflow-wrap: normal !important;
   hyphens: manual}
 .gradio-container .table-wrap {overflow-x: auto}
+/* Diffusion samples: tiny digits drawn large with square pixels (no browser smoothing), as wide as the column */
+#guidance-samples img, #guidance-progress img {image-rendering: pixelated; width: 100%; height: auto;
+  max-height: none !important; object-fit: contain}
+#guidance-samples .image-container, #guidance-progress .image-container {height: auto !important}
 @media (max-width: 640px) {
   #transcript {max-height: 70vh}
   #main-tabs .tab-container button {padding-left: 8px; padding-right: 8px}

@@ -22,7 +22,7 @@ from playground.settings.validation import InputError, check_choice, check_job_c
 from playground.runtime.job_folders import job_folder
 from playground.distributed.ray_runner import app_runner
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider
-from ui.jobs import JobControl, SessionJobs, run_job
+from ui.jobs import JobControl, SessionJobs, long_job, run_job, show_cancelled
 
 # A sweep decodes prompts × settings × samples answers and can take minutes on a CPU, so it gets a larger
 # limit than a chat turn. Gradio applies `time_limit` only to streaming events, so the limit is also enforced
@@ -50,6 +50,29 @@ CONTROL_NAMES = {"dera": "λ mixing (DeRa)", "weights": "weight scaling (ExPO)",
 
 SWEEPS = SessionJobs("a sweep", LIMITS.sweep_timeout_s)  # one per session; Cancel finds it
 SWEEP_OUTPUTS = ("table", "frontier", "diversity", "metrics", "overopt", "warning", "files", "samples", "summary")
+# The table shown first (fits a phone): these columns, means with their ↑ / ↓ / ≈ mark; the full one is one click away
+COMPACT = {"control": "control", "λ": "λ", "n": "n", "γ": "γ", "T": "T", "reward [95% CI] vs ref": "reward",
+           "held-out [95% CI] vs ref": "held-out", "KL (nats/answer) [95% CI]": "KL/answer",
+           "meaning diversity [95% CI] vs ref": "diversity", "Pareto-optimal": "Pareto"}
+
+
+def compact_table(full) -> pd.DataFrame:
+    """The full readable table → its key columns (a knob column only where it varies or is set), intervals dropped."""
+    if full is None or len(full) == 0 or not len(full.columns):
+        return pd.DataFrame(columns=["λ", "T", "reward", "held-out", "KL/answer", "diversity"])
+    keep = []
+    for title in COMPACT:
+        if title not in full.columns:
+            continue
+        values = full[title].astype(str)
+        if (values == "–").all() or (title == "control" and values.nunique() <= 1):
+            continue
+        keep.append(title)
+    out = full[keep].rename(columns=COMPACT).astype(str)
+    out = out.apply(lambda col: col.str.replace(r"\s*\[[^\]]*\]", "", regex=True))
+    if "Pareto" in out:
+        out["Pareto"] = out["Pareto"].map({"True": "yes", "False": ""}).fillna(out["Pareto"])
+    return out
 
 
 
@@ -166,13 +189,16 @@ def build_tradeoff_tab(pg) -> None:
             seed = Number(0, precision=0, label="Seed", info="Sample k uses seed + k")
     with gr.Row():
         run_btn = gr.Button("Run sweep", variant="primary", elem_id="run-sweep")
-        cancel_btn = gr.Button("Cancel", variant="stop")
+        cancel_btn = gr.Button("Cancel", variant="stop", visible=False, elem_id="sweep-cancel")
     estimate = gr.Markdown(elem_id="sweep-estimate")
-    summary = gr.Markdown()
+    summary = gr.Markdown(elem_id="sweep-summary")
     warning = gr.Markdown()
     with gr.Accordion("3 · Results", open=True):
-        table = gr.Dataframe(label="One row per (λ, T) — 95% intervals bootstrapped over prompts; ↑ / ↓ = above / below λ = 0 beyond noise, ≈ = within noise (paired by prompt)",
-                             headers=[title for _, title, _ in COLUMNS], interactive=False, wrap=True)
+        small = gr.Dataframe(compact_table(None), label="One row per (λ, T): means; ↑ / ↓ = above / below λ = 0 beyond noise, "
+                             "≈ = within noise (paired by prompt)", interactive=False, wrap=True, elem_id="sweep-table")
+        show_all = gr.Checkbox(False, label="Show every column, with 95% intervals", elem_id="sweep-all-columns")
+        table = gr.Dataframe(label="Every column — 95% intervals bootstrapped over prompts", visible=False,
+                             headers=[title for _, title, _ in COLUMNS], interactive=False, wrap=True, elem_id="sweep-table-full")
         with gr.Row():
             frontier, diversity = gr.Plot(show_label=False), gr.Plot(show_label=False)
         with gr.Row():
@@ -194,9 +220,13 @@ def build_tradeoff_tab(pg) -> None:
             negative = gr.Textbox("", label="Negative prompt (guidance's unconditional branch)", elem_id="controls-negative",
                                   info="Empty = the chat template with an empty user turn")
             compare_btn = gr.Button("Compare controls", variant="primary", elem_id="run-controls")
+            c_cancel = gr.Button("Cancel", variant="stop", visible=False, elem_id="controls-cancel")
         controls_summary = gr.Markdown(elem_id="controls-summary")
-        controls_table = gr.Dataframe(label="One row per setting of each control — 95% intervals clustered by prompt; ↑ / ↓ / ≈ against "
-                                            "each control's reference (λ = 0, the smallest n, γ = 1)",
+        c_small = gr.Dataframe(compact_table(None), label="One row per setting of each control: means; ↑ / ↓ / ≈ against each "
+                               "control's reference (λ = 0, the smallest n, γ = 1)", interactive=False, wrap=True,
+                               elem_id="controls-table")
+        c_show_all = gr.Checkbox(False, label="Show every column, with 95% intervals (clustered by prompt)")
+        controls_table = gr.Dataframe(label="Every column — 95% intervals clustered by prompt", visible=False,
                                       headers=[title for _, title, _ in COLUMNS], interactive=False, wrap=True)
         with gr.Row():
             c_frontier, c_diversity = gr.Plot(show_label=False, elem_id="controls-frontier"), gr.Plot(show_label=False)
@@ -270,15 +300,27 @@ def build_tradeoff_tab(pg) -> None:
                 f"2-core CPU (limit {LIMITS.max_job_seconds / 60:.0f} min)")
 
     inputs = [adapter, source, typed, upload, grid_kind, grid, temps, samples, max_new, judge, heldout, seed]
+    estimate.value = estimate_text(*[box.value for box in inputs])  # before anything is touched
     for box in inputs:
         box.change(estimate_text, inputs, estimate, api_visibility="private", show_progress="hidden",
                    concurrency_id="estimates", concurrency_limit=1, trigger_mode="always_last")  # in order: the last wins
     outputs = [table, frontier, diversity, metrics, overopt, warning, files, samples_df, summary]
     assert len(outputs) == len(SWEEP_OUTPUTS)
-    run_event = run_btn.click(sweep, inputs, outputs, api_name="tradeoff_sweep", show_progress_on=[summary], **SWEEP_EVENT)
-    compare_event = compare_btn.click(compare, [controls, ns, gammas, policy_lam, negative, *inputs],
-                                      [controls_table, c_frontier, c_diversity, c_overopt, c_files, controls_summary],
-                                      api_name="tradeoff_controls", show_progress_on=[controls_summary], **SWEEP_EVENT)
+    runs = [run_btn, compare_btn]
+    run_event = long_job(run_btn.click, runs, cancel_btn, summary, sweep, inputs, outputs, api_name="tradeoff_sweep",
+                         show_progress_on=[summary], **SWEEP_EVENT)
+    compare_event = long_job(compare_btn.click, runs, c_cancel, controls_summary, compare,
+                             [controls, ns, gammas, policy_lam, negative, *inputs],
+                             [controls_table, c_frontier, c_diversity, c_overopt, c_files, controls_summary],
+                             api_name="tradeoff_controls", show_progress_on=[controls_summary], **SWEEP_EVENT)
+    quiet = {"queue": False, "api_visibility": "private", "show_progress": "hidden"}
+    run_event.then(compact_table, table, small, **quiet)
+    compare_event.then(compact_table, controls_table, c_small, **quiet)
+    for box, full, short in ((show_all, table, small), (c_show_all, controls_table, c_small)):
+        box.change(lambda on: (gr.Dataframe(visible=on), gr.Dataframe(visible=not on)), box, [full, short], **quiet)
     cancel_btn.click(cancel, None, None, cancels=[run_event, compare_event], api_name="tradeoff_cancel")
+    c_cancel.click(cancel, None, None, cancels=[run_event, compare_event], api_visibility="private")
+    show_cancelled(cancel_btn, runs, summary)
+    show_cancelled(c_cancel, runs, controls_summary)
     tv_btn.click(tokens, [adapter, tv_prompt, tv_lam, tv_temp, tv_seed, max_new], [tv_kl, tv_shift, tv_readout],
                  api_name="token_view", **TOKEN_EVENT)

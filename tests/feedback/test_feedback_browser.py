@@ -21,6 +21,7 @@ def app(tiny_playground, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PLAYGROUND_DATABASE_URL", sqlite_url(data / "votes.sqlite3"))
         mp.setenv("PLAYGROUND_VOTE_SALT", "browser-salt")
+        mp.setenv("PLAYGROUND_DUEL_MAX_NEW_TOKENS", "16")  # a quick duel (the default is a full answer)
         demo, url = serve(tiny_playground)
         try:
             yield url, data / "votes.sqlite3"
@@ -72,7 +73,7 @@ def test_blind_duel_is_a_mode_of_the_side_by_side_tab_and_the_report_offers_down
     assert not page.locator("#transcript").is_visible()
     page.locator("#duel-prompt textarea").fill("Tell me about rain.")
     page.locator("#duel-generate").click()
-    page.locator("#vote-b").wait_for(state="visible", timeout=60_000)
+    page.locator("#vote-b").wait_for(state="visible", timeout=240_000)  # a loaded 2-core machine: minutes
     shot(page, "duel_1400.png")
     page.locator("#vote-b").click()
     page.locator("#duel-reveal", has_text="saved").wait_for(timeout=30_000)
