@@ -18,7 +18,7 @@ from playground.tradeoff.outputs import read_prompt_file
 from playground.settings.validation import InputError
 from playground.runtime.job_folders import job_folder
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Slider
-from ui.jobs import SessionJobs
+from ui.jobs import SessionJobs, long_job, show_cancelled
 
 # A long LM job: its own pool (chat keeps its slots); Gradio applies time_limit to streaming events only, so
 # the deadline is also enforced through should_stop.
@@ -61,8 +61,8 @@ def build_calibrate_tab(pg) -> None:
         seed = Number(0, precision=0, label="Seed")
     with gr.Row():
         run_btn = gr.Button("Run DeRa check", variant="primary")
-        cancel_btn = gr.Button("Cancel", variant="stop")
-    estimate = gr.Markdown()
+        cancel_btn = gr.Button("Cancel", variant="stop", visible=False, elem_id="dera-cancel")
+    estimate = gr.Markdown(elem_id="dera-estimate")
     sentence = gr.Markdown(elem_id="calibrate-verdict")
     plot = gr.Plot(label="KL(π_B ‖ π_λ) vs λ")
     files = gr.File(label="Downloads (JSON, PNG)", file_count="multiple", interactive=False)
@@ -109,8 +109,11 @@ def build_calibrate_tab(pg) -> None:
                 f"{max(seconds, 1):.0f} s on a 2-core CPU; nominal λ = β_A/β_B = {checked.nominal_lambda:.3g}")
 
     inputs = [adapter, against, prompts, samples, max_new, seed]
+    estimate.value = estimate_text(*[box.value for box in inputs])  # before anything is touched
     for box in inputs:
         box.change(estimate_text, inputs, estimate, api_visibility="private", show_progress="hidden",
                    concurrency_id="estimates", concurrency_limit=1, trigger_mode="always_last")  # in order: the last wins
-    run_event = run_btn.click(run, inputs, [sentence, plot, files], api_name="dera_check", **CALIBRATE_EVENT)
+    run_event = long_job(run_btn.click, [run_btn], cancel_btn, sentence, run, inputs, [sentence, plot, files],
+                         api_name="dera_check", **CALIBRATE_EVENT)  # Cancel only while it runs (ui/jobs.py)
     cancel_btn.click(cancel, None, None, cancels=[run_event], api_name="dera_check_cancel", queue=False)
+    show_cancelled(cancel_btn, [run_btn], sentence)
