@@ -91,6 +91,7 @@ def test_adapter_report_with_ray_equals_one_process(cluster, spec, tiny_playgrou
     assert one["metrics"]["kl"]["tuned"] > 0 and same(ray, one)  # every judge's base, tuned and change with its interval
 
 
+@pytest.mark.app  # launches the app (tests/test_app.serve)
 def test_the_trade_off_tab_with_a_ray_address_gives_the_in_process_sweep(cluster, tiny_playground, monkeypatch):
     """PLAYGROUND_RAY_ADDRESS=local (SERVE.ray_address): the tab's /tradeoff_sweep decodes on the cluster; its rows and
     answers are the ones the tab computes in process."""
