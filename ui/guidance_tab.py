@@ -5,6 +5,7 @@ All events share the concurrency pool "diffusion" (limit 1) so sampling never st
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import gradio as gr
@@ -36,6 +37,8 @@ SHOWN_PROGRESS_SAMPLES, PROGRESS_FRAMES = GUIDANCE_PROGRESS
 EVENT = {"concurrency_id": "diffusion", "concurrency_limit": SERVE.diffusion_concurrency}
 # Measured (docs/performance.md): 64 samples × 50 DDIM steps in 5.4 s on the 2-core CPU, i.e. ~1.7 ms per sample-step
 SAMPLE_STEP_S, START_S = 0.0017, 0.5
+SWEEP_TITLES = {"scale": "w", "class_accuracy": "accuracy", "class_prob_mean": "p(digit)", "diversity": "diversity",
+                "feature_spread": "feature spread", "seconds": "s"}  # the sweep table's short headers (fit a phone)
 SHOWN_SCALE = 8  # each 16 × 16 digit drawn 8× (128 px) with nearest-neighbour pixels: the numbers are unchanged
 
 
@@ -77,7 +80,7 @@ def _generate(s, should_stop, progress=None) -> list:
     from playground.diffusion import guidance as G  # torch + the UNet load on first use, not at app start-up
 
     res = G.sample(s, progress_frames=PROGRESS_FRAMES, should_stop=_counted(should_stop, s.steps, progress, "denoising"))
-    grid = G.grid_image(res.images, nrow=min(8, s.num_samples), scale=SHOWN_SCALE)
+    grid = G.grid_image(res.images, nrow=min(8, math.ceil(math.sqrt(s.num_samples))), scale=SHOWN_SCALE)  # square-ish
     frames = [f[:SHOWN_PROGRESS_SAMPLES] for f in res.progress]  # rows: samples, columns: noisy → clean
     per_sample = np.stack(frames, axis=1).reshape(-1, *frames[0].shape[1:])
     progress_grid = G.grid_image(per_sample, nrow=len(frames), scale=SHOWN_SCALE // 2)
@@ -102,7 +105,7 @@ def _sweep(base, scales, should_stop, progress=None) -> list:
 
     total = len(scales) * (base.steps + 1)  # one check per scale, then one per step
     rows = G.sweep(base, scales, should_stop=_counted(should_stop, total, progress, "sweep"))
-    return [G.plot_sweep(rows, G.real_data_reference(base.digit)), pd.DataFrame(rows).round(3)]
+    return [G.plot_sweep(rows, G.real_data_reference(base.digit)), pd.DataFrame(rows).round(3).rename(columns=SWEEP_TITLES)]
 
 
 async def run_sweep(digit, scales, samples, steps, scheduler, seed, progress=gr.Progress()):  # noqa: B008
@@ -140,7 +143,8 @@ def build_guidance_tab() -> None:
                 cancel = gr.Button("Cancel", variant="stop", visible=False, elem_id="guidance-cancel")
             status = gr.Markdown(elem_id="guidance-status")
         with gr.Column(scale=2):
-            grid = gr.Image(label="Samples", type="numpy", image_mode="L", interactive=False, elem_id="guidance-samples")
+            grid = gr.Image(label="Samples", type="numpy", image_mode="L", interactive=False, elem_id="guidance-samples",
+                            height=560)
             readout = gr.Markdown(elem_id="guidance-readout")
             progress = gr.Image(label="Denoising progress: predicted x̂₀, noisy → clean (first 8 samples)",
                                 type="numpy", image_mode="L", interactive=False, elem_id="guidance-progress")
@@ -152,7 +156,7 @@ def build_guidance_tab() -> None:
     with gr.Row():
         plot = gr.Plot(label="Alignment vs diversity")
         table = gr.Dataframe(label="Sweep rows", interactive=False,
-                             headers=["scale", "class_accuracy", "class_prob_mean", "diversity", "feature_spread", "seconds"])
+                             headers=list(SWEEP_TITLES.values()))
     gr.Markdown(FORMULAS)
     knobs = [digit, w, samples, steps, scheduler, seed]
     quiet = {"queue": False, "api_visibility": "private", "show_progress": "hidden"}

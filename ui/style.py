@@ -59,9 +59,11 @@ body.show-hint #busy-hint {display: block !important}
   hyphens: manual}
 .gradio-container .table-wrap {overflow-x: auto}
 /* Diffusion samples: tiny digits drawn large with square pixels (no browser smoothing), as wide as the column */
-#guidance-samples img, #guidance-progress img {image-rendering: pixelated; width: 100%; height: auto;
-  max-height: none !important; object-fit: contain}
-#guidance-samples .image-container, #guidance-progress .image-container {height: auto !important}
+#guidance-samples img, #guidance-progress img {image-rendering: pixelated}
+/* The short tables (sweep, controls, probes): compact cells so their key columns fit 390 px */
+#sweep-table th, #sweep-table td, #controls-table th, #controls-table td, #probe-table th, #probe-table td
+  {padding: 4px 5px !important; font-size: var(--text-sm) !important}
+#sweep-table th *, #controls-table th *, #probe-table th * {font-family: var(--font) !important}
 @media (max-width: 640px) {
   #transcript {max-height: 70vh}
   #main-tabs .tab-container button {padding-left: 8px; padding-right: 8px}
