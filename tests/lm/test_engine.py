@@ -114,3 +114,17 @@ def test_greedy_matches_hf_generate(tiny_playground, ids, reference):
         want = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, do_sample=False,
                               eos_token_id=tiny_playground.engine.stop_ids.tolist(), pad_token_id=2)[0, x.shape[1]:].tolist()
         assert stream.tokens == want[: len(stream.tokens)]
+
+
+def test_the_decode_path_is_chosen_when_the_engine_is_built(tiny_playground, ids):
+    """continuous (scheduler), batch (fast decoder, here) and generic (transformers) are fixed at construction."""
+    engine = tiny_playground.engine
+    batch, generic = engine.with_path("batch"), engine.with_path("generic")
+    assert (engine.continuous, batch.continuous, batch.uses_fast_decoder, generic.uses_fast_decoder) == (True, False, True, False)
+    req = request(ids, adapter="a", lam=1.5, temperature=0.0, max_new_tokens=6)
+    assert batch.generate([req])[0].tokens == engine.generate([req])[0].tokens
+    assert generic.generate([req])[0].tokens
+    with pytest.raises(AttributeError):
+        engine.continuous = False  # no flag to flip
+    with pytest.raises(ValueError, match="unknown decode path"):
+        engine.with_path("fast")
