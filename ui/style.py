@@ -2,6 +2,12 @@
 from __future__ import annotations
 
 CSS = """
+/* Gradio's bundled SemiBold (600) files of its default fonts are tiny subsets (Source Sans Pro: "A", "B" and some
+   Cyrillic; IBM Plex Mono: 75 glyphs), so bold text mixed two fonts ("ʙase model"): weight 600 uses the full Bold */
+@font-face {font-family: 'Source Sans Pro'; font-weight: 600; font-style: normal;
+  src: url('static/fonts/SourceSansPro/SourceSansPro-Bold.woff2') format('woff2')}
+@font-face {font-family: 'IBM Plex Mono'; font-weight: 600; font-style: normal;
+  src: url('static/fonts/IBMPlexMono/IBMPlexMono-Bold.woff2') format('woff2')}
 .gradio-container {max-width: 1400px !important}
 #transcript {max-height: 64vh; overflow-y: auto !important; border: 1px solid var(--border-color-primary);
   border-radius: var(--radius-lg); background: var(--background-fill-primary); padding: 0 !important}

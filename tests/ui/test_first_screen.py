@@ -80,3 +80,24 @@ def test_first_screen_and_every_tab_at_both_widths(url, browser, viewport):
     page.get_by_role("tab", name="Diffusion guidance").click()
     page.get_by_text("Digit y").first.wait_for(timeout=10_000)
     page.context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(chromium_path() is None, reason="Debian chromium is not installed")
+def test_bold_text_is_drawn_in_one_font(url, browser):
+    """Gradio's bundled Source Sans Pro SemiBold holds only "A", "B" and some Cyrillic: without the app's override
+    a bold "Base model" was a Source Sans "B" followed by fallback letters. Weight 600 now draws every letter
+    from the full Bold file: the same width as that file loaded on its own."""
+    page = open_page(browser, url)
+    widths = page.evaluate("""async () => {
+      const ref = new FontFace('BoldReference', "url(static/fonts/SourceSansPro/SourceSansPro-Bold.woff2)");
+      document.fonts.add(await ref.load());
+      await document.fonts.load("600 20px 'Source Sans Pro'", "Base model");
+      const w = (font) => { const s = document.createElement('span');
+        s.style.cssText = `font: ${font}; position: absolute; white-space: nowrap`;
+        s.textContent = 'Base model, realigned'; document.body.appendChild(s);
+        const width = s.getBoundingClientRect().width; s.remove(); return width; };
+      return [w("600 20px 'Source Sans Pro'"), w("20px BoldReference")];
+    }""")
+    assert abs(widths[0] - widths[1]) < 0.5, widths
+    page.context.close()
