@@ -12,6 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Sequence
 
 from playground.settings.paths import REPO_ROOT
 
@@ -105,7 +106,16 @@ ADAPTERS: dict[str, AdapterEntry] = {
 }
 
 DEFAULT_BASE = "smollm2-135m-instruct"
+# Where the adapter pickers start: the jobs (sweep, probes, DeRa check, CLI) on DEFAULT_ADAPTER, whose trade-off
+# is the clearest; the chat and the duel on a helpful one whose effect the first example shows (README's table).
 DEFAULT_ADAPTER = "upbeat-b0.1"
+HELPFUL_ADAPTERS = ("on-topic-b0.1", "concise-b0.1")
+
+
+def default_adapter(names: Iterable[str], preferred: Sequence[str] = (DEFAULT_ADAPTER,)) -> str | None:
+    """The first of `preferred` among `names`, else the first name in sorted order, else None (none installed)."""
+    names = sorted(names)
+    return next((n for n in preferred if n in names), names[0] if names else None)
 
 
 def get_base(name: str) -> BaseModelEntry:

@@ -63,7 +63,7 @@ def pick_adapter(name: str | None) -> str:
     if name is None:
         if not installed:
             raise InputError(f"no adapter is installed in {registry.ADAPTER_DIR}; see `python -m playground adapters`")
-        return registry.DEFAULT_ADAPTER if registry.DEFAULT_ADAPTER in installed else installed[0]
+        return registry.default_adapter(installed)
     registry.get_adapter(name)
     if name not in installed:
         raise InputError(f"adapter {name!r} is not installed; installed: {', '.join(installed) or '(none)'}")
