@@ -69,6 +69,7 @@ body.show-hint #busy-hint {display: block !important}
 /* The short tables (sweep, controls, probes): compact cells so their key columns fit 390 px */
 #sweep-table th, #sweep-table td, #controls-table th, #controls-table td, #probe-table th, #probe-table td
   {padding: 4px 5px !important; font-size: var(--text-sm) !important}
+#sweep-table td *, #controls-table td *, #probe-table td * {font-size: var(--text-sm) !important}
 #sweep-table th *, #controls-table th *, #probe-table th * {font-family: var(--font) !important}
 @media (max-width: 640px) {
   #transcript {max-height: 70vh}

@@ -65,11 +65,12 @@ def compact_table(full) -> pd.DataFrame:
         if title not in full.columns:
             continue
         values = full[title].astype(str)
-        if (values == "–").all() or (title == "control" and values.nunique() <= 1):
-            continue
+        if (values == "–").all() or (title in ("control", "n", "γ") and values.nunique() <= 1):
+            continue  # a knob this table does not vary
         keep.append(title)
     out = full[keep].rename(columns=COMPACT).astype(str)
-    out = out.apply(lambda col: col.str.replace(r"\s*\[[^\]]*\]", "", regex=True))
+    out = out.apply(lambda col: col.str.replace(r"\s*\[[^\]]*\]", "", regex=True)  # no interval
+                    .str.replace(r"([+-]?\d+\.\d\d)\d+", r"\1", regex=True))  # 2 decimals
     if "Pareto" in out:
         out["Pareto"] = out["Pareto"].map({"True": "yes", "False": ""}).fillna(out["Pareto"])
     return out
