@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     prompts = split_prompts(EVAL_PROMPTS.read_text(encoding="utf-8"))[: args.limit]
     names = args.adapters.split(",") if args.adapters else [a.name for a in registry.installed_adapters(registry.DEFAULT_BASE)]
     if ray is not None:  # the driver judges and measures; the actors hold the model and every adapter, once each
-        from playground.distributed.ray_runner import JudgeHost, RayDecoder, registry_spec
+        from playground.distributed.jobs import JudgeHost, RayDecoder
+        from playground.distributed.specs import registry_spec
 
         pg, decoder = JudgeHost({n: registry.get_adapter(n) for n in names}), RayDecoder(registry_spec(*names), ray)
     else:

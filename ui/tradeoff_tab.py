@@ -20,7 +20,7 @@ from playground.tradeoff.sweep import SweepCancelled, SweepResult, run_controls,
 from playground.tradeoff.token_view import token_view
 from playground.settings.validation import InputError, check_choice, check_job_cost, check_prompt, decode_settings, sweep_settings
 from playground.runtime.job_folders import job_folder
-from playground.distributed.ray_runner import app_runner
+from playground.distributed.jobs import app_runner
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider
 from ui.jobs import JobControl, SessionJobs, long_job, run_job, show_cancelled
 

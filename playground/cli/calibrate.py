@@ -116,9 +116,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {a} and {b} learned different judges ({', '.join(sorted(judges))}); "
               f"λ = β_A/β_B assumes the same pairs")
     if ray is not None:  # the same result, sampled and teacher-forced by engines on a Ray cluster
-        from playground.distributed import ray_runner
+        from playground.distributed import jobs, specs
 
-        result = ray_runner.ray_calibration(ray_runner.registry_spec(a, b), s, ray, progress=progress_bar)
+        result = jobs.ray_calibration(specs.registry_spec(a, b), s, ray, progress=progress_bar)
     else:
         result = run_calibration(load_playground([a, b]), s, progress=progress_bar)
     out.parent.mkdir(parents=True, exist_ok=True)

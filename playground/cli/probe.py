@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
     from playground.probes.outputs import figure, text_table, write_outputs
 
     if probe.rows(s) and ray is not None:  # the same answers, decoded by engines on a Ray cluster
-        from playground.distributed import ray_runner
+        from playground.distributed import jobs, specs
 
-        done = ray_runner.ray_probe(ray_runner.registry_spec(adapter), name, s, ray, progress=progress_bar,
+        done = jobs.ray_probe(specs.registry_spec(adapter), name, s, ray, progress=progress_bar,
                                     ctx=ProbeContext(adapter_judge=registry.get_adapter(adapter).judge))
         result, answers, wall = done.result, done.answers, done.wall_s
     elif probe.rows(s):

@@ -99,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
                        mode=args.mode, judge=args.judge, heldout_judge=args.heldout_judge, control=args.control,
                        ns=args.ns, gammas=args.gammas, negative_prompt=args.negative_prompt)
     if ray is not None:  # the same rows, decoded by engines on a Ray cluster
-        from playground.distributed import ray_runner
+        from playground.distributed import jobs, specs
 
-        result = ray_runner.ray_sweep(ray_runner.registry_spec(name), s, ray, progress=progress_bar)
+        result = jobs.ray_sweep(specs.registry_spec(name), s, ray, progress=progress_bar)
     else:
         result = run_sweep(load_playground(name), s, progress=progress_bar)
     paths = write_outputs(out, result)

@@ -39,7 +39,7 @@ def cluster():
     import ray
 
     os.environ.setdefault("PLAYGROUND_DTYPE", "float32")
-    from playground.distributed.ray_runner import start_local
+    from playground.distributed.cluster import start_local
 
     start_local(2)
     try:
@@ -51,6 +51,6 @@ def cluster():
 @pytest.fixture(scope="module")
 def spec(tiny_model_dir, tiny_adapters):
     """The tiny model and adapters of tests/conftest.py as the actors load them (paths every actor can read)."""
-    from playground.distributed.ray_runner import directory_spec
+    from playground.distributed.specs import directory_spec
 
     return directory_spec(tiny_model_dir, tiny_adapters)

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from playground.distributed.ray_runner import EngineSpec
+from playground.distributed.specs import EngineSpec
 
 
 class _Gated:

@@ -14,9 +14,11 @@ from tests.distributed.test_ray_sweep import same
 
 from playground.cli import calibrate as calibrate_cli, probe as probe_cli
 from playground.cli.errors import run_command
-from playground.distributed import ray_runner
+from playground.distributed import cluster, specs
+from playground.distributed.jobs import JudgeHost, RayDecoder
 from playground.distributed.options import RayOptions
-from playground.distributed.ray_runner import JudgeHost, ProbeShard, RayDecoder, RayPool
+from playground.distributed.pool import RayPool
+from playground.distributed.shards import ProbeShard
 from playground.probes import generation as gen
 from playground.probes.registry import get_probe
 
@@ -35,7 +37,7 @@ def tiny_registry(monkeypatch, tiny_playground, spec):
     monkeypatch.setattr(calibrate_cli, "load_playground", lambda adapters: tiny_playground)
     monkeypatch.setattr(calibrate_cli, "check_installed", lambda name, what: name)
     monkeypatch.setattr(probe_cli.registry, "get_adapter", lambda name: tiny_playground.adapters[name])
-    monkeypatch.setattr(ray_runner, "registry_spec", lambda *names: spec)
+    monkeypatch.setattr(specs, "registry_spec", lambda *names: spec)
 
 
 def _json(path) -> dict:
@@ -135,7 +137,7 @@ def test_never_more_actors_than_the_clusters_cpus_hold():
                                           (calibrate_cli, ["calibrate", "--adapter", "a", "--against", "b"])])
 def test_a_bad_ray_address_is_one_error_line_before_anything_loads(monkeypatch, capsys, tmp_path, module, argv):
     monkeypatch.setattr(module, "load_playground", lambda *a: pytest.fail("the model must not load on bad input"))
-    monkeypatch.setattr(ray_runner, "connect", lambda address: pytest.fail("no cluster is joined on bad input"))
+    monkeypatch.setattr(cluster, "connect", lambda address: pytest.fail("no cluster is joined on bad input"))
     assert run_command(lambda: module.run(_args(module, *argv, "--ray", "nowhere", "--out", str(tmp_path / "r.json")))) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ray must be local, auto, HOST:PORT")

@@ -18,9 +18,11 @@ from tests.distributed.gates import GatedSpec
 
 from playground.cli import sweep as sweep_cli
 from playground.cli.errors import run_command
-from playground.distributed import ray_runner
+from playground.distributed import cluster, specs
+from playground.distributed.jobs import JudgeHost, RayDecoder
 from playground.distributed.options import RayOptions
-from playground.distributed.ray_runner import JudgeHost, RayDecoder, ShardFailed, shard_prompts
+from playground.distributed.pool import ShardFailed
+from playground.distributed.shards import shard_prompts
 from playground.judges.judges import available_judges
 from playground.tradeoff.sweep import SweepCancelled, run_sweep
 from playground.settings.validation import sweep_settings
@@ -72,7 +74,7 @@ def _args(*argv: str) -> argparse.Namespace:
 ])
 def test_bad_ray_options_are_one_error_line_before_anything_loads(monkeypatch, capsys, tmp_path, argv, name):
     monkeypatch.setattr(sweep_cli, "load_playground", lambda adapter: pytest.fail("the model must not load on bad input"))
-    monkeypatch.setattr(ray_runner, "connect", lambda address: pytest.fail("no cluster is joined on bad input"))
+    monkeypatch.setattr(cluster, "connect", lambda address: pytest.fail("no cluster is joined on bad input"))
     assert run_command(lambda: sweep_cli.run(_args("--prompt", "hi", *argv, "--out", str(tmp_path / "r.json")))) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and name in err[0]
@@ -89,7 +91,7 @@ def test_cli_sweep_with_ray_writes_the_single_process_rows_and_answers(cluster, 
     monkeypatch.setattr(sweep_cli, "load_playground", lambda adapter: tiny_playground)
     monkeypatch.setattr(sweep_cli, "pick_adapter", lambda name: name)
     monkeypatch.setattr(sweep_cli.registry, "get_adapter", lambda name: tiny_playground.adapters[name])
-    monkeypatch.setattr(ray_runner, "registry_spec", lambda name: spec)
+    monkeypatch.setattr(specs, "registry_spec", lambda name: spec)
     argv = ["--adapter", "a", *[x for p in PROMPTS for x in ("--prompt", p)], "--lambdas", "0,1,3", "--temperatures", "0,1",
             "--samples", "2", "--max-new-tokens", "6"]
     assert sweep_cli.run(_args(*argv, "--out", str(tmp_path / "one.json"))) == 0
