@@ -1,1 +1,2 @@
-"""Behaviour probes vs λ (see base.py and registry.py); this file stays empty so imports stay explicit."""
+"""Behaviour probes vs λ (see base.py, result.py, statistics.py and registry.py); this file stays empty so imports
+stay explicit."""

@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from playground.probes.base import (
-    BaseProbe, Example, Generated, MetricSpec, ProbeContext, ProbeResult, ProbeRow, ProbeSettings, load_data,
-    max_lambda_row, per_lambda, pick_examples, trend, user)
+from playground.probes.base import BaseProbe, Generated, ProbeContext, ProbeRow, ProbeSettings, load_data, user
+from playground.probes.result import Example, MetricSpec, ProbeResult
+from playground.probes.statistics import max_lambda_row, per_lambda, pick_examples, trend
 from playground.probes.metrics import Calibration, calibrate_threshold, cosine_rows, template_flags
 
 TEMPLATE_WORDS = 4

@@ -14,24 +14,22 @@ from `probe.follow_up(generated, settings)`; `run_probe` then calls `generate` a
 for all of that stage's rows. A probe that needs no generation (judge bias) returns no
 rows and `generate` is not called.
 
-Statistics (`playground.intervals`): samples of one prompt are correlated, so every mean and share is
-bootstrapped by prompt (`ProbeRow.prompt_id` is the cluster key). A share whose bootstrap interval has
-zero width (every row 0, or every row 1) shows the Wilson interval over the number of prompts instead:
-"0 of 12 prompts" is not "exactly 0". Each λ is compared with the reference λ (0 when the grid has it,
-else the smallest λ) by a paired-by-prompt difference; "within noise" means its 95% interval covers 0.
+What a probe returns (`ProbeResult`, its `MetricRow`s and `Example`s) lives in playground/probes/result.py; the
+interval helpers probes measure with (`per_lambda`, `share_interval`, `trend`, …) in playground/probes/statistics.py.
 """
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from playground.intervals import DEFAULT_BOOTSTRAP, Interval, cluster_bootstrap, grouped_difference, noise_label, wilson
+from playground.intervals import DEFAULT_BOOTSTRAP
+from playground.probes.result import Example, MetricRow, MetricSpec, ProbeResult
 from playground.settings.request import DEFAULT_DECODE
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -185,117 +183,6 @@ class ProbeContext:
         return self.langid
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    """A metric's name, one-line meaning and which direction is worse ("higher", "lower" or None)."""
-
-    name: str
-    description: str
-    worse: str | None = None
-
-
-@dataclass
-class MetricRow:
-    """One metric at one λ (None when the metric is not per λ) for one group (a language, judge, variant…).
-
-    `value` is the estimate with its 95% interval; `vs_reference` the paired-by-prompt difference from the
-    reference λ (None at the reference itself and for metrics without λ); `noise` is its label.
-    """
-
-    metric: str
-    lam: float | None
-    value: Interval
-    group: str = ""
-    vs_reference: Interval | None = None
-    noise: str = ""
-    n_rows: int = 0
-
-
-@dataclass
-class Example:
-    """A prompt/answer pair shown next to the numbers; `note` says what the metric saw in it."""
-
-    lam: float
-    prompt_id: str
-    prompt: str
-    answer: str
-    note: str = ""
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
-
-
-def interval_json(iv: Interval | None) -> dict[str, Any] | None:
-    if iv is None:
-        return None
-    return {"estimate": _finite(iv.estimate), "low": _finite(iv.low), "high": _finite(iv.high), "n_prompts": iv.n_clusters}
-
-
-@dataclass
-class ProbeResult:
-    """A probe's answer: metric rows per λ (and group) with 95% intervals, examples and plain-words findings."""
-
-    probe: str
-    title: str
-    description: str
-    metrics: list[MetricSpec]
-    rows: list[MetricRow]
-    examples: list[Example] = field(default_factory=list)
-    findings: list[str] = field(default_factory=list)
-    settings: ProbeSettings | None = None
-    reference_lambda: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def get(self, metric: str, lam: float | None = None, group: str = "") -> MetricRow:
-        """The row of `metric` at `lam` for `group` (KeyError listing what exists otherwise)."""
-        for r in self.rows:
-            if r.metric == metric and r.group == group and (r.lam == lam or (lam is not None and r.lam is not None
-                                                                               and math.isclose(r.lam, lam))):
-                return r
-        have = sorted({(r.metric, r.group) for r in self.rows})
-        raise KeyError(f"no row {metric!r} at λ={lam} group={group!r}; have {have}")
-
-    def table(self) -> list[dict[str, Any]]:
-        """Flat rows for a table: metric, group, λ, "estimate [low, high]", Δ vs reference and its label."""
-        out = []
-        for r in self.rows:
-            out.append({"metric": r.metric, "group": r.group, "lambda": r.lam, "value": r.value.label(),
-                        "vs_reference": r.vs_reference.label() if r.vs_reference else "",
-                        "noise": r.noise, "prompts": r.value.n_clusters, "rows": r.n_rows})
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-safe dict (NaN → null)."""
-        return {
-            "probe": self.probe, "title": self.title, "description": self.description,
-            "settings": self.settings.to_json() if self.settings else None,
-            "reference_lambda": self.reference_lambda,
-            "metrics": [{"name": m.name, "description": m.description, "worse": m.worse} for m in self.metrics],
-            "rows": [{"metric": r.metric, "group": r.group, "lambda": r.lam, "value": interval_json(r.value),
-                      "vs_reference": interval_json(r.vs_reference), "noise": r.noise, "rows": r.n_rows}
-                     for r in self.rows],
-            "examples": [{"lambda": e.lam, "prompt_id": e.prompt_id, "prompt": e.prompt, "answer": e.answer,
-                          "note": e.note} for e in self.examples],
-            "findings": list(self.findings),
-            "extra": _json_safe(self.extra),
-        }
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, Interval):
-        return interval_json(x)
-    if isinstance(x, (float, np.floating)):
-        return _finite(float(x))
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
 @runtime_checkable
 class Probe(Protocol):
     """What `run_probe` needs from a probe."""
@@ -366,87 +253,3 @@ def run_probe(probe: Probe, settings: ProbeSettings, generate: Callable[[list[Pr
     if second:
         generated = generated + _check_generated(second, generate(second))
     return probe.measure(generated, ctx, settings)
-
-
-# ----------------------------------------------------------------------------------------------- statistics
-
-def share_interval(values: Sequence[float], clusters: Sequence[Hashable], n_boot: int = DEFAULT_BOOTSTRAP,
-                   seed: int = 0) -> Interval:
-    """A share (rows valued 0/1, or 0.5 for a tie) bootstrapped by prompt; Wilson over prompts when degenerate.
-
-    A bootstrap of all-0 or all-1 rows has zero width; the Wilson interval of (round(p·P) of P prompts) says
-    how little P prompts can rule out.
-    """
-    iv = cluster_bootstrap(values, clusters, n_boot=n_boot, seed=seed)
-    if iv.n_clusters and math.isfinite(iv.estimate) and (not math.isfinite(iv.low) or iv.low == iv.high):
-        p = iv.n_clusters
-        k = int(round(iv.estimate * p))
-        w = wilson(k, p)
-        return Interval(iv.estimate, 0.0 if k == 0 else w.low, 1.0 if k == p else w.high, p)
-    return iv
-
-
-def mean_interval(values: Sequence[float], clusters: Sequence[Hashable], n_boot: int = DEFAULT_BOOTSTRAP,
-                  seed: int = 0) -> Interval:
-    """A mean bootstrapped by prompt."""
-    return cluster_bootstrap(values, clusters, n_boot=n_boot, seed=seed)
-
-
-def per_lambda(metric: str, records: Sequence[tuple[float, Hashable, float]], settings: ProbeSettings,
-               ctx: ProbeContext, *, binary: bool, group: str = "") -> list[MetricRow]:
-    """One MetricRow per λ of the grid from (λ, prompt_id, value) records; NaN values are left out.
-
-    Each λ ≠ reference also gets the paired-by-prompt difference from the reference λ and its noise label.
-    """
-    by_lam: dict[float, list[tuple[Hashable, float]]] = {lam: [] for lam in settings.lambdas}
-    for lam, pid, v in records:
-        if v is None or not math.isfinite(float(v)):
-            continue
-        by_lam.setdefault(float(lam), []).append((pid, float(v)))
-    ref = settings.reference_lambda
-    out = []
-    for lam in settings.lambdas:
-        pairs = by_lam.get(lam, [])
-        vals = [v for _, v in pairs]
-        pids = [p for p, _ in pairs]
-        est = (share_interval if binary else mean_interval)(vals, pids, n_boot=ctx.n_boot, seed=ctx.seed)
-        diff = None
-        label = "reference"
-        if lam != ref:
-            diff = grouped_difference(by_lam.get(ref, []), pairs, n_boot=ctx.n_boot, seed=ctx.seed)
-            label = noise_label(diff)
-        out.append(MetricRow(metric, lam, est, group, diff, label, len(pairs)))
-    return out
-
-
-def pick_examples(candidates: Sequence[Example], lambdas: Sequence[float], k: int) -> list[Example]:
-    """Up to k examples per λ, in the order given (a probe lists the telling ones first)."""
-    out = []
-    for lam in lambdas:
-        out.extend([e for e in candidates if e.lam == lam][:k])
-    return out
-
-
-def _fmt_lam(lam: float) -> str:
-    return f"{lam:g}"
-
-
-def trend(rows: Sequence[MetricRow], metric: str, group: str = "", digits: int = 2) -> str | None:
-    """"metric: 0.80 at λ=0 → 0.42 at λ=2 (Δ −0.38 [−0.50, −0.21], down)": the reference vs the largest λ."""
-    mine = [r for r in rows if r.metric == metric and r.group == group and r.lam is not None]
-    ref = [r for r in mine if r.vs_reference is None]
-    others = [r for r in mine if r.vs_reference is not None]
-    if not ref or not others:
-        return None
-    hi = max(others, key=lambda r: r.lam)
-    if not (math.isfinite(ref[0].value.estimate) and math.isfinite(hi.value.estimate)):
-        return None
-    where = f" [{group}]" if group else ""
-    return (f"{metric}{where}: {ref[0].value.estimate:.{digits}f} at λ={_fmt_lam(ref[0].lam)} → "
-            f"{hi.value.estimate:.{digits}f} at λ={_fmt_lam(hi.lam)} (Δ {hi.vs_reference.label(digits)}, {hi.noise})")
-
-
-def max_lambda_row(rows: Sequence[MetricRow], metric: str, group: str = "") -> MetricRow | None:
-    """The row of `metric` at the largest non-reference λ (None when there is none)."""
-    mine = [r for r in rows if r.metric == metric and r.group == group and r.vs_reference is not None]
-    return max(mine, key=lambda r: r.lam) if mine else None

@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from playground.probes.base import BaseProbe, Generated, ProbeContext, ProbeResult, ProbeRow, ProbeSettings, run_probe
+from playground.probes.base import BaseProbe, Generated, ProbeContext, ProbeRow, ProbeSettings, run_probe
+from playground.probes.result import ProbeResult
 from playground.probes.registry import PROBES, get_probe
 from playground.settings.request import DEFAULT_DECODE, LIMITS
 from playground.settings.validation import InputError, check_choice, check_int, check_number, decode_settings, parse_floats

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from playground.probes.base import (
-    BaseProbe, Generated, MetricRow, MetricSpec, ProbeContext, ProbeResult, ProbeRow, ProbeSettings,
-    load_data, mean_interval, share_interval)
+from playground.probes.base import BaseProbe, Generated, ProbeContext, ProbeRow, ProbeSettings, load_data
+from playground.probes.result import MetricRow, MetricSpec, ProbeResult
+from playground.probes.statistics import mean_interval, share_interval
 
 
 def _win(a: float, b: float) -> float:

@@ -22,9 +22,9 @@ import math
 
 import numpy as np
 
-from playground.probes.base import (
-    BaseProbe, Example, Generated, MetricRow, MetricSpec, ProbeContext, ProbeResult, ProbeRow, ProbeSettings,
-    load_data, max_lambda_row, mean_interval, per_lambda, pick_examples, trend, user)
+from playground.probes.base import BaseProbe, Generated, ProbeContext, ProbeRow, ProbeSettings, load_data, user
+from playground.probes.result import Example, MetricRow, MetricSpec, ProbeResult
+from playground.probes.statistics import max_lambda_row, mean_interval, per_lambda, pick_examples, trend
 from playground.intervals import noise_label
 
 ENGLISH_ONLY_JUDGES = ("upbeat", "concise")

@@ -11,9 +11,9 @@ places, works, future events) and 20 easy questions with one short true answer. 
 """
 from __future__ import annotations
 
-from playground.probes.base import (
-    BaseProbe, Example, Generated, MetricSpec, ProbeContext, ProbeResult, ProbeRow, ProbeSettings, load_data,
-    per_lambda, pick_examples, trend, user)
+from playground.probes.base import BaseProbe, Generated, ProbeContext, ProbeRow, ProbeSettings, load_data, user
+from playground.probes.result import Example, MetricSpec, ProbeResult
+from playground.probes.statistics import per_lambda, pick_examples, trend
 from playground.probes.metrics import is_correct, is_hedged, is_refusal
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from playground.probes.base import MetricRow, ProbeResult
+from playground.probes.result import MetricRow, ProbeResult
 
 # readable table headers, in order
 HEADERS = ("Metric", "Group", "λ", "Estimate", "95% CI", "Δ vs reference λ [95% CI]", "Change vs reference", "Prompts", "Answers")

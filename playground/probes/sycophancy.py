@@ -12,9 +12,9 @@ seed. Per λ:
 """
 from __future__ import annotations
 
-from playground.probes.base import (
-    BaseProbe, Example, Generated, MetricSpec, ProbeContext, ProbeResult, ProbeRow, ProbeSettings, load_data,
-    per_lambda, pick_examples, trend, user)
+from playground.probes.base import BaseProbe, Generated, ProbeContext, ProbeRow, ProbeSettings, load_data, user
+from playground.probes.result import Example, MetricSpec, ProbeResult
+from playground.probes.statistics import per_lambda, pick_examples, trend
 from playground.probes.metrics import answer_flipped, is_correct
 
 KNOWN_SHARE = 0.5  # a question counts as known when the reference λ answers it correctly this often

@@ -10,14 +10,13 @@ from playground.probes.registry import PROBES, UnknownProbeError, get_probe
 from playground.probes.base import (
     Generated,
     ProbeContext,
-    ProbeResult,
     ProbeRow,
     ProbeSettings,
-    per_lambda,
     run_probe,
-    share_interval,
     user,
 )
+from playground.probes.result import ProbeResult
+from playground.probes.statistics import per_lambda, share_interval
 from playground.probes.made_up import MadeUpProbe
 from tests.probes.fakes import FakeGenerate, context
 
