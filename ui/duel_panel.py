@@ -85,9 +85,9 @@ def build_duel_panel(pg, service) -> None:
     duel_state = gr.State("")
     with gr.Row():
         adapter = Dropdown(adapter_choices(pg.adapters), value=default_adapter, label="Adapter: what the tuned model was trained to prefer",
-                           elem_classes=[ADAPTER_PICKER])
+                           elem_classes=[ADAPTER_PICKER], min_width=300)  # min_width: stacked on a phone
         temperature = Slider(0.0, LIMITS.max_temperature, value=DEFAULT_DECODE.temperature, step=0.05,
-                             label="Temperature", info="Both answers use it; higher = more random")
+                             label="Temperature", info="Both answers use it; higher = more random", min_width=300)
     with gr.Row(elem_id="duel-input"):
         prompt = gr.Textbox(placeholder="Ask something", show_label=False, scale=5, elem_id="duel-prompt",
                             max_length=LIMITS.max_prompt_chars)

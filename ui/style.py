@@ -66,10 +66,15 @@ body.show-hint #busy-hint {display: block !important}
 .gradio-container .table-wrap {overflow-x: auto}
 /* Diffusion samples: tiny digits drawn large with square pixels (no browser smoothing), as wide as the column */
 #guidance-samples img, #guidance-progress img {image-rendering: pixelated}
+/* A dropdown's text stops before its arrow (it ran under it on a phone: "on-topic-b0.1 —▾he") */
+.gradio-container .secondary-wrap > input {text-overflow: ellipsis; min-width: 0; padding-right: 36px !important}
 /* The short tables (sweep, controls, probes): compact cells so their key columns fit 390 px */
 #sweep-table th, #sweep-table td, #controls-table th, #controls-table td, #probe-table th, #probe-table td
   {padding: 4px 5px !important; font-size: var(--text-sm) !important}
 #sweep-table td *, #controls-table td *, #probe-table td * {font-size: var(--text-sm) !important}
+#sweep-table .virtual-row, #controls-table .virtual-row, #probe-table .virtual-row {font-size: var(--text-sm) !important;
+  font-family: var(--font) !important}
+#sweep-table .cell-wrap, #controls-table .cell-wrap, #probe-table .cell-wrap {padding: 4px 5px !important}
 #sweep-table th *, #controls-table th *, #probe-table th * {font-family: var(--font) !important}
 @media (max-width: 640px) {
   #transcript {max-height: 70vh}
