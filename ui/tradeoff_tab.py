@@ -53,7 +53,7 @@ SWEEP_OUTPUTS = ("table", "frontier", "diversity", "metrics", "overopt", "warnin
 # The table shown first (fits a phone): these columns, means with their ↑ / ↓ / ≈ mark; the full one is one click away
 COMPACT = {"control": "control", "λ": "λ", "n": "n", "γ": "γ", "T": "T", "reward [95% CI] vs ref": "reward",
            "held-out [95% CI] vs ref": "held-out", "KL (nats/answer) [95% CI]": "KL/answer",
-           "meaning diversity [95% CI] vs ref": "diversity", "Pareto-optimal": "Pareto"}
+           "meaning diversity [95% CI] vs ref": "diversity"}  # Pareto: ringed in the plots, and in the full table
 
 
 def compact_table(full) -> pd.DataFrame:
