@@ -11,18 +11,19 @@ from pathlib import Path
 import gradio as gr
 
 from playground.settings.request import EVAL_PROMPTS, FALLBACK_PROMPTS, LIMITS
-from playground.settings.server import SERVE, job_estimate
+from playground.settings.server import job_estimate
 from playground.tradeoff.calibrate import (CALIBRATION, CalibrationCancelled, calibration_figure, calibration_settings,
                                            run_calibration, verdict)
 from playground.tradeoff.outputs import read_prompt_file
 from playground.settings.validation import InputError
 from playground.runtime.job_folders import job_folder
+from ui import pools
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Slider
 from ui.jobs import SessionJobs, long_job, show_cancelled
 
 # A long LM job: its own pool (chat keeps its slots); Gradio applies time_limit to streaming events only, so
 # the deadline is also enforced through should_stop.
-CALIBRATE_EVENT = {"concurrency_id": "lm_jobs", "concurrency_limit": SERVE.job_concurrency, "time_limit": LIMITS.sweep_timeout_s}
+CALIBRATE_EVENT = pools.LM_JOBS
 EXPLAIN = """**Is λ = β_train/β more than nominal?** Two adapters trained on the same pairs *to the KL-regularised
 optimum* satisfy π_B ≈ π_λ of A with **λ = β_A/β_B**. This samples answers from adapter B, teacher-forces them under
 the λ-mix of adapter A (ℓ_base + λ(ℓ_A − ℓ_base)) and finds the λ with the smallest mean per-token KL(π_B ‖ π_λ);
@@ -112,7 +113,7 @@ def build_calibrate_tab(pg) -> None:
     estimate.value = estimate_text(*[box.value for box in inputs])  # before anything is touched
     for box in inputs:
         box.change(estimate_text, inputs, estimate, api_visibility="private", show_progress="hidden",
-                   concurrency_id="estimates", concurrency_limit=1, trigger_mode="always_last")  # in order: the last wins
+                   **pools.ESTIMATES)  # in order: the last wins
     run_event = long_job(run_btn.click, [run_btn], cancel_btn, sentence, run, inputs, [sentence, plot, files],
                          api_name="dera_check", **CALIBRATE_EVENT)  # Cancel only while it runs (ui/jobs.py)
     cancel_btn.click(cancel, None, None, cancels=[run_event], api_name="dera_check_cancel", queue=False)

@@ -17,10 +17,10 @@ from playground.chat.conversation import Conversation, run_turn, turn_with
 from playground.feedback.columns import mark_preferred
 from playground.feedback.vote import FeedbackError, FeedbackUnavailable
 from playground.settings.request import COLUMNS
-from playground.settings.server import SERVE
 from playground.chat.share import link_query, parse_link
 from playground.chat.shared_answers import compare, row_record, shown_conversation
 from playground.settings.validation import InputError
+from ui import pools
 from ui.components import Dropdown, plain
 from ui.transcript import LOADING, SHORT, render
 
@@ -33,7 +33,7 @@ COPY_JS = """(q) => {
 }"""
 
 
-VOTE_EVENT = {"concurrency_id": "vote", "concurrency_limit": SERVE.vote_concurrency, "show_progress": "hidden"}
+VOTE_EVENT = pools.VOTES
 
 
 class StreamEvents:

@@ -22,9 +22,9 @@ from playground.chat.knobs import DEFAULT_LAMBDA, LAMBDA_STEP, default_kl_streng
 from playground.chat.knobs import knob_note as lambda_note
 from playground.chat.readouts import beta_label
 from playground.settings.request import CHAT, COLUMNS, DEFAULT_DECODE, LIMITS
-from playground.settings.server import SERVE
 from playground.settings.validation import InputError, decode_settings
 from playground.chat.shared_answers import SharedAnswers
+from ui import pools
 from ui.chat_events import StreamEvents, verify_replay, wire_prefer
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider, plain
 from ui.duel_panel import build_duel_panel
@@ -32,8 +32,7 @@ from ui.first_screen import JARGON, adapter_choices, limits_table
 from ui.first_screen import default_adapter as first_adapter
 from ui.transcript import JS_ON_LOAD, legend, render
 
-LM_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
-QUICK = {"concurrency_id": "chat-ui", "concurrency_limit": None, "show_progress": "hidden", "api_visibility": "private"}
+LM_EVENT, QUICK = pools.LM, pools.quick("chat-ui")
 STOPS = StopFlags()
 EXPLAIN = """**Base vs preference-tuned, one knob apart.** The tuned model is a LoRA adapter trained with DPO at KL strength
 β_train. Decoding-time realignment mixes the two models' next-token logits, `ℓ = ℓ_base + λ·(ℓ_tuned − ℓ_base)`
