@@ -95,7 +95,7 @@ def _publish_stats(pg, path: Path, stop: threading.Event) -> None:
                 kv = s.batch.decoder.kv
                 info |= {"stats": dict(s.stats), "waiting": len(s.waiting), "active": len(s.active),
                          "rows": s.batch.rows, "step_s": s.step_s, "config": dict(vars(s.config)),
-                         "kv_mb": kv.nbytes / 2**20, "dtype": str(engine.model.dtype)}
+                         "kv_mb": kv.nbytes / 2**20, "weights": engine.weights}
             except Exception:  # noqa: BLE001 - the loop changed under us; next sample
                 continue
         tmp.write_text(json.dumps(info))
@@ -933,7 +933,7 @@ def _latency_cells(lv: dict) -> tuple[str, str]:
 def print_report(r: dict) -> None:
     s = r["settings"]
     print(f"Controllability Playground under load ({r['date']}): app.py on loopback, started in {r['server_start_s']:.1f} s")
-    print(f"model dtype {r.get('dtype')}; chat turn = Side-by-side /chat: 3 columns × {r['max_new_tokens']} new tokens, "
+    print(f"weights {r.get('weights', r.get('dtype'))} (the decoder's path; readouts float32); chat turn = Side-by-side /chat: 3 columns × {r['max_new_tokens']} new tokens, "
           f"{r['adapter']} at β {r['kl']:g}, T 0.7")
     if s.get("what_if_lm_concurrency"):
         print(f"WHAT-IF: the served process ran with SERVE.lm_concurrency = {s['what_if_lm_concurrency']} (app files unchanged)")
@@ -1067,7 +1067,7 @@ def main() -> None:
                     "kl": args.kl, "server_start_s": server.start_s, "rss_budget_mb": args.rss_budget_mb}
     try:
         sched = server.stats().get("config")
-        result["dtype"] = server.stats().get("dtype")
+        result["weights"] = server.stats().get("weights")
         result["settings"] = {"serve": asdict(serve_settings), "capacity": capacity(serve_settings), "scheduler": sched,
                               "what_if_lm_concurrency": args.lm_concurrency,
                               "limits": {k: getattr(LIMITS, k) for k in LIMIT_KEYS},
