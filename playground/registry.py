@@ -113,8 +113,8 @@ HELPFUL_ADAPTERS = ("on-topic-b0.1", "concise-b0.1")
 
 
 def default_adapter(names: Iterable[str], preferred: Sequence[str] = (DEFAULT_ADAPTER,)) -> str | None:
-    """The first of `preferred` among `names`, else the first name in sorted order, else None (none installed)."""
-    names = sorted(names)
+    """The first of `preferred` among `names`, else the first of `names`, else None (none installed)."""
+    names = list(names)
     return next((n for n in preferred if n in names), names[0] if names else None)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from playground import registry
 from playground.settings.request import EVAL_PROMPTS, FALLBACK_PROMPTS, LIMITS
 from playground.settings.server import job_estimate
 from playground.tradeoff.calibrate import (CALIBRATION, CalibrationCancelled, calibration_figure, calibration_settings,
@@ -41,7 +42,7 @@ def heldout_prompts(n: int) -> list[str]:
 
 
 def _defaults(names: list[str]) -> tuple[str | None, str | None]:
-    a = "upbeat-b0.1" if "upbeat-b0.1" in names else (names[0] if names else None)
+    a = registry.default_adapter(names)
     b = "upbeat-b0.5" if "upbeat-b0.5" in names else next((n for n in names if n != a), None)
     return a, b
 

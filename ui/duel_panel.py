@@ -12,14 +12,13 @@ from playground.chat.conversation import STOPPED, TIME_LIMIT, StopFlags
 from playground.feedback.duel import DuelStopped
 from playground.feedback.vote import OUTCOMES, FeedbackError, FeedbackUnavailable
 from playground.settings.request import CHAT, DEFAULT_DECODE, LIMITS
-from playground.settings.server import SERVE
 from playground.settings.validation import InputError, check_choice, check_prompt
+from ui import pools
 from ui.components import ADAPTER_PICKER, Dropdown, Radio, Slider, plain
 from ui.first_screen import adapter_choices
 from ui.first_screen import default_adapter as first_adapter
 
-LM_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
-QUICK = {"concurrency_id": "duel-ui", "concurrency_limit": None, "show_progress": "hidden", "api_visibility": "private"}
+LM_EVENT, QUICK = pools.LM, pools.quick("duel-ui")
 STOPS = StopFlags()  # the duel's Stop, per browser session (the three columns have their own)
 USER_ERRORS = (InputError, FeedbackError, FeedbackUnavailable)
 BUTTONS = (("A is better", "a"), ("B is better", "b"), ("Tie", "tie"), ("Both bad", "both_bad"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from playground import registry
 from playground.settings.request import LIMITS, Limits
 
 PLAIN = """Ask a question and compare three answers from one small language model: **as it is**, **after extra
@@ -68,13 +69,9 @@ def limits_table(limits: Limits = LIMITS) -> str:
     return "\n".join(rows)
 
 
-HELPFUL_DEFAULTS = ("on-topic-b0.1", "concise-b0.1")  # a first example shows what these do (README adapter table)
-
-
 def default_adapter(names: Sequence[str]) -> str | None:
     """The adapter the pickers start on: a helpful one when installed, else the first."""
-    names = sorted(names)
-    return next((n for n in HELPFUL_DEFAULTS if n in names), names[0] if names else None)
+    return registry.default_adapter(sorted(names), registry.HELPFUL_ADAPTERS)
 
 
 def adapter_tag(description: str) -> str:

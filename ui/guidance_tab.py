@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from playground.settings.request import DEFAULT_GUIDANCE, GUIDANCE_PROGRESS, GUIDANCE_SCALES, LIMITS, SCHEDULERS
-from playground.settings.server import SERVE
 from playground.settings.validation import InputError, guidance_settings
+from ui import pools
 from ui.components import Dropdown, Number, Radio, Slider
 from ui.jobs import long_job, run_job, show_cancelled
 
@@ -34,7 +34,7 @@ makes, and scale the step. **w ↔ λ.** Classifier-free guidance: Ho & Salimans
 """
 DEFAULT = DEFAULT_GUIDANCE
 SHOWN_PROGRESS_SAMPLES, PROGRESS_FRAMES = GUIDANCE_PROGRESS
-EVENT = {"concurrency_id": "diffusion", "concurrency_limit": SERVE.diffusion_concurrency}
+EVENT = pools.DIFFUSION
 # Measured (docs/performance.md): 64 samples × 50 DDIM steps in 5.4 s on the 2-core CPU, i.e. ~1.7 ms per sample-step
 SAMPLE_STEP_S, START_S = 0.0017, 0.5
 SWEEP_TITLES = {"scale": "w", "class_accuracy": "accuracy", "class_prob_mean": "p(digit)", "diversity": "diversity",

@@ -10,19 +10,20 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from playground import registry
 from playground.probes.generation import DEFAULT_LAMBDAS, QUICK, estimate, probe_settings, run_on_playground
 from playground.probes.outputs import EXAMPLE_HEADERS, HEADERS, examples, figure, readable, write_outputs
 from playground.probes.registry import PROBES
 from playground.settings.request import DEFAULT_DECODE, LIMITS
-from playground.settings.server import SERVE
 from playground.settings.validation import InputError
 from playground.runtime.job_folders import job_folder
+from ui import pools
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Slider
 from ui.jobs import SessionJobs, long_job, show_cancelled
 
 # A probe decodes prompts × λ × samples answers (minutes on a CPU): the sweep's limit, enforced here as well,
 # since Gradio applies `time_limit` to streaming events only.
-PROBE_EVENT = {"concurrency_id": "lm_jobs", "concurrency_limit": SERVE.job_concurrency, "time_limit": LIMITS.sweep_timeout_s}
+PROBE_EVENT = pools.LM_JOBS
 ALL = "all λ"
 EXPLAIN = """**Probes: the known limits of preference tuning.** Each probe decodes a fixed, documented prompt set
 at every λ (0 = base model, 1 = the adapter as trained, > 1 = weaker KL, i.e. pushed further) and measures one
@@ -94,7 +95,7 @@ def outputs(run, out_dir: str) -> list:
 def build_probes_tab(pg) -> None:
     """`pg`: a Playground, or a LazyPlayground still loading (only `pg.adapters` is read here)."""
     names = sorted(pg.adapters)
-    default_adapter = "upbeat-b0.1" if "upbeat-b0.1" in names else (names[0] if names else None)
+    default_adapter = registry.default_adapter(names)
     first = next(iter(PROBES))
     gr.Markdown(EXPLAIN)
     with gr.Row():

@@ -10,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from playground import registry
 from playground.judges.judges import available_judges
 from playground.settings.request import CONTROLS, LIMITS, SWEEP
 from playground.settings.server import SERVE, job_estimate
@@ -21,14 +22,14 @@ from playground.tradeoff.token_view import token_view
 from playground.settings.validation import InputError, check_choice, check_job_cost, check_prompt, decode_settings, sweep_settings
 from playground.runtime.job_folders import job_folder
 from playground.distributed.jobs import app_runner
+from ui import pools
 from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider
 from ui.jobs import JobControl, SessionJobs, long_job, run_job, show_cancelled
 
 # A sweep decodes prompts × settings × samples answers and can take minutes on a CPU, so it gets a larger
 # limit than a chat turn. Gradio applies `time_limit` only to streaming events, so the limit is also enforced
 # here: `should_stop` turns true past it and the sweep ends, freeing its "lm" slot.
-SWEEP_EVENT = {"concurrency_id": "lm_jobs", "concurrency_limit": SERVE.job_concurrency, "time_limit": LIMITS.sweep_timeout_s}
-TOKEN_EVENT = {"concurrency_id": "lm", "concurrency_limit": SERVE.lm_concurrency, "time_limit": LIMITS.request_timeout_s}
+SWEEP_EVENT, TOKEN_EVENT = pools.LM_JOBS, pools.LM
 SOURCES = ["Built-in held-out prompts", "Typed (one per line)", "Uploaded .txt"]
 SAMPLE_COLUMNS = ["prompt", "lambda", "temperature", "sample", "text", "reward", "heldout_reward", "kl_mean", "tokens"]
 EXPLAIN = """**Trade-off explorer.** Each setting realigns the adapter at `λ = β_train/β` (β is nominal: see the DeRa
@@ -159,7 +160,7 @@ def _highlights(view: dict) -> tuple[list, list, str]:
 def build_tradeoff_tab(pg) -> None:
     """`pg`: a Playground, or a LazyPlayground that is still loading (only `pg.adapters` is read here)."""
     names = sorted(pg.adapters)
-    default_adapter = "upbeat-b0.1" if "upbeat-b0.1" in names else (names[0] if names else None)
+    default_adapter = registry.default_adapter(names)
     # In this process, or on the Ray cluster PLAYGROUND_RAY_ADDRESS names (off by default; docs/distributed.md)
     run_sweep, run_controls = app_runner(SERVE.ray_address)
     judges = available_judges()
@@ -304,7 +305,7 @@ def build_tradeoff_tab(pg) -> None:
     estimate.value = estimate_text(*[box.value for box in inputs])  # before anything is touched
     for box in inputs:
         box.change(estimate_text, inputs, estimate, api_visibility="private", show_progress="hidden",
-                   concurrency_id="estimates", concurrency_limit=1, trigger_mode="always_last")  # in order: the last wins
+                   **pools.ESTIMATES)  # in order: the last wins
     outputs = [table, frontier, diversity, metrics, overopt, warning, files, samples_df, summary]
     assert len(outputs) == len(SWEEP_OUTPUTS)
     runs = [run_btn, compare_btn]

@@ -14,12 +14,12 @@ import gradio as gr
 
 from playground.feedback.training import TrainingError, VoteTraining
 from playground.settings.votes import TrainingSettings
+from ui import pools
 from ui.components import Number, Slider, Textbox, adapter_pickers
 from ui.first_screen import adapter_choices
 from ui.jobs import JobControl, run_job, session_key
 
-QUICK = {"concurrency_id": "adapter-pickers", "concurrency_limit": None, "show_progress": "hidden",
-         "api_visibility": "private"}
+QUICK = pools.quick("adapter-pickers")
 EXPLAIN = """**Train an adapter from these votes.** DPO on every decisive vote (ties and both-bad are dropped): the
 preferred answer is *chosen*, the other *rejected*, and a LoRA adapter learns the difference at your β. It runs in the
 background on this server's CPU (≈ 11–16 s per step for the shipped model), one job at a time; **Cancel** or closing
