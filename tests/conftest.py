@@ -17,7 +17,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 # A test whose call takes longer than this carries a mark saying why (the summary names those that do not).
 LONG_TEST_S = 10.0
-LONG_MARKS = {"slow", "browser", "model", "app"}
+LONG_MARKS = {"slow", "browser", "model", "app", "ray"}
 _long_unmarked: list[tuple[str, float]] = []
 
 
@@ -26,6 +26,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "browser: real headless Chromium tests (deselect: -m 'not browser')")
     config.addinivalue_line("markers", "model: tests on the shipped embedded model (deselect: -m 'not model')")
     config.addinivalue_line("markers", "app: tests that launch the app and drive it over HTTP (deselect: -m 'not app')")
+    config.addinivalue_line("markers", "ray: tests on a local Ray cluster the test starts (deselect: -m 'not ray')")
 
 
 def pytest_runtest_logreport(report):

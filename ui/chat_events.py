@@ -21,7 +21,7 @@ from playground.chat.share import link_query, parse_link
 from playground.chat.shared_answers import compare, row_record, shown_conversation
 from playground.settings.validation import InputError
 from ui import pools
-from ui.components import Dropdown, plain
+from ui.components import Dropdown, TranscriptEvent, plain
 from ui.transcript import LOADING, SHORT, render
 
 # Runs in the browser after the server made the link's query: full URL, copied to the clipboard where allowed.
@@ -169,8 +169,8 @@ def wire_prefer(service, transcript, conv_state, column_api, api_trigger, api_re
         new = mark_preferred(conv, column)
         return render(new), new, ids
 
-    def on_select(conv, evt: gr.EventData, request: gr.Request):
-        column = (evt._data or {}).get("column")
+    def on_select(conv, evt: TranscriptEvent, request: gr.Request):
+        column = evt.column
         try:
             html, new, ids = prefer(conv, column, request)
         except (FeedbackError, FeedbackUnavailable) as err:

@@ -26,7 +26,7 @@ from playground.settings.validation import InputError, decode_settings
 from playground.chat.shared_answers import SharedAnswers
 from ui import pools
 from ui.chat_events import StreamEvents, verify_replay, wire_prefer
-from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider, plain
+from ui.components import ADAPTER_PICKER, Dropdown, Number, Radio, Slider, TranscriptEvent, plain
 from ui.duel_panel import build_duel_panel
 from ui.first_screen import JARGON, adapter_choices, limits_table
 from ui.first_screen import default_adapter as first_adapter
@@ -186,22 +186,21 @@ def build_chat_tab(pg, service=None, shared_store=None) -> None:
         if asks:  # the edited question is sent: editing ends
             checked.success(lambda: no_edit, None, [editing, edit_row], **QUICK)
 
-    def on_transcript_click(conv, evt: gr.EventData, request: gr.Request):
-        data = evt._data or {}
-        action = data.get("action")
+    def on_transcript_click(conv, evt: TranscriptEvent, request: gr.Request):
+        action = evt.action
         if action not in ("continue", "regen") or not conv.rows or conv.rows[-1].streaming:
             raise gr.Error(f"nothing to {'regenerate' if action == 'regen' else 'continue'}", print_exception=False)
         STOPS.clear(request.session_hash)
         if action == "regen":
-            column = data.get("column")
+            column = evt.column
             if column not in COLUMNS:
                 raise gr.Error(f"column: must be one of {', '.join(COLUMNS)}; got {plain(repr(column))}",
                                print_exception=False)
             return TurnAction("regenerate_column", column=column)
         return TurnAction("continue")
 
-    def on_edit(conv, evt: gr.EventData):
-        turn = (evt._data or {}).get("turn")
+    def on_edit(conv, evt: TranscriptEvent):
+        turn = evt.turn
         if conv.rows and conv.rows[-1].streaming:
             raise gr.Error("still answering: press Stop or wait, then edit", print_exception=False)
         if not isinstance(turn, int) or isinstance(turn, bool) or not 0 <= turn < conv.turns:

@@ -68,3 +68,16 @@ ADAPTER_PICKER = "adapter-picker"  # elem_classes of every adapter dropdown: ref
 def adapter_pickers(demo: gr.Blocks) -> list[gr.Dropdown]:
     """The adapter dropdowns of every tab (marked with ADAPTER_PICKER), in the order they were built."""
     return [b for b in demo.blocks.values() if isinstance(b, gr.Dropdown) and ADAPTER_PICKER in (b.elem_classes or [])]
+
+
+class TranscriptEvent(gr.EventData):
+    """What a link in the transcript asked for (its js_on_load sends `{action, column, turn}` with the event).
+
+    Gradio builds the event-data class a handler's annotation names with (target, data), as for its own
+    `SelectData`, so the handler reads typed fields, not Gradio's private `_data`. Missing fields are None;
+    the handler checks them (the browser's message is user input)."""
+
+    def __init__(self, target, data) -> None:
+        super().__init__(target, data)
+        data = data if isinstance(data, dict) else {}
+        self.action, self.column, self.turn = data.get("action"), data.get("column"), data.get("turn")

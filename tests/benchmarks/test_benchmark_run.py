@@ -2,11 +2,15 @@
 build): every section writes its keys, on the default weight path."""
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+pytestmark = pytest.mark.model
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ["weights", "realigned_tok_s", "realigned_ttft_s", "side_by_side_tok_s", "sweep16_row_tok_s", "sweep64_row_tok_s",

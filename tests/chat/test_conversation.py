@@ -99,8 +99,8 @@ def test_streaming_answers_show_a_live_token_count_and_speed(tiny_playground):
             assert cell.live == f"{answers[c].tokens} tokens · {answers[c].tokens_per_s:.0f} tok/s"
             assert f'<div class="ro-live">{cell.live}</div>' in html and cell.readout == f"… {cell.live}"
             counts[c].append(answers[c].tokens)
-    for c, seen in counts.items():  # one more token at each step while it streamed
-        assert seen and seen == list(range(1, len(seen) + 1)), c
+    for c, seen in counts.items():  # more tokens at each update while it streamed (the scheduler coalesces
+        assert seen and seen[0] >= 1 and all(a < b for a, b in zip(seen, seen[1:])), c  # steps a slow reader missed)
     assert "ro-live" not in render(conv)  # done: the full readout replaces it
     assert all(re.search(r"\d+ tokens, \d+ tok/s", r[-1]) for r in conv.readouts.values())
 

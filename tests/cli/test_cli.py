@@ -46,6 +46,7 @@ def installed() -> list[str]:
     return [a.name for a in registry.installed_adapters()]
 
 
+@pytest.mark.model
 @pytest.mark.skipif(not installed(), reason="no trained adapter installed in models/adapters")
 def test_generate_json_endpoints_match_plain_greedy(shipped_tokenizer_dir):
     """λ = 0 at T = 0 is greedy decoding of the base model; λ = 1 is greedy base+adapter (peft)."""

@@ -22,6 +22,8 @@ from playground.distributed.shards import ProbeShard
 from playground.probes import generation as gen
 from playground.probes.registry import get_probe
 
+pytestmark = pytest.mark.ray
+
 
 def _args(module, *argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()

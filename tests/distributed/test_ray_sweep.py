@@ -27,6 +27,8 @@ from playground.judges.judges import available_judges
 from playground.tradeoff.sweep import SweepCancelled, run_sweep
 from playground.settings.validation import sweep_settings
 
+pytestmark = pytest.mark.ray
+
 PROMPTS = ["Tell me something about cats.", "Give me a tip for a rainy day.", "What is a good name for a boat?",
            "How do bees make honey?"]
 
@@ -125,6 +127,7 @@ def test_an_actor_killed_mid_shard_has_its_shard_retried_once_on_another(cluster
     assert differences(result.rows, single.rows) == [] and differences(result.samples, single.samples) == []  # once, and correct
 
 
+@pytest.mark.slow  # 13 s; the retry-once path runs by default (actor killed mid-shard)
 def test_a_shard_whose_actors_die_twice_is_an_error_naming_it(cluster, spec, tmp_path, tiny_playground):
     killed: list[int] = []
 

@@ -144,3 +144,17 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'votes.sqlite3'}"
     server = _server(request.getfixturevalue("pg_server"))
     return server.url(server.create_database())
+
+
+# The app-process reliability tests on PostgreSQL repeat their SQLite twins (≈ 55 s together): opt-in; the
+# store's own PostgreSQL tests (tests/feedback/test_store.py, test_crash_safety.py) still run by default.
+SLOW_ON_POSTGRESQL = ("test_reliability.py::test_no_acknowledged_vote_is_lost_when_the_server_is_killed",
+                      "test_reliability.py::test_concurrent_voters_store_exactly_every_vote")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "[postgresql" in item.nodeid and any(name in item.nodeid for name in SLOW_ON_POSTGRESQL):
+            item.add_marker(pytest.mark.slow)
+            if not config.getoption("--runslow"):
+                item.add_marker(pytest.mark.skip(reason="slow: opt in with --runslow"))

@@ -25,6 +25,8 @@ from sqlalchemy import text
 from playground.feedback.store import VoteStore
 from tests.test_app import free_port
 
+pytestmark = pytest.mark.app
+
 REPO = Path(__file__).resolve().parents[2]
 OUTCOMES = ("a", "b", "tie", "both_bad")
 SAVED = re.compile(r"vote #(\d+) \((\w+)\) saved")

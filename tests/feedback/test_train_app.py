@@ -16,6 +16,8 @@ from tests.feedback.factory import make_vote
 from tests.feedback.test_reliability import app_process
 from tests.test_app import GOOD, launch
 
+pytestmark = pytest.mark.app
+
 
 def _block(demo, elem_id):
     return next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id)

@@ -241,6 +241,7 @@ def test_the_trainer_session_yields_the_cpu_to_the_app():
     assert out.strip().endswith("nice 10"), out  # "/autogroup-N nice 10": the session's weight
 
 
+@pytest.mark.slow  # 20 s of real DPO; the trainer's contract runs by default on the fake trainer
 def test_real_training_on_the_tiny_model(pg, votes_url, tmp_path):
     """models/train_adapter.py pairs, train, export on the tiny model (≈ 20 s here): the adapter loads and decodes."""
     settings = TrainingSettings(allowed=True, adapters_dir=tmp_path / "adapters", min_votes=5)

@@ -43,6 +43,7 @@ def test_int4_is_refused_with_the_reason_where_there_are_no_q4_1_blocks(tiny_mod
     assert load_base(str(tiny_model_dir), int4="auto").int4 is None  # auto falls back to the dense weights
 
 
+@pytest.mark.model
 def test_auto_runs_the_shipped_gguf_on_int4_close_to_float32(shipped_tokenizer_dir):
     """The default weight path on the shipped model is its own Q4_1 blocks (where the kernel runs), and every
     answer says so; teacher-forced along the float32 greedy answer at λ = 1.5 it stays close to the float32

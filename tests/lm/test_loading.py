@@ -36,6 +36,7 @@ def test_missing_model_names_the_path(source, message):
         load_base(source)
 
 
+@pytest.mark.model
 def test_embedded_default_matches_the_gguf(shipped_tokenizer_dir):
     """The cached plain model computes exactly what transformers' GGUF loader gives (same weights)."""
     from transformers import AutoModelForCausalLM

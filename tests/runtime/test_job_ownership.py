@@ -21,6 +21,8 @@ from playground.settings.server import SERVE
 from tests.conftest import engine_idle
 from tests.test_app import serve
 
+pytestmark = pytest.mark.app
+
 SWEEP = ["a", "Typed (one per line)", "Tell me about cats.\nAnd dogs?", None, "λ", "0,1", "1", 8, 256, "", "", 0]
 GRACE_S = 2.0
 

@@ -12,6 +12,7 @@ from tests.test_app import serve
 pytestmark = pytest.mark.browser
 
 
+@pytest.mark.slow  # 50 s; chat, errors, share replay and the phone are covered by tests/ui/test_chat_ux.py
 @pytest.mark.skipif(chromium_path() is None, reason="Debian chromium is not installed")
 def test_browser_side_by_side(tiny_playground, tmp_path):
     pytest.importorskip("playwright")
