@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -63,6 +64,22 @@ def slow_engine(engine, monkeypatch, delay: float = 0.02) -> dict:
 
     monkeypatch.setattr(engine, name, slow_counting)
     return count
+
+
+def slow_steps(pg, monkeypatch, delay_s: float) -> list[int]:
+    """Count decoding steps (`pg.stream`, what sweeps, probes and duels decode through), each slowed by `delay_s`,
+    so a job outlives a cancel or a grace period; the count is `[n]`, read while the job runs."""
+    seen = [0]
+    stream = pg.stream
+
+    def slow_counting_stream(requests, should_stop=lambda: False):
+        for streams in stream(requests, should_stop=should_stop):
+            seen[0] += 1
+            time.sleep(delay_s)
+            yield streams
+
+    monkeypatch.setattr(pg, "stream", slow_counting_stream)
+    return seen
 
 
 def chat(client, **over):

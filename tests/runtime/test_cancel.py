@@ -5,23 +5,13 @@ import time
 
 import pytest
 
-from tests.test_app import app_url, client  # noqa: F401  (fixtures)
+from tests.test_app import app_url, client, slow_steps  # noqa: F401  (fixtures)
 
 
 @pytest.fixture()
 def steps(tiny_playground, monkeypatch):
     """Count decoding steps, slowed to 20 ms each so a job outlives the cancel."""
-    seen = [0]
-    stream = tiny_playground.stream
-
-    def slow_counting_stream(requests, should_stop=lambda: False):
-        for streams in stream(requests, should_stop=should_stop):
-            seen[0] += 1
-            time.sleep(0.02)
-            yield streams
-
-    monkeypatch.setattr(tiny_playground, "stream", slow_counting_stream)
-    return seen
+    return slow_steps(tiny_playground, monkeypatch, 0.02)
 
 
 def cancelled_job_stops(job, counter) -> None:

@@ -19,7 +19,7 @@ import pytest
 import playground.runtime.job_owners as owners
 from playground.settings.server import SERVE
 from tests.conftest import engine_idle
-from tests.test_app import serve
+from tests.test_app import serve, slow_steps
 
 pytestmark = pytest.mark.app
 
@@ -32,21 +32,6 @@ def app(tiny_playground):
     demo, url = serve(tiny_playground)
     yield demo, url
     demo.close()
-
-
-def slow_steps(pg, monkeypatch, delay_s: float) -> list[int]:
-    """Count decoding steps (`pg.stream`, what sweeps, probes and duels decode through), each slowed by `delay_s`."""
-    seen = [0]
-    stream = pg.stream
-
-    def slow_counting_stream(requests, should_stop=lambda: False):
-        for streams in stream(requests, should_stop=should_stop):
-            seen[0] += 1
-            time.sleep(delay_s)
-            yield streams
-
-    monkeypatch.setattr(pg, "stream", slow_counting_stream)
-    return seen
 
 
 @pytest.fixture()

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.browser import chromium_path, open_page
-from tests.test_app import serve
+from tests.test_app import serve, slow_steps
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(chromium_path() is None, reason="Debian chromium is not installed")]
 
@@ -101,16 +101,7 @@ def test_the_sweep_table_fits_a_phone_and_shows_every_column_on_demand(app, brow
 
 
 def test_the_sweep_cancel_shows_only_while_it_runs_and_says_cancelled(app, browser, tiny_playground, monkeypatch):
-    seen = [0]
-    stream = tiny_playground.stream
-
-    def slow(requests, should_stop=lambda: False):
-        for streams in stream(requests, should_stop=should_stop):
-            seen[0] += 1
-            time.sleep(0.05)
-            yield streams
-
-    monkeypatch.setattr(tiny_playground, "stream", slow)
+    seen = slow_steps(tiny_playground, monkeypatch, 0.05)
     page = open_page(browser, app)
     small_sweep(page, "256")
     cancel = page.locator("#sweep-cancel")
